@@ -1,0 +1,159 @@
+"""The index contract: column names and Arrow types of the three column tiers.
+
+Every other module imports its column names and types from here, so the format is defined once.
+
+Tiers (see ARCHITECTURE.md):
+
+1. required: ``id``, ``datetime``, ``geometry`` (WKB, CRS84), ``assets``
+   (band -> {href, band_index});
+2. derived when missing: ``scene_bbox``, ``bbox_minx/miny/maxx/maxy``, ``year``, ``month``;
+3. COG acceleration: one ``{band}_metadata`` struct per band (null = not enriched), plus the
+   ``enrich_errors`` map (band -> message) of the last enrichment;
+
+and any user column, which survives every load, filter and write.
+
+Extensions to the upstream contract, all trailing fields of the metadata struct so that a
+reader of the upstream fields sees them unchanged:
+
+- ``crs_epsg`` int32: EPSG code from the GeoKeyDirectory (null when the file has no EPSG code);
+- ``jpeg_tables`` binary: the JPEGTables tag (347) of JPEG-compressed files, needed to decode
+  abbreviated JPEG tiles;
+- ``overviews`` list<struct<width, height, tile_width, tile_height>>: the reduced-resolution
+  IFDs of the file, full resolution excluded, largest first;
+- ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ID",
+    "DATETIME",
+    "START_DATETIME",
+    "END_DATETIME",
+    "GEOMETRY",
+    "ASSETS",
+    "SCENE_BBOX",
+    "BBOX_COLUMNS",
+    "YEAR",
+    "MONTH",
+    "PARTITION_COLUMNS",
+    "ENRICH_ERRORS",
+    "EPSG",
+    "CLOUD_COVER",
+    "CLOUD_COVER_COLUMNS",
+    "METADATA_SUFFIX",
+    "REQUIRED_COLUMNS",
+    "ASSET_TYPE",
+    "DATETIME_TYPE",
+    "OVERVIEW_TYPE",
+    "METADATA_TYPE",
+    "METADATA_FIELDS",
+    "ENRICH_ERRORS_TYPE",
+    "assets_type",
+    "metadata_column",
+    "band_of_metadata_column",
+    "metadata_bands",
+    "is_metadata_column",
+]
+
+FORMAT_VERSION = "1.0"
+
+# --- tier 1: required -------------------------------------------------------------------
+ID = "id"
+DATETIME = "datetime"
+START_DATETIME = "start_datetime"
+END_DATETIME = "end_datetime"
+GEOMETRY = "geometry"
+ASSETS = "assets"
+REQUIRED_COLUMNS = (ID, DATETIME, GEOMETRY, ASSETS)
+
+DATETIME_TYPE = pa.timestamp("us", tz="UTC")
+ASSET_TYPE = pa.struct([pa.field("href", pa.string()), pa.field("band_index", pa.int32())])
+
+
+def assets_type(bands: list[str] | tuple[str, ...]) -> pa.StructType:
+    """The ``assets`` struct type for the given band codes (one asset struct per band)."""
+    return pa.struct([pa.field(band, ASSET_TYPE) for band in bands])
+
+
+# --- tier 2: derived ----------------------------------------------------------------------
+SCENE_BBOX = "scene_bbox"
+BBOX_COLUMNS = ("bbox_minx", "bbox_miny", "bbox_maxx", "bbox_maxy")
+YEAR = "year"
+MONTH = "month"
+PARTITION_COLUMNS = (YEAR, MONTH)
+SCENE_BBOX_TYPE = pa.list_(pa.float64(), 4)
+
+# --- well-known optional columns ---------------------------------------------------------
+EPSG = "proj:epsg"
+CLOUD_COVER = "eo:cloud_cover"
+CLOUD_COVER_COLUMNS = ("eo:cloud_cover", "cloud_cover")
+
+# --- tier 3: COG acceleration ---------------------------------------------------------------
+METADATA_SUFFIX = "_metadata"
+ENRICH_ERRORS = "enrich_errors"
+ENRICH_ERRORS_TYPE = pa.map_(pa.string(), pa.string())
+
+OVERVIEW_TYPE = pa.struct(
+    [
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("tile_width", pa.int32()),
+        pa.field("tile_height", pa.int32()),
+    ]
+)
+
+METADATA_TYPE = pa.struct(
+    [
+        pa.field("image_width", pa.int32()),
+        pa.field("image_height", pa.int32()),
+        pa.field("tile_width", pa.int32()),
+        pa.field("tile_height", pa.int32()),
+        pa.field("dtype", pa.string()),
+        pa.field("transform", pa.list_(pa.float64())),
+        pa.field("predictor", pa.int32()),
+        pa.field("compression", pa.int32()),
+        pa.field("tile_offsets", pa.list_(pa.int64())),
+        pa.field("tile_byte_counts", pa.list_(pa.int64())),
+        pa.field("pixel_scale", pa.list_(pa.float64())),
+        pa.field("tiepoint", pa.list_(pa.float64())),
+        pa.field("nodata", pa.float64()),
+        pa.field("samples_per_pixel", pa.int32()),
+        pa.field("planar_configuration", pa.int32()),
+        pa.field("photometric", pa.int32()),
+        pa.field("extra_samples", pa.list_(pa.int32())),
+        # extensions (documented in the module docstring)
+        pa.field("crs_epsg", pa.int32()),
+        pa.field("jpeg_tables", pa.binary()),
+        pa.field("overviews", pa.list_(OVERVIEW_TYPE)),
+        pa.field("header_bytes", pa.int64()),
+    ]
+)
+METADATA_FIELDS = tuple(f.name for f in METADATA_TYPE)
+
+
+def metadata_column(band: str) -> str:
+    """Name of the COG metadata column of ``band`` (``B04`` -> ``B04_metadata``)."""
+    return f"{band}{METADATA_SUFFIX}"
+
+
+def is_metadata_column(name: str, dtype: pa.DataType | None = None) -> bool:
+    """Whether a column is a ``{band}_metadata`` struct (by name, and by type when given)."""
+    if not name.endswith(METADATA_SUFFIX) or name == METADATA_SUFFIX:
+        return False
+    return dtype is None or pa.types.is_struct(dtype)
+
+
+def band_of_metadata_column(name: str) -> str:
+    """Band code of a ``{band}_metadata`` column name."""
+    return name[: -len(METADATA_SUFFIX)]
+
+
+def metadata_bands(schema: pa.Schema) -> list[str]:
+    """Bands that have a metadata column in ``schema``, in schema order."""
+    return [
+        band_of_metadata_column(f.name) for f in schema if is_metadata_column(f.name, f.type)
+    ]
