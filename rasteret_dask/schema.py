@@ -15,9 +15,15 @@ and any user column, which survives every load, filter and write.
 Extensions to the upstream contract, all trailing fields of the metadata struct so that a
 reader of the upstream fields sees them unchanged:
 
+- ``dtype`` is the NumPy dtype name (``"uint16"``) for little-endian files and the explicit
+  big-endian string (``">u2"``) for big-endian ones; ``np.dtype(dtype)`` reads both;
+- ``transform`` holds the six affine coefficients in rasterio/``affine`` order (a, b, c, d, e, f),
+  pixel-corner based (GDAL's PixelIsPoint half-pixel shift already applied);
 - ``crs_epsg`` int32: EPSG code from the GeoKeyDirectory (null when the file has no EPSG code);
 - ``jpeg_tables`` binary: the JPEGTables tag (347) of JPEG-compressed files, needed to decode
   abbreviated JPEG tiles;
+- ``lerc_parameters`` list<int32>: the LercParameters tag (50674) of LERC files: [version,
+  additional compression (0 none, 1 deflate, 2 zstd)];
 - ``overviews`` list<struct<width, height, tile_width, tile_height>>: the reduced-resolution
   IFDs of the file, full resolution excluded, largest first;
 - ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics).
@@ -128,6 +134,7 @@ METADATA_TYPE = pa.struct(
         # extensions (documented in the module docstring)
         pa.field("crs_epsg", pa.int32()),
         pa.field("jpeg_tables", pa.binary()),
+        pa.field("lerc_parameters", pa.list_(pa.int32())),
         pa.field("overviews", pa.list_(OVERVIEW_TYPE)),
         pa.field("header_bytes", pa.int64()),
     ]
