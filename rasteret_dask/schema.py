@@ -12,6 +12,10 @@ Tiers (see ARCHITECTURE.md):
 
 and any user column, which survives every load, filter and write.
 
+Also derived: ``bbox`` struct<xmin, ymin, xmax, ymax> (``geometry_bbox`` when the input already
+has an unrelated ``bbox`` column), the GeoParquet 1.1 bbox covering column that other readers
+(DuckDB, GDAL, geopandas) use for pushdown; the scalar ``bbox_*`` columns serve Arrow filters.
+
 Extensions to the upstream contract, all trailing fields of the metadata struct so that a
 reader of the upstream fields sees them unchanged:
 
@@ -42,6 +46,10 @@ __all__ = [
     "GEOMETRY",
     "ASSETS",
     "SCENE_BBOX",
+    "SCENE_BBOX_TYPE",
+    "BBOX_STRUCT",
+    "BBOX_STRUCT_FALLBACK",
+    "BBOX_STRUCT_TYPE",
     "BBOX_COLUMNS",
     "YEAR",
     "MONTH",
@@ -92,6 +100,12 @@ YEAR = "year"
 MONTH = "month"
 PARTITION_COLUMNS = (YEAR, MONTH)
 SCENE_BBOX_TYPE = pa.list_(pa.float64(), 4)
+# GeoParquet 1.1 bbox covering: a struct column (stac-geoparquet's convention); extension.
+BBOX_STRUCT = "bbox"
+BBOX_STRUCT_FALLBACK = "geometry_bbox"
+BBOX_STRUCT_TYPE = pa.struct(
+    [pa.field(n, pa.float64()) for n in ("xmin", "ymin", "xmax", "ymax")]
+)
 
 # --- well-known optional columns ---------------------------------------------------------
 EPSG = "proj:epsg"

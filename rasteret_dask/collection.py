@@ -1,0 +1,286 @@
+"""The ``Collection``: a lazy, filterable view of an index, and the face of every layer below it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from . import schema as S
+from .index import filters as F
+from .index.geoparquet import CollectionInfo
+from .index.normalize import normalize_table
+from .index.storage import open_dataset, partitioning, write_partitioned
+
+__all__ = ["Collection", "build_collection_from_table", "load"]
+
+
+class Collection:
+    """A set of records (scenes) with COG assets, backed by an Arrow dataset and a filter."""
+
+    def __init__(
+        self,
+        dataset: ds.Dataset,
+        info: CollectionInfo,
+        *,
+        path: str | None = None,
+        filter: ds.Expression | None = None,
+    ) -> None:
+        self._dataset = dataset
+        self.info = info
+        self.path = path
+        self.filter = filter
+
+    # --- identity -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def data_source(self) -> str | None:
+        return self.info.data_source
+
+    @property
+    def description(self) -> str | None:
+        return self.info.description
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path else " (in memory)"
+        filt = f", filter={self.filter}" if self.filter is not None else ""
+        return f"<Collection {self.name!r}{where}, bands={self.bands}{filt}>"
+
+    # --- data access ----------------------------------------------------------------
+    @property
+    def schema(self) -> pa.Schema:
+        """The dataset schema (partition keys included)."""
+        return self._dataset.schema
+
+    @property
+    def dataset(self) -> ds.Dataset:
+        """The ``pyarrow.dataset.Dataset`` of this collection, with its filter applied."""
+        return self._dataset if self.filter is None else self._dataset.filter(self.filter)
+
+    def _ordered_columns(self, columns: Sequence[str] | None) -> list[str]:
+        if columns is not None:
+            return list(columns)
+        names = self.schema.names
+        order = [c for c in self.info.extra.get("column_order", []) if c in names]
+        return order + [c for c in names if c not in order]
+
+    def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Materialise the (filtered) records as an Arrow table, in the stored column order."""
+        table = self._dataset.to_table(columns=self._ordered_columns(columns), filter=self.filter)
+        return table.replace_schema_metadata(None)
+
+    def fragments(self) -> list[ds.Fragment]:
+        """The files (one per partition) that the filter can match: pruned by partition keys."""
+        return list(self._dataset.get_fragments(filter=self.filter))
+
+    def __len__(self) -> int:
+        return self._dataset.count_rows(filter=self.filter)
+
+    def head(self, n: int = 5) -> pa.Table:
+        """The first ``n`` records."""
+        return self._dataset.head(n, columns=self._ordered_columns(None), filter=self.filter)
+
+    @property
+    def bands(self) -> list[str]:
+        """Band codes of the ``assets`` struct."""
+        return [f.name for f in self.schema.field(S.ASSETS).type]
+
+    @property
+    def enriched_bands(self) -> list[str]:
+        """Bands that have a ``{band}_metadata`` column."""
+        return S.metadata_bands(self.schema)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """Union bbox of the (filtered) footprints in CRS84, read from the bbox columns only."""
+        table = self._dataset.to_table(columns=list(S.BBOX_COLUMNS), filter=self.filter)
+        if table.num_rows == 0:
+            return None
+        mins = [pc.min(table[c]).as_py() for c in S.BBOX_COLUMNS[:2]]
+        maxs = [pc.max(table[c]).as_py() for c in S.BBOX_COLUMNS[2:]]
+        return (mins[0], mins[1], maxs[0], maxs[1])
+
+    @property
+    def epsg(self) -> list[int]:
+        """Distinct EPSG codes of the records (``proj:epsg``, else the enriched headers)."""
+        codes: set[int] = set()
+        if S.EPSG in self.schema.names:
+            column = self._dataset.to_table(columns=[S.EPSG], filter=self.filter)[S.EPSG]
+            codes.update(int(v) for v in pc.unique(column.drop_null()).to_pylist())
+        if not codes:
+            for band in self.enriched_bands:
+                column = self._dataset.to_table(
+                    columns={"e": pc.struct_field(ds.field(S.metadata_column(band)), "crs_epsg")},
+                    filter=self.filter,
+                )["e"]
+                codes.update(int(v) for v in pc.unique(column.drop_null()).to_pylist())
+        return sorted(codes)
+
+    def date_range(self) -> tuple[Any, Any] | None:
+        """(first, last) datetime of the (filtered) records."""
+        column = self._dataset.to_table(columns=[S.DATETIME], filter=self.filter)[S.DATETIME]
+        if len(column) == column.null_count:
+            return None
+        return pc.min(column).as_py(), pc.max(column).as_py()
+
+    def describe(self) -> dict[str, Any]:
+        """A summary: records, partitions, date range, bounds, bands, enrichment per band."""
+        enriched = {}
+        for band in self.enriched_bands:
+            col = self._dataset.to_table(columns=[S.metadata_column(band)], filter=self.filter)
+            enriched[band] = int(col.num_rows - col.column(0).null_count)
+        return {
+            "name": self.name,
+            "data_source": self.data_source,
+            "records": len(self),
+            "partitions": len(self.fragments()),
+            "date_range": self.date_range(),
+            "bounds": self.bounds,
+            "bands": self.bands,
+            "epsg": self.epsg,
+            "enriched": enriched,
+            "columns": self.schema.names,
+        }
+
+    # --- filtering ------------------------------------------------------------------
+    def where(self, expression: ds.Expression) -> Collection:
+        """A new Collection restricted by a ``pyarrow.compute`` expression (pushed down)."""
+        combined = F.and_all([self.filter, expression])
+        return Collection(self._dataset, self.info, path=self.path, filter=combined)
+
+    def subset(
+        self,
+        *,
+        cloud_cover_lt: float | None = None,
+        date_range: Sequence[Any] | None = None,
+        bbox: Sequence[float] | None = None,
+        geometries: Any = None,
+        split: str | Sequence[str] | None = None,
+        split_column: str = "split",
+        **equals: Any,
+    ) -> Collection:
+        """A new Collection of the records matching every given condition."""
+        names = self.schema.names
+        for column in [*equals, *([split_column] if split is not None else [])]:
+            if column not in names:
+                raise ValueError(f"unknown column {column!r}; the collection has {names}")
+        parts: list[ds.Expression | None] = []
+        if cloud_cover_lt is not None:
+            parts.append(ds.field(F.cloud_cover_column(self.schema)) < float(cloud_cover_lt))
+        if date_range is not None:
+            parts.append(F.date_range_expression(date_range))
+        if bbox is not None:
+            parts.append(F.bbox_expression(bbox))
+        if split is not None:
+            parts.append(F.equals_expression(split_column, split))
+        parts.extend(F.equals_expression(k, v) for k, v in equals.items())
+        result = self.where(F.and_all(parts)) if any(p is not None for p in parts) else self
+        if geometries is not None:
+            result = result._intersecting(geometries)
+        return result
+
+    def _intersecting(self, geometries: Any) -> Collection:
+        """Exact footprint intersection: bbox pushdown, then shapely on the remaining rows."""
+        import shapely
+
+        from .plan.geometry import coerce_geometries
+
+        shapes = coerce_geometries(geometries)
+        union = shapely.union_all(shapes)
+        narrowed = self.where(F.bbox_expression(shapely.bounds(union).tolist()))
+        table = narrowed._dataset.to_table(columns=[S.ID, S.GEOMETRY], filter=narrowed.filter)
+        footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
+        hits = table[S.ID].filter(pa.array(shapely.intersects(footprints, union)))
+        return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits.combine_chunks()))
+
+    # --- conversion and storage -----------------------------------------------------
+    def to_dask_geopandas(self):
+        """A dask-geopandas GeoDataFrame with one partition per file (per year/month)."""
+        import dask.dataframe as dd
+        import dask_geopandas  # noqa: F401  (registers the geopandas dispatch for dask)
+
+        columns = self._ordered_columns(None)
+        fragments = self.fragments() if self.path else [None]
+        reader = _FragmentReader(self.path, self._dataset if not self.path else None,
+                                 columns, self.filter)
+        meta = _to_geodataframe(self._dataset.schema.empty_table().select(columns))
+        return dd.from_map(reader, [getattr(f, "path", None) for f in fragments], meta=meta)
+
+    def export(self, path: str | os.PathLike, partition_by: Sequence[str] = S.PARTITION_COLUMNS) -> Collection:
+        """Write a hive-partitioned GeoParquet dataset atomically and return it loaded."""
+        table = self.to_table()
+        date = self.date_range()
+        info = dataclasses.replace(
+            self.info,
+            bands=tuple(self.bands),
+            date_range=None if date is None else (date[0].isoformat(), date[1].isoformat()),
+            extra={**self.info.extra, "column_order": table.column_names},
+        )
+        write_partitioned(table, path, info, partition_by=partition_by)
+        return load(path)
+
+
+class _FragmentReader:
+    """Reads one partition file into a GeoDataFrame inside a dask task (picklable)."""
+
+    def __init__(self, root, dataset, columns, filter) -> None:
+        self.root, self.dataset, self.columns, self.filter = root, dataset, columns, filter
+
+    def __call__(self, file: str | None):
+        if file is None:
+            table = self.dataset.to_table(columns=self.columns, filter=self.filter)
+        else:
+            dataset, _ = open_dataset(self.root)
+            one = ds.dataset([file], schema=dataset.schema, format="parquet",
+                             partitioning=partitioning(), partition_base_dir=str(self.root))
+            table = one.to_table(columns=self.columns, filter=self.filter)
+        return _to_geodataframe(table)
+
+
+def _to_geodataframe(table: pa.Table):
+    import geopandas as gpd
+
+    frame = table.drop_columns([S.GEOMETRY]).to_pandas()
+    geometry = gpd.GeoSeries.from_wkb(
+        np.asarray(table[S.GEOMETRY].to_numpy(zero_copy_only=False), dtype=object), crs="OGC:CRS84"
+    )
+    return gpd.GeoDataFrame(frame, geometry=geometry.values, crs="OGC:CRS84")
+
+
+def build_collection_from_table(
+    table: Any, *, name: str, data_source: str | None = None, description: str | None = None
+) -> Collection:
+    """Validate and normalise a table (Arrow, pandas, geopandas) into an in-memory Collection."""
+    normalized = normalize_table(table)
+    info = CollectionInfo(
+        name=name, data_source=data_source, description=description,
+        bands=tuple(f.name for f in normalized.schema.field(S.ASSETS).type),
+        extra={"column_order": normalized.column_names},
+    )
+    return Collection(ds.dataset(normalized), info)
+
+
+def load(path: str | os.PathLike, *, name: str | None = None, data_source: str | None = None) -> Collection:
+    """Open an exported index (partitioned directory) or a single (Geo)Parquet file lazily."""
+    dataset, info = open_dataset(path)
+    missing = [c for c in (S.ID, S.GEOMETRY, S.ASSETS) if c not in dataset.schema.names]
+    if S.DATETIME not in dataset.schema.names and S.START_DATETIME not in dataset.schema.names:
+        missing.append(S.DATETIME)
+    if missing:
+        raise ValueError(f"{path} is not a collection index: missing required column(s) {missing}")
+    if info is None:
+        info = CollectionInfo(name=name or Path(str(path)).stem)
+    updates = {k: v for k, v in (("name", name), ("data_source", data_source)) if v is not None}
+    if updates:
+        info = dataclasses.replace(info, **updates)
+    return Collection(dataset, info, path=str(path))

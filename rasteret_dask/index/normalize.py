@@ -1,0 +1,322 @@
+"""Validate an input table against the index contract and derive the missing columns.
+
+Accepts Arrow tables (and anything Arrow can import), pandas and geopandas frames; assets as a
+struct, a map or a JSON string column; geometry as WKB, GeoArrow WKB, WKT or shapely objects.
+Every user column survives with its type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from .. import schema as S
+
+__all__ = ["as_arrow_table", "normalize_table", "conform_metadata_array", "MAX_REPORTED_IDS"]
+
+MAX_REPORTED_IDS = 5
+
+
+class _Problems:
+    """Collects every contract violation so one ValueError can name them all."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            lines = "\n".join(f"  - {m}" for m in self.items)
+            raise ValueError(f"table does not satisfy the collection contract:\n{lines}")
+
+
+def as_arrow_table(data: Any) -> pa.Table:
+    """Turn an Arrow table/batch, a (geo)pandas frame or an Arrow stream into a ``pa.Table``."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas ships with the dependencies
+        pd = None
+    if pd is not None and isinstance(data, pd.DataFrame):
+        frame = data.copy()
+        for column in frame.columns:
+            values = frame[column]
+            if values.dtype == object or str(values.dtype) == "geometry":
+                sample = values.dropna()
+                if len(sample) and isinstance(sample.iloc[0], shapely.Geometry):
+                    frame[column] = shapely.to_wkb(np.asarray(values, dtype=object))
+        return pa.Table.from_pandas(pd.DataFrame(frame), preserve_index=False)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data)
+    raise TypeError(f"expected an Arrow table or a (geo)pandas DataFrame, got {type(data).__name__}")
+
+
+def _row_ids(ids: pa.ChunkedArray, mask: pa.ChunkedArray | np.ndarray) -> str:
+    """The first ids (or row numbers when ids are unusable) where mask is true, for messages."""
+    rows = np.flatnonzero(np.asarray(mask, dtype=bool))
+    shown = []
+    for r in rows[:MAX_REPORTED_IDS]:
+        value = ids[int(r)].as_py() if ids is not None else None
+        shown.append(f"row {int(r)}" if value is None else repr(value))
+    more = f" (+{len(rows) - MAX_REPORTED_IDS} more)" if len(rows) > MAX_REPORTED_IDS else ""
+    return ", ".join(shown) + more
+
+
+def _normalize_ids(table: pa.Table, problems: _Problems) -> pa.ChunkedArray | None:
+    ids = table[S.ID]
+    if pa.types.is_integer(ids.type) or pa.types.is_large_string(ids.type):
+        ids = ids.cast(pa.string())
+    if not pa.types.is_string(ids.type):
+        problems.add(f"column 'id' must be string, got {ids.type}")
+        return None
+    nulls = ids.is_null()
+    if pc.any(nulls).as_py():
+        problems.add(f"null id at {_row_ids(None, nulls.to_numpy(zero_copy_only=False))}")
+    counts = pc.value_counts(ids.drop_null())
+    dup = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if len(dup):
+        shown = ", ".join(repr(v) for v in dup[:MAX_REPORTED_IDS].to_pylist())
+        more = f" (+{len(dup) - MAX_REPORTED_IDS} more)" if len(dup) > MAX_REPORTED_IDS else ""
+        problems.add(f"duplicate id {shown}{more}")
+    return ids
+
+
+def _to_utc(column: pa.ChunkedArray, name: str, problems: _Problems) -> pa.ChunkedArray | None:
+    """Cast a timestamp/date/ISO-string column to ``timestamp[us, UTC]`` (naive means UTC)."""
+    t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return column.cast(S.DATETIME_TYPE)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        import pandas as pd
+
+        parsed = pd.to_datetime(
+            column.to_pandas(), utc=True, format="ISO8601", errors="coerce"
+        ).astype("datetime64[us, UTC]")
+        result = pa.chunked_array([pa.array(parsed, type=S.DATETIME_TYPE)])
+        bad = np.asarray(result.is_null()) & ~np.asarray(column.is_null())
+        if bad.any():
+            problems.add(f"column {name!r} has unparsable timestamps at rows {np.flatnonzero(bad)[:5].tolist()}")
+        return result
+    problems.add(f"column {name!r} must be a timestamp, got {t}")
+    return None
+
+
+def _normalize_geometry(column: pa.ChunkedArray, ids, problems: _Problems):
+    """WKB bytes of each footprint plus the parsed shapely geometries (for bbox derivation)."""
+    t = column.type
+    if isinstance(t, pa.ExtensionType):
+        column = pa.chunked_array([c.storage for c in column.chunks], type=t.storage_type)
+        t = column.type
+    values = column.to_numpy(zero_copy_only=False)
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        geoms = shapely.from_wkb(values, on_invalid="ignore")
+        wkb = column.cast(pa.binary())
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        geoms = shapely.from_wkt(values, on_invalid="ignore")
+        wkb = pa.chunked_array([pa.array(shapely.to_wkb(geoms), type=pa.binary())])
+    else:
+        problems.add(f"column 'geometry' must be WKB binary, GeoArrow WKB or WKT, got {t}")
+        return None, None
+    bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    if bad.any():
+        problems.add(f"missing, empty or unparsable geometry at {_row_ids(ids, bad)}")
+        return None, None
+    return wkb, geoms
+
+
+def _asset_struct(bands: Sequence[str], rows: list[dict | None]) -> pa.Array:
+    """Build the normalised assets struct from per-row ``{band: href | {href, band_index}}``."""
+    columns = {}
+    for band in bands:
+        hrefs, indices = [], []
+        for row in rows:
+            asset = None if row is None else row.get(band)
+            if isinstance(asset, str):
+                asset = {"href": asset}
+            href = None if asset is None else asset.get("href")
+            hrefs.append(href)
+            idx = None if asset is None else asset.get("band_index")
+            indices.append(None if href is None else int(idx or 0))
+        mask = pa.array([h is None for h in hrefs])
+        columns[band] = pa.StructArray.from_arrays(
+            [pa.array(hrefs, pa.string()), pa.array(indices, pa.int32())],
+            fields=list(S.ASSET_TYPE),
+            mask=mask,
+        )
+    return pa.StructArray.from_arrays(list(columns.values()), names=list(bands))
+
+
+def _normalize_assets(column: pa.ChunkedArray, problems: _Problems) -> pa.ChunkedArray | None:
+    t = column.type
+    if pa.types.is_struct(t):
+        chunks = [_asset_struct_from_struct(chunk, problems) for chunk in column.chunks]
+        if any(c is None for c in chunks):
+            return None
+        if not chunks:
+            return pa.chunked_array([], type=S.assets_type([f.name for f in t]))
+        return pa.chunked_array(chunks)
+    if pa.types.is_map(t):
+        rows = [None if v is None else dict(v) for v in column.to_pylist()]
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        rows = []
+        for i, text in enumerate(column.to_pylist()):
+            try:
+                rows.append(None if text is None else json.loads(text))
+            except json.JSONDecodeError as exc:
+                problems.add(f"assets of row {i} is not valid JSON: {exc}")
+                return None
+    else:
+        problems.add(f"column 'assets' must be a struct, map or JSON string, got {t}")
+        return None
+    bands: dict[str, None] = {}
+    for row in rows:
+        for band in row or {}:
+            bands.setdefault(band, None)
+    return pa.chunked_array([_asset_struct(list(bands), rows)])
+
+
+def _asset_struct_from_struct(chunk: pa.StructArray, problems: _Problems) -> pa.Array | None:
+    """Vectorised path: each band field is a struct with href (+band_index) or an href string."""
+    arrays, names = [], []
+    for i, field in enumerate(chunk.type):
+        value = chunk.field(i)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            href = value.cast(pa.string())
+            index = pa.array(np.zeros(len(value), np.int32))
+        elif pa.types.is_struct(field.type) and field.type.get_field_index("href") >= 0:
+            href = value.field("href").cast(pa.string())
+            if field.type.get_field_index("band_index") >= 0:
+                index = pc.fill_null(value.field("band_index").cast(pa.int32()), 0)
+            else:
+                index = pa.array(np.zeros(len(value), np.int32))
+        else:
+            problems.add(f"asset {field.name!r} must be an href string or a struct with 'href'")
+            return None
+        valid = pc.and_(pc.is_valid(href), pc.is_valid(chunk)) if chunk.null_count else pc.is_valid(href)
+        arrays.append(
+            pa.StructArray.from_arrays(
+                [href, index], fields=list(S.ASSET_TYPE), mask=pc.invert(valid)
+            )
+        )
+        names.append(field.name)
+    return pa.StructArray.from_arrays(arrays, names=names)
+
+
+def conform_metadata_array(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """Cast a ``{band}_metadata`` struct to ``METADATA_TYPE``, adding absent fields as null."""
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column])
+    if column.type == S.METADATA_TYPE:
+        return column
+    chunks = []
+    for chunk in column.chunks:
+        fields = []
+        for target in S.METADATA_TYPE:
+            idx = chunk.type.get_field_index(target.name)
+            if idx < 0:
+                fields.append(pa.nulls(len(chunk), target.type))
+            else:
+                fields.append(chunk.field(idx).cast(target.type))
+        mask = chunk.is_null() if chunk.null_count else None
+        chunks.append(pa.StructArray.from_arrays(fields, fields=list(S.METADATA_TYPE), mask=mask))
+    return pa.chunked_array(chunks, type=S.METADATA_TYPE)
+
+
+def _replace(table: pa.Table, name: str, column) -> pa.Table:
+    idx = table.schema.get_field_index(name)
+    field = pa.field(name, column.type, metadata=None)
+    if idx < 0:
+        return table.append_column(field, column)
+    return table.set_column(idx, field, column)
+
+
+def _derive_bbox_columns(table: pa.Table, geoms: np.ndarray) -> pa.Table:
+    bounds = shapely.bounds(geoms)
+    if S.SCENE_BBOX not in table.column_names:
+        flat = pa.array(bounds.ravel(), pa.float64())
+        table = table.append_column(S.SCENE_BBOX, pa.FixedSizeListArray.from_arrays(flat, 4))
+    for i, name in enumerate(S.BBOX_COLUMNS):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array(bounds[:, i], pa.float64()))
+    struct_name = S.BBOX_STRUCT
+    existing = table.schema.field(struct_name).type if struct_name in table.column_names else None
+    if existing is not None and existing != S.BBOX_STRUCT_TYPE:
+        struct_name = S.BBOX_STRUCT_FALLBACK
+        existing = table.schema.field(struct_name).type if struct_name in table.column_names else None
+    if existing is None:
+        arrays = [pa.array(bounds[:, i], pa.float64()) for i in range(4)]
+        covering = pa.StructArray.from_arrays(arrays, fields=list(S.BBOX_STRUCT_TYPE))
+        table = table.append_column(struct_name, covering)
+    return table
+
+
+def normalize_table(data: Any) -> pa.Table:
+    """Validate ``data`` against the contract and return it with normalised and derived columns.
+
+    Raises ValueError naming each missing or mistyped column and the first offending row ids.
+    """
+    table = as_arrow_table(data).combine_chunks()
+    problems = _Problems()
+    has_range = S.START_DATETIME in table.column_names
+    for name in S.REQUIRED_COLUMNS:
+        if name not in table.column_names and not (name == S.DATETIME and has_range):
+            problems.add(f"missing required column {name!r}")
+    problems.raise_if_any()
+
+    ids = _normalize_ids(table, problems)
+    if ids is not None:
+        table = _replace(table, S.ID, ids)
+
+    stamps = {}
+    for name in (S.DATETIME, S.START_DATETIME, S.END_DATETIME):
+        if name in table.column_names:
+            stamps[name] = _to_utc(table[name], name, problems)
+            if stamps[name] is not None:
+                table = _replace(table, name, stamps[name])
+    if S.DATETIME not in table.column_names:
+        table = _replace(table, S.DATETIME, pa.nulls(table.num_rows, S.DATETIME_TYPE))
+        stamps[S.DATETIME] = table[S.DATETIME]
+    when = stamps.get(S.DATETIME)
+    if when is not None and stamps.get(S.START_DATETIME) is not None:
+        when = pc.coalesce(when, stamps[S.START_DATETIME])
+    if when is not None:
+        missing = when.is_null().to_numpy(zero_copy_only=False)
+        if missing.any():
+            problems.add(f"no usable timestamp (datetime or start_datetime) at {_row_ids(ids, missing)}")
+
+    wkb, geoms = _normalize_geometry(table[S.GEOMETRY], ids, problems)
+    if wkb is not None:
+        table = _replace(table, S.GEOMETRY, wkb)
+    assets = _normalize_assets(table[S.ASSETS], problems)
+    if assets is not None:
+        table = _replace(table, S.ASSETS, assets)
+        no_href = np.ones(table.num_rows, dtype=bool)
+        for i in range(assets.type.num_fields):
+            no_href &= pc.is_null(pc.struct_field(assets, [i])).to_numpy(zero_copy_only=False)
+        if no_href.any():
+            problems.add(f"no asset with an href at {_row_ids(ids, no_href)}")
+    for field in table.schema:
+        if S.is_metadata_column(field.name, field.type):
+            table = _replace(table, field.name, conform_metadata_array(table[field.name]))
+        elif field.name == S.ENRICH_ERRORS and field.type != S.ENRICH_ERRORS_TYPE:
+            problems.add(f"column 'enrich_errors' must be {S.ENRICH_ERRORS_TYPE}, got {field.type}")
+    problems.raise_if_any()
+
+    table = _derive_bbox_columns(table, geoms)
+    for name, fn in ((S.YEAR, pc.year), (S.MONTH, pc.month)):
+        if name not in table.column_names:
+            table = table.append_column(name, fn(when).cast(pa.int64()))
+        else:
+            table = _replace(table, name, table[name].cast(pa.int64()))
+    return table.replace_schema_metadata(None)
