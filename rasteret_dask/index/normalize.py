@@ -49,14 +49,14 @@ def as_arrow_table(data: Any) -> pa.Table:
     except ImportError:  # pragma: no cover - pandas ships with the dependencies
         pd = None
     if pd is not None and isinstance(data, pd.DataFrame):
-        frame = data.copy()
+        frame = pd.DataFrame(data).copy()
         for column in frame.columns:
             values = frame[column]
             if values.dtype == object or str(values.dtype) == "geometry":
                 sample = values.dropna()
                 if len(sample) and isinstance(sample.iloc[0], shapely.Geometry):
                     frame[column] = shapely.to_wkb(np.asarray(values, dtype=object))
-        return pa.Table.from_pandas(pd.DataFrame(frame), preserve_index=False)
+        return pa.Table.from_pandas(frame, preserve_index=False)
     if hasattr(data, "__arrow_c_stream__"):
         return pa.table(data)
     raise TypeError(f"expected an Arrow table or a (geo)pandas DataFrame, got {type(data).__name__}")
