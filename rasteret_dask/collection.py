@@ -203,6 +203,29 @@ class Collection:
         hits = table[S.ID].filter(pa.array(shapely.intersects(footprints, union)))
         return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits.combine_chunks()))
 
+    # --- enrichment -----------------------------------------------------------------
+    def enrich(
+        self,
+        bands: Sequence[str] | None = None,
+        *,
+        client: Any = None,
+        only_missing: bool = True,
+        storage_options: dict | None = None,
+        max_concurrent: int = 64,
+        progress: bool = True,
+    ):
+        """Fill ``{band}_metadata`` from COG headers: one Dask task per partition.
+
+        Uses ``client`` or the active ``distributed`` client, else local threads. Returns an
+        ``EnrichReport`` (counts, and ``.collection``, the enriched collection).
+        """
+        from .enrich import enrich_collection
+        from .io import RangeReader
+
+        reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent)
+        return enrich_collection(self, bands, client=client, only_missing=only_missing,
+                                 reader=reader, progress=progress)
+
     # --- conversion and storage -----------------------------------------------------
     def to_dask_geopandas(self):
         """A dask-geopandas GeoDataFrame with one partition per file (per year/month)."""

@@ -130,7 +130,8 @@ def _split_partitions(table: pa.Table, partition_by: Sequence[str]) -> Iterable[
 
 
 def _file_table(table: pa.Table, partition_by: Sequence[str], info: CollectionInfo) -> pa.Table:
-    return with_metadata(table.drop_columns(list(partition_by)), info)
+    present = [c for c in partition_by if c in table.column_names]
+    return with_metadata(table.drop_columns(present), info)
 
 
 def _common_schema(file_schema: pa.Schema, info: CollectionInfo, old: pa.Schema | None) -> pa.Schema:

@@ -1,0 +1,184 @@
+"""Decode parameters of one band's tiles, and the error raised when a tile cannot be decoded.
+
+A :class:`DecodeSpec` travels inside every Dask read task, so it holds only a few scalars (and
+the JPEG tables of JPEG files) and pickles to a short tuple.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DecodeError",
+    "DecodeSpec",
+    "fill_value",
+    "COMPRESSION_NONE",
+    "COMPRESSION_LZW",
+    "COMPRESSION_OJPEG",
+    "COMPRESSION_JPEG",
+    "COMPRESSION_ADOBE_DEFLATE",
+    "COMPRESSION_DEFLATE",
+    "COMPRESSION_PACKBITS",
+    "COMPRESSION_JPEG2000",
+    "COMPRESSION_LERC",
+    "COMPRESSION_LZMA",
+    "COMPRESSION_ZSTD",
+    "COMPRESSION_WEBP",
+    "COMPRESSION_JXL",
+    "COMPRESSION_JXL_DNG",
+    "PREDICTOR_NONE",
+    "PREDICTOR_HORIZONTAL",
+    "PREDICTOR_FLOATING_POINT",
+    "PHOTOMETRIC_YCBCR",
+    "LERC_ADD_NONE",
+    "LERC_ADD_DEFLATE",
+    "LERC_ADD_ZSTD",
+]
+
+# TIFF Compression tag (259) values. Defined here because the decode layer sits below tiff/
+# in the layer stack and must not import it.
+COMPRESSION_NONE = 1
+COMPRESSION_LZW = 5
+COMPRESSION_OJPEG = 6
+COMPRESSION_JPEG = 7
+COMPRESSION_ADOBE_DEFLATE = 8
+COMPRESSION_DEFLATE = 32946
+COMPRESSION_PACKBITS = 32773
+COMPRESSION_JPEG2000 = 34712
+COMPRESSION_LERC = 34887
+COMPRESSION_LZMA = 34925
+COMPRESSION_ZSTD = 50000
+COMPRESSION_WEBP = 50001
+COMPRESSION_JXL = 50002
+COMPRESSION_JXL_DNG = 52546
+
+# TIFF Predictor tag (317) values.
+PREDICTOR_NONE = 1
+PREDICTOR_HORIZONTAL = 2
+PREDICTOR_FLOATING_POINT = 3
+
+PHOTOMETRIC_YCBCR = 6
+
+# Second value of the LercParameters tag (50674): compression applied over the LERC blob.
+LERC_ADD_NONE = 0
+LERC_ADD_DEFLATE = 1
+LERC_ADD_ZSTD = 2
+
+
+class DecodeError(ValueError):
+    """A tile's bytes cannot be decoded: corrupt data or an unsupported parameter combination."""
+
+
+def _int(md: Mapping[str, Any], key: str, default: int | None) -> int:
+    value = md.get(key)
+    if value is None:
+        if default is None:
+            raise DecodeError(f"metadata has no {key!r}")
+        return default
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSpec:
+    """How to decode the tiles of one band of one TIFF image (small, immutable, picklable).
+
+    ``samples`` is the number of samples stored in each tile: ``samples_per_pixel`` for a
+    chunky (pixel-interleaved) file and 1 for a planar one. ``dtype`` is a NumPy dtype string
+    in the file's byte order (``"uint16"`` or ``">u2"``).
+    """
+
+    compression: int
+    predictor: int
+    dtype: str
+    tile_width: int
+    tile_height: int
+    samples: int
+    photometric: int
+    jpeg_tables: bytes | None = None
+    lerc_parameters: tuple[int, ...] | None = None
+    nodata: float | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError as exc:
+            raise DecodeError(f"invalid dtype {self.dtype!r}") from exc
+        if dtype.kind not in "uif" or dtype.itemsize not in (1, 2, 4, 8):
+            raise DecodeError(f"unsupported sample dtype {self.dtype!r}")
+        if self.tile_width <= 0 or self.tile_height <= 0:
+            raise DecodeError(f"invalid tile size {self.tile_width} x {self.tile_height}")
+        if self.samples <= 0:
+            raise DecodeError(f"invalid samples per tile {self.samples}")
+
+    def __reduce__(self) -> tuple[type[DecodeSpec], tuple[Any, ...]]:
+        # a plain tuple of field values: the shortest pickle a dataclass can have
+        return (
+            DecodeSpec,
+            (
+                self.compression,
+                self.predictor,
+                self.dtype,
+                self.tile_width,
+                self.tile_height,
+                self.samples,
+                self.photometric,
+                self.jpeg_tables,
+                self.lerc_parameters,
+                self.nodata,
+            ),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of a decoded tile: (tile_height, tile_width, samples)."""
+        return (self.tile_height, self.tile_width, self.samples)
+
+    @classmethod
+    def from_metadata(cls, md: Mapping[str, Any]) -> DecodeSpec:
+        """Build the spec from a ``{band}_metadata`` struct (a dict keyed by METADATA_FIELDS)."""
+        samples = _int(md, "samples_per_pixel", 1)
+        if _int(md, "planar_configuration", 1) == 2:
+            samples = 1
+        dtype = md.get("dtype")
+        if not dtype:
+            raise DecodeError("metadata has no 'dtype'")
+        tables = md.get("jpeg_tables")
+        lerc = md.get("lerc_parameters")
+        nodata = md.get("nodata")
+        return cls(
+            compression=_int(md, "compression", COMPRESSION_NONE),
+            predictor=_int(md, "predictor", PREDICTOR_NONE),
+            dtype=str(dtype),
+            tile_width=_int(md, "tile_width", None),
+            tile_height=_int(md, "tile_height", None),
+            samples=samples,
+            photometric=_int(md, "photometric", 1),
+            jpeg_tables=bytes(tables) if tables else None,
+            lerc_parameters=tuple(int(v) for v in lerc) if lerc is not None else None,
+            nodata=None if nodata is None else float(nodata),
+        )
+
+
+def fill_value(dtype: np.dtype, nodata: float | None) -> int | float:
+    """The value GDAL writes into a missing (sparse) tile: nodata cast like GDALCopyWords."""
+    if nodata is None:
+        return 0
+    if dtype.kind == "f":
+        if math.isnan(nodata) or math.isinf(nodata):
+            return nodata
+        limit = float(np.finfo(dtype).max)
+        return min(max(nodata, -limit), limit)
+    if math.isnan(nodata):
+        return 0
+    info = np.iinfo(dtype)
+    if nodata <= info.min:
+        return int(info.min)
+    if nodata >= info.max:
+        return int(info.max)
+    # GDAL rounds half away from zero when converting a double to an integer type
+    return int(math.floor(nodata + 0.5)) if nodata >= 0 else int(math.ceil(nodata - 0.5))

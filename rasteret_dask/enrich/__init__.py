@@ -1,0 +1,15 @@
+"""Enrichment layer: COG headers -> ``{band}_metadata`` columns, as Dask partition tasks."""
+
+from .headers import HeaderFailure, fetch_headers
+from .partitions import EnrichReport, enrich_collection
+from .table import EnrichStats, enrich_table, enrich_table_with_cog_metadata
+
+__all__ = [
+    "EnrichReport",
+    "EnrichStats",
+    "HeaderFailure",
+    "enrich_collection",
+    "enrich_table",
+    "enrich_table_with_cog_metadata",
+    "fetch_headers",
+]

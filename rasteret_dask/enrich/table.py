@@ -1,0 +1,162 @@
+"""Enrich an Arrow table in memory: fill ``{band}_metadata`` from COG headers, record failures.
+
+A record whose header cannot be fetched or parsed keeps null metadata for that band and gets
+the reason in ``enrich_errors`` (band -> message naming the record, band and href); every other
+row and column is kept as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema as S
+from ..index.normalize import conform_metadata_array
+from ..io import RangeReader
+from ..tiff import TiffError
+from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_headers
+
+__all__ = ["EnrichStats", "enrich_table", "enrich_table_with_cog_metadata", "rows_needing_enrichment"]
+
+
+@dataclass
+class EnrichStats:
+    """Counts of one enrichment: band-records enriched, failed, skipped (already enriched)."""
+
+    enriched: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: EnrichStats) -> EnrichStats:
+        self.enriched += other.enriched
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
+        return self
+
+
+def _hrefs(table: pa.Table, band: str) -> tuple[list[str | None], list[int]]:
+    asset = pc.struct_field(table[S.ASSETS], [table.schema.field(S.ASSETS).type.get_field_index(band)])
+    hrefs = pc.struct_field(asset, "href").to_pylist()
+    indices = pc.fill_null(pc.struct_field(asset, "band_index"), 0).to_pylist()
+    return hrefs, indices
+
+
+def rows_needing_enrichment(table: pa.Table, band: str, only_missing: bool = True) -> np.ndarray:
+    """Boolean mask of rows with an href for ``band`` and (if only_missing) null metadata."""
+    hrefs, _ = _hrefs(table, band)
+    has_href = np.array([h is not None for h in hrefs], dtype=bool)
+    column = S.metadata_column(band)
+    if not only_missing or column not in table.column_names:
+        return has_href
+    return has_href & table[column].is_null().to_numpy(zero_copy_only=False)
+
+
+def _splice(old: pa.ChunkedArray, rows: np.ndarray, values: list, type_: pa.DataType) -> pa.Array:
+    """``old`` with ``rows`` replaced by ``values`` (any Arrow type, via concat + take)."""
+    new = pa.array(values, type=type_)
+    index = np.arange(len(old), dtype=np.int64)
+    index[rows] = len(old) + np.arange(len(rows), dtype=np.int64)
+    return pa.concat_arrays([old.combine_chunks(), new]).take(pa.array(index))
+
+
+def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.ChunkedArray:
+    if name in table.column_names:
+        return table[name]
+    return pa.chunked_array([pa.nulls(table.num_rows, type_)], type=type_)
+
+
+def _set(table: pa.Table, name: str, array) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    if index < 0:
+        return table.append_column(name, array)
+    return table.set_column(index, name, array)
+
+
+def enrich_table(
+    table: pa.Table,
+    bands: Sequence[str] | None = None,
+    *,
+    reader: RangeReader | None = None,
+    only_missing: bool = True,
+    prefix_size: int = DEFAULT_PREFIX,
+) -> tuple[pa.Table, EnrichStats]:
+    """Enrich ``table`` (a normalised collection table) and return it with the run's counts."""
+    reader = reader or RangeReader()
+    asset_bands = [f.name for f in table.schema.field(S.ASSETS).type]
+    bands = list(bands) if bands is not None else asset_bands
+    unknown = [b for b in bands if b not in asset_bands]
+    if unknown:
+        raise ValueError(f"unknown band(s) {unknown}; the collection has {asset_bands}")
+    stats = EnrichStats()
+    work: dict[str, tuple[np.ndarray, list, list]] = {}
+    for band in bands:
+        mask = rows_needing_enrichment(table, band, only_missing)
+        hrefs, indices = _hrefs(table, band)
+        has_href = sum(h is not None for h in hrefs)
+        stats.skipped += int(has_href - mask.sum())
+        rows = np.flatnonzero(mask)
+        work[band] = (rows, [hrefs[r] for r in rows], [indices[r] for r in rows])
+    all_hrefs = [h for rows, hrefs, _ in work.values() for h in hrefs]
+    headers = fetch_headers(all_hrefs, reader, prefix_size=prefix_size) if all_hrefs else {}
+
+    ids = table[S.ID].to_pylist()
+    errors = _column(table, S.ENRICH_ERRORS, S.ENRICH_ERRORS_TYPE).to_pylist()
+    errors = [dict(e) if e else {} for e in errors]
+    epsg_found: dict[int, int] = {}
+    for band, (rows, hrefs, indices) in work.items():
+        values = []
+        for row, href, band_index in zip(rows, hrefs, indices, strict=True):
+            header = headers[href]
+            metadata, message = None, None
+            if isinstance(header, HeaderFailure):
+                message = header.message
+            else:
+                try:
+                    metadata = header.to_metadata(band_index)
+                except TiffError as exc:
+                    message = str(exc)
+            if metadata is None:
+                message = f"record {ids[row]!r}, band {band!r}, href {href}: {message}"
+                errors[row][band] = message
+                stats.failed += 1
+                if len(stats.errors) < 20:
+                    stats.errors.append(message)
+            else:
+                errors[row].pop(band, None)
+                stats.enriched += 1
+                if metadata.get("crs_epsg") is not None:
+                    epsg_found.setdefault(int(row), int(metadata["crs_epsg"]))
+            values.append(metadata)
+        column = S.metadata_column(band)
+        old = conform_metadata_array(_column(table, column, S.METADATA_TYPE))
+        table = _set(table, column, _splice(old, rows, values, S.METADATA_TYPE))
+    error_items = [sorted(e.items()) if e else None for e in errors]
+    table = _set(table, S.ENRICH_ERRORS, pa.array(error_items, type=S.ENRICH_ERRORS_TYPE))
+    if epsg_found:
+        old = _column(table, S.EPSG, pa.int32())
+        codes = old.to_pylist()
+        for row, code in epsg_found.items():
+            if codes[row] is None:
+                codes[row] = code
+        table = _set(table, S.EPSG, pa.array(codes, type=old.type))
+    return table, stats
+
+
+def enrich_table_with_cog_metadata(
+    table: pa.Table,
+    bands: Sequence[str] | None = None,
+    *,
+    storage_options: dict | None = None,
+    max_concurrent: int = 64,
+    only_missing: bool = True,
+) -> pa.Table:
+    """Fill the ``{band}_metadata`` columns of an in-memory table from its COG headers."""
+    reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent)
+    enriched, _ = enrich_table(table, bands, reader=reader, only_missing=only_missing)
+    return enriched

@@ -1,0 +1,16 @@
+"""Byte-range I/O over fsspec: coalescing, concurrent fetching, retries."""
+
+from rasteret_dask.io.fetch import FetchError, RangeReader
+from rasteret_dask.io.filesystems import resolve, storage_options_for
+from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce, split_payloads
+
+__all__ = [
+    "ByteRange",
+    "FetchError",
+    "MergedRange",
+    "RangeReader",
+    "coalesce",
+    "resolve",
+    "split_payloads",
+    "storage_options_for",
+]

@@ -1,0 +1,435 @@
+"""Concurrent byte-range fetching over fsspec with coalescing, retries and backoff.
+
+All requests of one call run as coroutines on one event loop (fsspec's IO loop for the
+synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; sync-only filesystems
+(local files) are read on a small thread pool so they are concurrent too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import aiohttp
+import fsspec.asyn
+from fsspec.exceptions import FSTimeoutError
+from fsspec.spec import AbstractFileSystem
+
+from rasteret_dask.io.filesystems import is_async_filesystem, resolve
+from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
+
+__all__ = ["RETRY_STATUSES", "FetchError", "RangeReader"]
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_S3_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+)
+_LOCAL_IO_THREADS = 16
+
+
+class FetchError(OSError):
+    """A byte range that could not be fetched; names the href, the range and the attempts."""
+
+    def __init__(
+        self,
+        href: str,
+        start: int,
+        end: int,
+        attempts: int,
+        reason: str,
+        status: int | None = None,
+    ) -> None:
+        self.href = href
+        self.start = start
+        self.end = end
+        self.attempts = attempts
+        self.reason = reason
+        self.status = status
+        where = f"bytes {start}-{end - 1} of {href}: {reason}"
+        if attempts > 0:
+            where += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+        super().__init__(where)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.href, self.start, self.end, self.attempts, self.reason, self.status)
+        return (FetchError, args)
+
+
+class _ShortRead(Exception):
+    """Fewer bytes than requested arrived although the object is long enough (or unknown)."""
+
+
+class _Payload(NamedTuple):
+    data: bytes
+    size: int | None  # the object's size, when the backend told it
+    past_end: bool  # the object is known to end at or before the range start
+
+
+class _HTTPStatus(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _botocore_retryable() -> tuple[type[BaseException], ...]:
+    try:
+        from botocore.exceptions import HTTPClientError, ResponseStreamingError
+        from urllib3.exceptions import ProtocolError
+    except ImportError:  # pragma: no cover - botocore is a dependency of s3fs
+        return ()
+    return (HTTPClientError, ResponseStreamingError, ProtocolError)
+
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    FSTimeoutError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    _ShortRead,
+    *_botocore_retryable(),
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _s3_status(exc: BaseException) -> tuple[int | None, str | None]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None, None
+    meta = response.get("ResponseMetadata") or {}
+    error = response.get("Error") or {}
+    return meta.get("HTTPStatusCode"), error.get("Code")
+
+
+def _classify(exc: BaseException) -> tuple[bool, str, int | None]:
+    """(retryable, reason, HTTP status if known) for one failed attempt."""
+    if isinstance(exc, _HTTPStatus):
+        return exc.status in RETRY_STATUSES, str(exc), exc.status
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.status in RETRY_STATUSES, f"HTTP {exc.status}", exc.status
+    for link in _chain(exc):
+        status, code = _s3_status(link)
+        if status is not None or code is not None:
+            retry = (status in RETRY_STATUSES) or (code in _RETRY_S3_CODES)
+            if isinstance(exc, FileNotFoundError | PermissionError):
+                retry = False
+            label = f"HTTP {status}" if status is not None else "error"
+            return retry, f"{label} ({code}: {exc})" if code else label, status
+    if isinstance(exc, FileNotFoundError):
+        return False, f"not found ({exc})", None
+    if isinstance(exc, PermissionError):
+        return False, f"permission denied ({exc})", None
+    if isinstance(exc, _TRANSIENT):
+        text = str(exc) or "no detail"
+        return True, f"{type(exc).__name__}: {text}", None
+    return False, f"{type(exc).__name__}: {exc}", None
+
+
+def _is_invalid_range(exc: BaseException) -> bool:
+    for link in _chain(exc):
+        status, code = _s3_status(link)
+        if status == 416 or code == "InvalidRange":
+            return True
+    return False
+
+
+_state_lock = threading.Lock()
+_state_pid = os.getpid()
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+_executor: list[ThreadPoolExecutor] = []
+
+
+def _check_pid() -> None:
+    global _state_pid
+    if os.getpid() != _state_pid:
+        _semaphores.clear()
+        _executor.clear()
+        _state_pid = os.getpid()
+
+
+def _semaphore(loop: asyncio.AbstractEventLoop, limit: int) -> asyncio.Semaphore:
+    with _state_lock:
+        _check_pid()
+        per_loop = _semaphores.setdefault(loop, {})
+        if limit not in per_loop:
+            per_loop[limit] = asyncio.Semaphore(limit)
+        return per_loop[limit]
+
+
+def _local_pool() -> ThreadPoolExecutor:
+    with _state_lock:
+        _check_pid()
+        if not _executor:
+            _executor.append(
+                ThreadPoolExecutor(_LOCAL_IO_THREADS, thread_name_prefix="rasteret-io")
+            )
+        return _executor[0]
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) from ``bytes a-b/N`` or ``bytes */N``; None where absent."""
+    if not header or not header.startswith("bytes "):
+        return None, None
+    span, _, total_text = header[6:].partition("/")
+    total = int(total_text) if total_text.strip().isdigit() else None
+    first_text = span.split("-", 1)[0].strip()
+    first = int(first_text) if first_text.isdigit() else None
+    return first, total
+
+
+async def _http_read(fs: Any, url: str, start: int, end: int) -> _Payload:
+    """GET one range on the HTTPFileSystem's session; detects ignored Range (200 + body)."""
+    session = await fs.set_session()
+    kwargs = dict(fs.kwargs)
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers["Range"] = f"bytes={start}-{end - 1}"
+    async with session.get(fs.encode_url(url), headers=headers, **kwargs) as response:
+        status = response.status
+        if status == 416:
+            _, total = _content_range(response.headers.get("Content-Range"))
+            return b"", total, True
+        if status >= 300:
+            raise _HTTPStatus(status)
+        body = await response.read()
+        content_range = response.headers.get("Content-Range")
+    if status == 206:
+        first, total = _content_range(content_range)
+        if first is not None and first != start:
+            raise _ShortRead(f"server answered Content-Range {content_range!r}")
+        return _Payload(body, total, False)
+    if status == 200:
+        return _Payload(body[start:end], len(body), False)
+    raise _HTTPStatus(status)
+
+
+@dataclass(frozen=True)
+class RangeReader:
+    """Picklable fetch configuration; filesystems are resolved (and cached) where it runs.
+
+    ``retries`` is the total number of attempts per request; ``max_concurrent`` bounds the
+    requests in flight per event loop (per process for :meth:`fetch`).
+    """
+
+    storage_options: dict[str, Any] | None = field(default=None, hash=False)
+    max_concurrent: int = 64
+    merge_gap: int = 32 * 1024
+    max_merged_size: int = 16 * 1024 * 1024
+    retries: int = 5
+    backoff_base: float = 0.05
+    backoff_max: float = 2.0
+    timeout: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+        if self.retries < 1:
+            raise ValueError("retries counts attempts and must be >= 1")
+        if self.merge_gap < 0 or self.max_merged_size < 0:
+            raise ValueError("merge_gap and max_merged_size must be >= 0")
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (exponential, jittered)."""
+        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return cap / 2 + random.uniform(0.0, cap / 2)
+
+    def fetch(
+        self,
+        ranges: Sequence[ByteRange],
+        *,
+        return_exceptions: bool = False,
+        allow_short: bool = False,
+    ) -> list[bytes | FetchError]:
+        """Fetch ``ranges`` concurrently from any thread; results are in input order.
+
+        Runs on fsspec's IO loop, so it also works from a thread whose own loop is running.
+        """
+        items = list(ranges)
+        if not items:
+            return []
+        loop = fsspec.asyn.get_loop()
+        try:
+            return fsspec.asyn.sync(
+                loop,
+                self.fetch_async,
+                items,
+                return_exceptions=return_exceptions,
+                allow_short=allow_short,
+            )
+        except NotImplementedError as exc:
+            raise RuntimeError(
+                "RangeReader.fetch was called on fsspec's IO loop; await fetch_async instead"
+            ) from exc
+
+    async def fetch_async(
+        self,
+        ranges: Sequence[ByteRange],
+        *,
+        return_exceptions: bool = False,
+        allow_short: bool = False,
+    ) -> list[bytes | FetchError]:
+        """Coroutine form of :meth:`fetch`, running on the caller's event loop."""
+        items = [r if isinstance(r, ByteRange) else ByteRange(*r) for r in ranges]
+        results: list[bytes | FetchError | None] = [None] * len(items)
+        wanted: list[ByteRange] = []
+        positions: list[int] = []
+        for index, rng in enumerate(items):
+            if rng.size == 0:
+                results[index] = b""
+            else:
+                wanted.append(rng)
+                positions.append(index)
+        merged = coalesce(wanted, gap=self.merge_gap, max_size=self.max_merged_size)
+        loop = asyncio.get_running_loop()
+        semaphore = _semaphore(loop, self.max_concurrent)
+        filesystems: dict[str, tuple[AbstractFileSystem, str] | FetchError] = {}
+        for request in merged:
+            if request.href not in filesystems:
+                filesystems[request.href] = self._open(request.href, loop)
+        outcomes = await asyncio.gather(
+            *(
+                self._fetch_merged(request, filesystems[request.href], semaphore, allow_short)
+                for request in merged
+            ),
+            return_exceptions=True,
+        )
+        for request, outcome in zip(merged, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, FetchError):
+                raise outcome
+            if isinstance(outcome, FetchError):
+                for member_index, member in request.members:
+                    results[positions[member_index]] = _for_member(outcome, member)
+                continue
+            data, attempts, size = outcome
+            available_end = request.start + len(data)
+            for (member_index, member), (_, chunk) in zip(
+                request.members, request.split(data), strict=True
+            ):
+                if member.end > available_end and not allow_short:
+                    reason = "range ends past the end of the object"
+                    reason += f" ({size} bytes)" if size is not None else ""
+                    chunk_or_error: bytes | FetchError = FetchError(
+                        member.href, member.start, member.end, attempts, reason
+                    )
+                else:
+                    chunk_or_error = chunk
+                results[positions[member_index]] = chunk_or_error
+        final: list[bytes | FetchError] = [r for r in results if r is not None]
+        if not return_exceptions:
+            for value in final:
+                if isinstance(value, FetchError):
+                    raise value
+        return final
+
+    def _open(
+        self, href: str, loop: asyncio.AbstractEventLoop
+    ) -> tuple[AbstractFileSystem, str] | FetchError:
+        try:
+            return resolve(href, self.storage_options, asynchronous=True, loop=loop)
+        except Exception as exc:
+            error = FetchError(href, 0, 0, 0, f"cannot open filesystem ({exc})")
+            error.__cause__ = exc
+            return error
+
+    async def _fetch_merged(
+        self,
+        request: MergedRange,
+        opened: tuple[AbstractFileSystem, str] | FetchError,
+        semaphore: asyncio.Semaphore,
+        allow_short: bool,
+    ) -> tuple[bytes, int, int | None]:
+        """(payload, attempts used, object size when the payload stops at its end)."""
+        if isinstance(opened, FetchError):
+            error = FetchError(request.href, request.start, request.end, 0, opened.reason)
+            raise error from opened.__cause__
+        fs, path = opened
+        start, end = request.start, request.end
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with semaphore:
+                    async with asyncio.timeout(self.timeout):
+                        payload = await _read(fs, path, start, end)
+                data, size = _check_length(payload, start, end, allow_short)
+                return data, attempts, size
+            except Exception as exc:
+                retry, reason, status = _classify(exc)
+                if not retry or attempts >= self.retries:
+                    error = FetchError(request.href, start, end, attempts, reason, status)
+                    raise error from exc
+            await asyncio.sleep(self.backoff(attempts))
+
+
+async def _read(fs: AbstractFileSystem, path: str, start: int, end: int) -> _Payload:
+    """One attempt: the bytes from ``start`` and what is known of the object's size."""
+    if not is_async_filesystem(fs):
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fs.cat_file, path, start=start, end=end)
+        data = await loop.run_in_executor(_local_pool(), call)
+        # A synchronous filesystem returns fewer bytes only at the end of the object.
+        short = len(data) < end - start
+        return _Payload(data, start + len(data) if short else None, False)
+    from fsspec.implementations.http import HTTPFileSystem
+
+    if isinstance(fs, HTTPFileSystem):
+        return await _http_read(fs, path, start, end)
+    try:
+        data = await fs._cat_file(path, start=start, end=end)
+    except Exception as exc:
+        if _is_invalid_range(exc):
+            return _Payload(b"", None, True)
+        raise
+    if len(data) >= end - start:
+        return _Payload(data, None, False)
+    try:
+        size = int((await fs._info(path))["size"])
+    except Exception:
+        size = None
+    return _Payload(data, size, False)
+
+
+def _check_length(
+    payload: _Payload, start: int, end: int, allow_short: bool
+) -> tuple[bytes, int | None]:
+    """Validate one attempt: (bytes, object size when known and inside the range).
+
+    A payload cut by the end of the object is accepted here and judged per member range;
+    any other short payload is a short read (retried).
+    """
+    data, size, past_end = payload
+    want = end - start
+    if len(data) >= want:
+        return (data[:want] if len(data) > want else data), None
+    if past_end or (size is not None and size < end):
+        expected = max(size - start, 0) if size is not None else 0
+        if len(data) >= expected:
+            return data, size
+    elif size is None and allow_short:
+        return data, None
+    raise _ShortRead(f"short read: {len(data)} of {want} bytes")
+
+
+def _for_member(error: FetchError, member: ByteRange) -> FetchError:
+    out = FetchError(
+        member.href, member.start, member.end, error.attempts, error.reason, error.status
+    )
+    out.__cause__ = error.__cause__
+    return out

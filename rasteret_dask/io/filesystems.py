@@ -1,0 +1,194 @@
+"""fsspec filesystem resolution with per-process caching and configuration-held credentials.
+
+Storage options are merged from ``dask.config`` key ``rasteret_dask.storage_options`` (a mapping
+keyed by protocol, e.g. ``{"s3": {"anon": True}}``) under any explicit options, so credentials
+live in configuration and never in an index. Filesystem instances are cached per process and per
+event loop; objects that travel to Dask workers carry only options, never instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import dask.config
+import fsspec
+import fsspec.asyn
+from fsspec.core import split_protocol
+from fsspec.registry import known_implementations, registry
+from fsspec.spec import AbstractFileSystem
+
+__all__ = [
+    "CONFIG_KEY",
+    "clear_cache",
+    "close_loop_filesystems",
+    "href_protocol",
+    "is_async_filesystem",
+    "resolve",
+    "storage_options_for",
+]
+
+CONFIG_KEY = "rasteret_dask.storage_options"
+
+_lock = threading.RLock()
+_pid = os.getpid()
+_sync_cache: dict[tuple[Any, ...], AbstractFileSystem] = {}
+_loop_cache: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[Any, ...], AbstractFileSystem]
+] = weakref.WeakKeyDictionary()
+
+
+def href_protocol(href: str) -> str:
+    """The fsspec protocol of ``href``; plain paths are ``"file"``."""
+    protocol, _ = split_protocol(href)
+    return protocol or "file"
+
+
+def _protocol_names(cls: type[AbstractFileSystem], protocol: str) -> list[str]:
+    names = cls.protocol if isinstance(cls.protocol, tuple | list) else (cls.protocol,)
+    ordered = [name for name in names if name != protocol]
+    ordered.append(protocol)
+    return ordered
+
+
+def _is_protocol_keyed(options: Mapping[str, Any]) -> bool:
+    known = set(known_implementations) | set(registry)
+    return bool(options) and all(
+        key in known and isinstance(value, Mapping) for key, value in options.items()
+    )
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        elif isinstance(value, Mapping):
+            out[key] = _merge({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def storage_options_for(
+    href: str, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Options for the filesystem of ``href``: explicit options merged over dask.config ones.
+
+    ``storage_options`` is either flat (fsspec style, used for this href as given) or keyed
+    by protocol like the configuration. Nested dicts (``client_kwargs``, ``headers``) merge.
+    """
+    protocol = href_protocol(href)
+    cls = fsspec.get_filesystem_class(protocol)
+    names = _protocol_names(cls, protocol)
+    merged: dict[str, Any] = {}
+    configured = dask.config.get(CONFIG_KEY, default=None) or {}
+    for name in names:
+        merged = _merge(merged, configured.get(name) or {})
+    explicit = storage_options or {}
+    if _is_protocol_keyed(explicit):
+        for name in names:
+            merged = _merge(merged, explicit.get(name) or {})
+    else:
+        merged = _merge(merged, explicit)
+    return merged
+
+
+def is_async_filesystem(fs: AbstractFileSystem) -> bool:
+    """Whether ``fs`` implements fsspec's coroutine API (``_cat_file`` and friends)."""
+    return bool(getattr(fs, "async_impl", False))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_freeze(v) for v in value]
+        return (
+            tuple(sorted(items, key=repr)) if isinstance(value, set | frozenset) else tuple(items)
+        )
+    try:
+        hash(value)
+    except TypeError:
+        return ("<unhashable>", repr(value))
+    return value
+
+
+def _check_pid() -> None:
+    global _pid
+    if os.getpid() != _pid:
+        _sync_cache.clear()
+        _loop_cache.clear()
+        _pid = os.getpid()
+
+
+def clear_cache() -> None:
+    """Forget every cached filesystem instance of this process (tests, credential rotation)."""
+    with _lock:
+        _sync_cache.clear()
+        _loop_cache.clear()
+
+
+async def close_loop_filesystems() -> None:
+    """Close the sessions of the filesystems bound to the running loop and forget them.
+
+    Call it before closing an event loop on which :func:`resolve` made asynchronous
+    filesystems (those on fsspec's IO loop are closed by fsspec itself).
+    """
+    loop = asyncio.get_running_loop()
+    with _lock:
+        instances = list(_loop_cache.pop(loop, {}).values())
+    for fs in instances:
+        session = getattr(fs, "_session", None)
+        if session is not None and hasattr(session, "close"):
+            await session.close()
+        creator = getattr(fs, "_s3creator", None)
+        if creator is not None and hasattr(creator, "__aexit__"):
+            await creator.__aexit__(None, None, None)
+        elif getattr(fs, "_s3", None) is not None and hasattr(fs._s3, "close"):
+            await fs._s3.close()
+
+
+def resolve(
+    href: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    asynchronous: bool = False,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> tuple[AbstractFileSystem, str]:
+    """Return a cached ``(filesystem, path)`` able to read ``href``.
+
+    With ``asynchronous=True`` an async-capable filesystem is bound to ``loop`` (default: the
+    running loop) so its coroutines can be awaited there. On fsspec's own IO loop that is the
+    ordinary (sync-flavoured) instance, whose session fsspec closes; sync-only filesystems
+    are shared by every loop.
+    """
+    protocol = href_protocol(href)
+    cls = fsspec.get_filesystem_class(protocol)
+    options = storage_options_for(href, storage_options)
+    path = cls._strip_protocol(href)
+    is_async = bool(getattr(cls, "async_impl", False))
+    key = (cls, _freeze(options))
+    with _lock:
+        _check_pid()
+        bound = None
+        if is_async and asynchronous:
+            bound = loop if loop is not None else asyncio.get_running_loop()
+            if bound is fsspec.asyn.get_loop():
+                bound = None
+        if bound is not None:
+            per_loop = _loop_cache.setdefault(bound, {})
+            fs = per_loop.get(key)
+            if fs is None:
+                fs = cls(**options, asynchronous=True, loop=bound, skip_instance_cache=True)
+                per_loop[key] = fs
+        else:
+            fs = _sync_cache.get(key)
+            if fs is None:
+                fs = cls(**options, skip_instance_cache=True)
+                _sync_cache[key] = fs
+    return fs, path

@@ -1,0 +1,269 @@
+"""Pixel grids and windows as immutable values: geometry -> pixel window, window -> transform.
+
+A :class:`GridSpec` is an image's pixel grid (CRS, affine transform, size); a :class:`Window` is a
+rectangle of whole pixels in it. Both are frozen, so they can travel inside Dask task keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import shapely
+from affine import Affine
+
+__all__ = ["Window", "GridSpec", "union_grid", "pixel_coordinates"]
+
+# Tolerance (in pixels) for origins that should be whole pixels apart.
+_PIXEL_TOLERANCE = 1e-6
+
+
+def _as_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of whole pixels: rows [row_off, row_off + height), cols [col_off, col_off + width)."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        for name in ("row_off", "col_off", "height", "width"):
+            object.__setattr__(self, name, _as_int(name, getattr(self, name)))
+        if self.height < 0 or self.width < 0:
+            raise ValueError(f"window size must be >= 0, got {self.height} x {self.width}")
+
+    @property
+    def row_stop(self) -> int:
+        """One past the last row."""
+        return self.row_off + self.height
+
+    @property
+    def col_stop(self) -> int:
+        """One past the last column."""
+        return self.col_off + self.width
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.height, self.width)
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """(row slice, column slice) selecting the window from a full-image array."""
+        return (slice(self.row_off, self.row_stop), slice(self.col_off, self.col_stop))
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the window holds no pixel."""
+        return self.height == 0 or self.width == 0
+
+    def intersection(self, other: Window) -> Window:
+        """The overlap of two windows; an empty window (``is_empty``) when they are disjoint."""
+        row_off = max(self.row_off, other.row_off)
+        col_off = max(self.col_off, other.col_off)
+        height = max(min(self.row_stop, other.row_stop) - row_off, 0)
+        width = max(min(self.col_stop, other.col_stop) - col_off, 0)
+        return Window(row_off, col_off, height, width)
+
+    def shift(self, rows: int, cols: int) -> Window:
+        """The same window moved by ``rows`` and ``cols`` pixels."""
+        return Window(self.row_off + rows, self.col_off + cols, self.height, self.width)
+
+
+def _affine(value: object) -> Affine:
+    if isinstance(value, Affine):
+        return value
+    if isinstance(value, Sequence | np.ndarray):
+        coeffs = [float(v) for v in value]
+        if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
+            coeffs = coeffs[:6]
+        if len(coeffs) == 6:
+            return Affine(*coeffs)
+    raise ValueError(
+        f"transform must be an Affine or 6 coefficients (a, b, c, d, e, f), got {value!r}"
+    )
+
+
+def pixel_coordinates(
+    x: np.ndarray, y: np.ndarray, transform: Affine
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map world coordinates to fractional (col, row) pixel coordinates of ``transform``."""
+    inv = ~transform
+    # Same arithmetic, in the same order, as ``Affine.__matmul__`` (and so rasterio).
+    return x * inv.a + y * inv.b + inv.c, x * inv.d + y * inv.e + inv.f
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """An image's pixel grid: EPSG code (None when unknown), affine transform and size in pixels."""
+
+    crs_epsg: int | None
+    transform: Affine
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.crs_epsg is not None:
+            object.__setattr__(self, "crs_epsg", _as_int("crs_epsg", self.crs_epsg))
+        object.__setattr__(self, "transform", _affine(self.transform))
+        object.__setattr__(self, "width", _as_int("width", self.width))
+        object.__setattr__(self, "height", _as_int("height", self.height))
+        if self.width < 0 or self.height < 0:
+            raise ValueError(f"grid size must be >= 0, got {self.height} x {self.width}")
+        if self.transform.is_degenerate:
+            raise ValueError(f"transform is not invertible: {tuple(self.transform)[:6]}")
+
+    @classmethod
+    def from_metadata(cls, md: Mapping, crs_epsg: int | None = None) -> GridSpec:
+        """Grid of a ``{band}_metadata`` struct; ``crs_epsg`` is used when the struct has none."""
+        if md is None:
+            raise ValueError("metadata is null (band not enriched)")
+        missing = [k for k in ("image_width", "image_height", "transform") if md.get(k) is None]
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(missing)}")
+        epsg = md.get("crs_epsg")
+        return cls(
+            crs_epsg=crs_epsg if epsg is None else epsg,
+            transform=_affine(list(md["transform"])),
+            width=md["image_width"],
+            height=md["image_height"],
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (self.height, self.width)
+
+    @property
+    def is_axis_aligned(self) -> bool:
+        """Whether pixel rows run along x and columns along y (no rotation or shear)."""
+        return self.transform.b == 0.0 and self.transform.d == 0.0
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) of the grid's four corners in its CRS."""
+        cols = np.array([0.0, self.width, self.width, 0.0])
+        rows = np.array([0.0, 0.0, self.height, self.height])
+        t = self.transform
+        xs = cols * t.a + rows * t.b + t.c
+        ys = cols * t.d + rows * t.e + t.f
+        return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """(x size, y size) of a pixel, both positive."""
+        t = self.transform
+        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+
+    @property
+    def full_window(self) -> Window:
+        """The window of the whole grid."""
+        return Window(0, 0, self.height, self.width)
+
+    def window_for_geometry(
+        self, geom: shapely.Geometry, *, all_touched: bool = False, clip: bool = True
+    ) -> Window | None:
+        """Pixel window covering ``geom`` (in this grid's CRS), as rasterio's ``geometry_window``.
+
+        The window spans the floor/ceil of the geometry's vertices in pixel space. With
+        ``all_touched`` it also takes pixels the geometry meets only along an edge or at a corner.
+        With ``clip`` it is cut to the grid. None when the result holds no pixel.
+        """
+        if not isinstance(geom, shapely.Geometry):
+            raise TypeError(f"expected a shapely geometry, got {type(geom).__name__}")
+        xy = shapely.get_coordinates(geom)
+        if len(xy) == 0:
+            return None
+        cols, rows = pixel_coordinates(xy[:, 0], xy[:, 1], self.transform)
+        if not (np.isfinite(cols).all() and np.isfinite(rows).all()):
+            raise ValueError("geometry has non-finite coordinates")
+        col_min, col_max = float(cols.min()), float(cols.max())
+        row_min, row_max = float(rows.min()), float(rows.max())
+        if all_touched:
+            col_start, col_stop = math.ceil(col_min) - 1, math.floor(col_max) + 1
+            row_start, row_stop = math.ceil(row_min) - 1, math.floor(row_max) + 1
+        else:
+            col_start, col_stop = math.floor(col_min), math.ceil(col_max)
+            row_start, row_stop = math.floor(row_min), math.ceil(row_max)
+        window = Window(
+            row_start, col_start, max(row_stop - row_start, 0), max(col_stop - col_start, 0)
+        )
+        if clip:
+            window = window.intersection(self.full_window)
+        return None if window.is_empty else window
+
+    def window_transform(self, window: Window) -> Affine:
+        """Transform of the window's top-left pixel corner (same pixel size and orientation)."""
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
+
+    def sub(self, window: Window) -> GridSpec:
+        """The grid of ``window`` (which may reach outside this grid)."""
+        return GridSpec(self.crs_epsg, self.window_transform(window), window.width, window.height)
+
+    def coords(self, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre coordinates (x per column, y per row) of ``window`` (default: whole grid)."""
+        if not self.is_axis_aligned:
+            raise ValueError("1-D coordinates need an axis-aligned grid (transform b == d == 0)")
+        window = self.full_window if window is None else window
+        t = self.transform
+        cols = np.arange(window.col_off, window.col_stop, dtype=np.float64) + 0.5
+        rows = np.arange(window.row_off, window.row_stop, dtype=np.float64) + 0.5
+        return cols * t.a + t.c, rows * t.e + t.f
+
+
+def _close(a: float, b: float, extent: int) -> bool:
+    """Whether two pixel-size coefficients drift apart by less than the tolerance over ``extent``."""
+    return abs(a - b) * max(extent, 1) <= _PIXEL_TOLERANCE * max(abs(a), abs(b), 1e-300)
+
+
+def union_grid(grids: Sequence[GridSpec]) -> tuple[GridSpec, list[tuple[int, int]]]:
+    """Smallest grid holding every input grid, and each input's (row, col) offset in it.
+
+    The grids must share CRS and pixel size, and their origins must be whole pixels apart.
+    """
+    grids = list(grids)
+    if not grids:
+        raise ValueError("union_grid needs at least one grid")
+    crss = sorted({g.crs_epsg for g in grids}, key=lambda c: (c is None, c or 0))
+    if len(crss) > 1:
+        raise ValueError(f"grids are in different CRSs: EPSG {crss}")
+    ref = grids[0].transform
+    extent = max(max(g.width, g.height) for g in grids)
+    for g in grids[1:]:
+        t = g.transform
+        pairs = ((ref.a, t.a), (ref.b, t.b), (ref.d, t.d), (ref.e, t.e))
+        if not all(_close(p, q, extent) for p, q in pairs):
+            raise ValueError(
+                "grids have different pixel sizes/orientations: "
+                f"(a, b, d, e) = {(ref.a, ref.b, ref.d, ref.e)} vs {(t.a, t.b, t.d, t.e)}"
+            )
+    origins = np.array([[g.transform.c, g.transform.f] for g in grids])
+    cols, rows = pixel_coordinates(origins[:, 0], origins[:, 1], ref)
+    col_int, row_int = np.rint(cols), np.rint(rows)
+    frac = np.maximum(np.abs(cols - col_int), np.abs(rows - row_int))
+    bad = np.flatnonzero(frac > _PIXEL_TOLERANCE)
+    if bad.size:
+        detail = ", ".join(
+            f"grid {i}: ({float(rows[i]):.6f}, {float(cols[i]):.6f})" for i in bad.tolist()
+        )
+        raise ValueError(f"grid origins are not whole pixels apart (row, col offsets: {detail})")
+    row_off = [int(r) for r in row_int]
+    col_off = [int(c) for c in col_int]
+    row0 = min(row_off)
+    col0 = min(col_off)
+    row1 = max(r + g.height for r, g in zip(row_off, grids))
+    col1 = max(c + g.width for c, g in zip(col_off, grids))
+    union = GridSpec(
+        grids[0].crs_epsg, ref @ Affine.translation(col0, row0), col1 - col0, row1 - row0
+    )
+    return union, [(r - row0, c - col0) for r, c in zip(row_off, col_off)]

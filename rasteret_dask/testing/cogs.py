@@ -1,0 +1,247 @@
+"""COG factories for tests, the demo and benchmarks: small deterministic GeoTIFFs of any flavour.
+
+rasterio (GDAL) is a test/optional dependency, so it is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "S2_SIZE",
+    "S2_BLOCKSIZE",
+    "S2_TRANSFORM",
+    "synthetic_pixels",
+    "default_transform",
+    "write_cog",
+    "write_s2_like_cog",
+    "write_strip_tiff",
+]
+
+S2_SIZE = 10980
+S2_BLOCKSIZE = 1024
+# Sentinel-2 L2A 10 m band of MGRS tile 33UUP: 10 m pixels, corner-based origin.
+S2_TRANSFORM = (10.0, 0.0, 399960.0, 0.0, -10.0, 5300040.0)
+
+_COG_PREDICTORS = {1: "NO", 2: "STANDARD", 3: "FLOATING_POINT"}
+
+
+def _level(dtype: np.dtype) -> tuple[float, float, float]:
+    """(centre, amplitude of the smooth pattern, amplitude of the noise) for a dtype."""
+    if dtype.kind == "f":
+        return 0.5, 0.2, 0.01
+    info = np.iinfo(dtype)
+    if dtype.itemsize == 1:
+        centre = 128.0 if dtype.kind == "u" else 0.0
+        return centre, 45.0, 15.0
+    if dtype.itemsize == 2:
+        centre = 2000.0 if dtype.kind == "u" else 0.0
+        return centre, 800.0, 31.0
+    span = float(min(info.max, 2**31 - 1))
+    centre = span / 2 if dtype.kind == "u" else 0.0
+    return centre, span / 8, 255.0
+
+
+def synthetic_pixels(
+    width: int, height: int, dtype: Any = "uint16", count: int = 1, seed: int = 0
+) -> np.ndarray:
+    """Deterministic, compressible pixels of shape (count, height, width): smooth waves plus a
+    little noise, sized to the dtype's range (so decode bugs show, and files stay small)."""
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    centre, amplitude, noise = _level(dt)
+    out = np.empty((count, height, width), dtype=dt)
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    xs = np.arange(width, dtype=np.float64)[None, :]
+    for band in range(count):
+        phase = rng.uniform(0, 2 * math.pi)
+        px, py = rng.uniform(20, 90), rng.uniform(20, 90)
+        smooth = np.sin(xs / px + phase) + np.cos(ys / py - phase)  # in [-2, 2]
+        values = centre + amplitude / 2 * smooth
+        if dt.kind == "f":
+            values = values + noise * rng.standard_normal((height, width))
+        else:
+            values = values + rng.integers(0, int(noise) + 1, size=(height, width))
+            info = np.iinfo(dt)
+            values = np.clip(np.rint(values), info.min, info.max)
+        out[band] = values.astype(dt)
+    return out
+
+
+def default_transform(crs: Any) -> tuple[float, float, float, float, float, float]:
+    """The factory's default transform: 10 m pixels at a UTM-like origin, or 0.0001 degree
+    pixels for geographic CRSs."""
+    from rasterio.crs import CRS
+
+    if crs is not None and CRS.from_user_input(crs).is_geographic:
+        return (0.0001, 0.0, 12.0, 0.0, -0.0001, 46.0)
+    return (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
+
+
+def _overview_factors(width: int, height: int, blocksize: int) -> list[int]:
+    """Power-of-two factors until a level fits in one tile, like the COG driver's AUTO."""
+    factors: list[int] = []
+    factor = 1
+    while max(-(-width // factor), -(-height // factor)) > blocksize:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
+def write_cog(
+    path: str | os.PathLike[str],
+    *,
+    width: int = 512,
+    height: int = 512,
+    dtype: str = "uint16",
+    count: int = 1,
+    blocksize: int = 256,
+    compress: str | None = "deflate",
+    predictor: int = 1,
+    crs: Any = "EPSG:32633",
+    transform: Sequence[float] | None = None,
+    nodata: float | None = None,
+    interleave: str = "pixel",
+    bigtiff: bool = False,
+    overviews: bool = True,
+    endianness: str | None = None,
+    photometric: str | None = None,
+    data: np.ndarray | None = None,
+    seed: int = 0,
+    **creation_options: Any,
+) -> Path:
+    """Write a tiled GeoTIFF with GDAL and return its path: a COG (COG driver) for pixel
+    interleave, a tiled GTiff for planar (``interleave="band"``), big-endian or photometric files.
+
+    ``data`` (count, height, width) overrides width/height/count/dtype; with ``nodata`` set, a
+    16 x 16 corner of every band holds the nodata value. Extra keyword arguments are passed as
+    GDAL creation options.
+    """
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import Resampling
+
+    if data is None:
+        data = synthetic_pixels(width, height, dtype, count, seed)
+    else:
+        data = np.asarray(data)
+        if data.ndim == 2:
+            data = data[None]
+        count, height, width = data.shape
+        data = data.copy()
+    dt = data.dtype
+    codec = "NONE" if compress is None else str(compress).upper()
+    if codec == "JPEG" and dt != np.uint8:
+        raise ValueError(f"JPEG compression needs uint8 data, not {dt}")
+    if nodata is not None:
+        data[:, :16, :16] = nodata
+    if transform is None:
+        transform = default_transform(crs)
+    profile: dict[str, Any] = {
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": dt.name,
+        "crs": crs,
+        "transform": Affine(*transform[:6]),
+        "nodata": nodata,
+    }
+    interleave = interleave.lower()
+    if interleave not in ("pixel", "band"):
+        raise ValueError(f"interleave must be 'pixel' or 'band', not {interleave!r}")
+    use_cog = interleave == "pixel" and endianness is None and photometric is None
+    options: dict[str, Any] = {"COMPRESS": codec, "BIGTIFF": "YES" if bigtiff else "NO"}
+    if codec != "JPEG" and predictor != 1:
+        options["PREDICTOR"] = _COG_PREDICTORS[predictor] if use_cog else predictor
+    if use_cog:
+        options.update(BLOCKSIZE=blocksize, OVERVIEWS="AUTO" if overviews else "NONE")
+        driver = "COG"
+    else:
+        driver = "GTiff"
+        options.update(
+            TILED="YES", BLOCKXSIZE=blocksize, BLOCKYSIZE=blocksize, INTERLEAVE=interleave.upper()
+        )
+        if endianness is not None:
+            options["ENDIANNESS"] = endianness.upper()
+        if photometric is not None:
+            options["PHOTOMETRIC"] = photometric.upper()
+    options.update({key.upper(): value for key, value in creation_options.items()})
+    path = Path(path)
+    with rasterio.open(path, "w", driver=driver, **profile, **options) as dst:
+        dst.write(data)
+        if not use_cog and overviews:
+            factors = _overview_factors(width, height, blocksize)
+            if factors:
+                dst.build_overviews(factors, Resampling.average)
+    return path
+
+
+def write_s2_like_cog(path: str | os.PathLike[str], *, band_seed: int = 0) -> Path:
+    """Write a Sentinel-2-like 10 m band (10980 x 10980 uint16, 1024 tiles, deflate +
+    predictor 2, overviews, EPSG:32633, nodata 0) in a few seconds, for benchmarks and round-trip tests."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(band_seed)
+    phase = rng.uniform(0, 2 * math.pi)
+    cols = np.arange(S2_SIZE, dtype=np.float32)
+    row_wave = (1500 + 600 * np.sin(cols / 700.0 + phase)).astype(np.uint16)[None, :]
+    path = Path(path)
+    profile = {
+        "driver": "COG",
+        "width": S2_SIZE,
+        "height": S2_SIZE,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": Affine(*S2_TRANSFORM),
+        "nodata": 0,
+        "BLOCKSIZE": S2_BLOCKSIZE,
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": "STANDARD",
+        "LEVEL": 1,
+        "OVERVIEWS": "AUTO",
+        "NUM_THREADS": 2,
+        "BIGTIFF": "NO",
+    }
+    step = 1098
+    with rasterio.open(path, "w", **profile) as dst:
+        for top in range(0, S2_SIZE, step):
+            rows = np.arange(top, min(top + step, S2_SIZE), dtype=np.float32)
+            col_wave = (500 * np.cos(rows / 900.0 - phase) + 500).astype(np.uint16)[:, None]
+            block = row_wave + col_wave
+            block += rng.integers(0, 4, size=block.shape, dtype=np.uint16)
+            dst.write(block[None], window=Window(0, top, S2_SIZE, len(rows)))
+    return path
+
+
+def write_strip_tiff(
+    path: str | os.PathLike[str], *, width: int = 300, height: int = 200, dtype: str = "uint8"
+) -> Path:
+    """Write a strip-organised (untiled) GeoTIFF, which the reader must reject."""
+    import rasterio
+    from affine import Affine
+
+    path = Path(path)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=Affine(*default_transform("EPSG:32633")),
+        TILED="NO",
+        COMPRESS="DEFLATE",
+    ) as dst:
+        dst.write(synthetic_pixels(width, height, dtype, 1))
+    return path

@@ -1,0 +1,382 @@
+"""The parsed header of a tiled (Geo)TIFF: the first IFD, its georeferencing and its overviews.
+
+`parse_tiff_header` is sans-I/O: it reads a `SparseBuffer` and raises `NeedBytes` with every
+range it can tell is missing; `driver.read_tiff_header` is a small driver around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .buffer import SparseBuffer, TiffError
+from .geokeys import (
+    GeoKeyValue,
+    affine_from_tags,
+    epsg_from_geo_keys,
+    is_pixel_is_point,
+    parse_geo_keys,
+)
+from .ifd import Ifd, IfdReader, read_file_header
+from .tags import (
+    BITS_PER_SAMPLE,
+    COMPRESSION,
+    EXTRA_SAMPLES,
+    GDAL_NODATA,
+    GEO_ASCII_PARAMS,
+    GEO_DOUBLE_PARAMS,
+    GEO_KEY_DIRECTORY,
+    IMAGE_LENGTH,
+    IMAGE_WIDTH,
+    JPEG_TABLES,
+    LERC_PARAMETERS,
+    MODEL_PIXEL_SCALE,
+    MODEL_TIEPOINT,
+    MODEL_TRANSFORMATION,
+    NEW_SUBFILE_TYPE,
+    PHOTOMETRIC,
+    PLANAR_CONFIGURATION,
+    PREDICTOR,
+    SAMPLE_FORMAT,
+    SAMPLES_PER_PIXEL,
+    STRIP_OFFSETS,
+    SUBFILE_MASK,
+    SUBFILE_REDUCED_IMAGE,
+    SUPPORTED_COMPRESSIONS,
+    TILE_BYTE_COUNTS,
+    TILE_LENGTH,
+    TILE_OFFSETS,
+    TILE_WIDTH,
+    compression_name,
+    sample_dtype,
+)
+
+__all__ = ["Overview", "TiffHeader", "parse_tiff_header"]
+
+Transform = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A reduced-resolution level of the image: its size and tile size."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The level as the ``overviews`` struct of the metadata column."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "tile_width": self.tile_width,
+            "tile_height": self.tile_height,
+        }
+
+
+@dataclass(frozen=True)
+class TiffHeader:
+    """Everything a tile reader needs from the first (full-resolution) IFD of a tiled TIFF."""
+
+    image_width: int
+    image_height: int
+    tile_width: int
+    tile_height: int
+    dtype: str
+    big_endian: bool
+    bigtiff: bool
+    compression: int
+    predictor: int
+    photometric: int | None
+    samples_per_pixel: int
+    planar_configuration: int
+    extra_samples: tuple[int, ...]
+    tile_offsets: tuple[int, ...]
+    tile_byte_counts: tuple[int, ...]
+    transform: Transform | None
+    pixel_scale: tuple[float, ...] | None
+    tiepoint: tuple[float, ...] | None
+    model_transformation: tuple[float, ...] | None
+    crs_epsg: int | None
+    nodata: float | None
+    jpeg_tables: bytes | None
+    lerc_parameters: tuple[int, ...] | None
+    overviews: tuple[Overview, ...]
+    header_bytes: int
+    geo_keys: dict[int, GeoKeyValue] = field(default_factory=dict, hash=False)
+
+    @property
+    def tiles_across(self) -> int:
+        """Number of tile columns."""
+        return -(-self.image_width // self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        """Number of tile rows."""
+        return -(-self.image_height // self.tile_height)
+
+    @property
+    def tiles_per_plane(self) -> int:
+        """Number of tiles covering the image once (one plane of a planar file)."""
+        return self.tiles_across * self.tiles_down
+
+    def band_tiles(self, band_index: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Tile offsets and byte counts of ``band_index``: its own plane for planar files, every
+        tile for chunky files (all samples live in each tile)."""
+        if not 0 <= band_index < self.samples_per_pixel:
+            raise TiffError(
+                f"band_index {band_index} out of range: the file has "
+                f"{self.samples_per_pixel} sample(s) per pixel"
+            )
+        if self.planar_configuration != 2:
+            return self.tile_offsets, self.tile_byte_counts
+        n = self.tiles_per_plane
+        start = band_index * n
+        return (
+            self.tile_offsets[start : start + n],
+            self.tile_byte_counts[start : start + n],
+        )
+
+    def to_metadata(self, band_index: int = 0) -> dict[str, Any]:
+        """The ``{band}_metadata`` struct value (keys = ``schema.METADATA_FIELDS``) of one band."""
+        offsets, counts = self.band_tiles(band_index)
+        return {
+            "image_width": self.image_width,
+            "image_height": self.image_height,
+            "tile_width": self.tile_width,
+            "tile_height": self.tile_height,
+            "dtype": self.dtype,
+            "transform": None if self.transform is None else list(self.transform),
+            "predictor": self.predictor,
+            "compression": self.compression,
+            "tile_offsets": list(offsets),
+            "tile_byte_counts": list(counts),
+            "pixel_scale": None if self.pixel_scale is None else list(self.pixel_scale),
+            "tiepoint": None if self.tiepoint is None else list(self.tiepoint),
+            "nodata": self.nodata,
+            "samples_per_pixel": self.samples_per_pixel,
+            "planar_configuration": self.planar_configuration,
+            "photometric": self.photometric,
+            "extra_samples": list(self.extra_samples),
+            "crs_epsg": self.crs_epsg,
+            "jpeg_tables": self.jpeg_tables,
+            "lerc_parameters": (
+                None if self.lerc_parameters is None else list(self.lerc_parameters)
+            ),
+            "overviews": [ov.to_dict() for ov in self.overviews],
+            "header_bytes": self.header_bytes,
+        }
+
+
+_INT_TAGS = (
+    IMAGE_WIDTH, IMAGE_LENGTH, TILE_WIDTH, TILE_LENGTH, BITS_PER_SAMPLE, COMPRESSION,
+    PHOTOMETRIC, SAMPLES_PER_PIXEL, PLANAR_CONFIGURATION, PREDICTOR, SAMPLE_FORMAT,
+    EXTRA_SAMPLES, TILE_OFFSETS, TILE_BYTE_COUNTS, GEO_KEY_DIRECTORY, LERC_PARAMETERS,
+    NEW_SUBFILE_TYPE,
+)  # fmt: skip
+_FLOAT_TAGS = (MODEL_PIXEL_SCALE, MODEL_TIEPOINT, MODEL_TRANSFORMATION, GEO_DOUBLE_PARAMS)
+_TEXT_TAGS = (GDAL_NODATA, GEO_ASCII_PARAMS)
+_BLOB_TAGS = (JPEG_TABLES,)
+_OVERVIEW_TAGS = (NEW_SUBFILE_TYPE, IMAGE_WIDTH, IMAGE_LENGTH, TILE_WIDTH, TILE_LENGTH)
+
+
+def _single(values: dict[int, Any], tag: int, name: str, default: int | None = None) -> int:
+    """A one-valued integer tag, its default when absent, TiffError when required."""
+    vals = values.get(tag)
+    if vals:
+        return int(vals[0])
+    if default is None:
+        raise TiffError(f"missing required tag {name} ({tag})")
+    return default
+
+
+def _check_layout(ifd: Ifd) -> None:
+    """Fail fast, before fetching any value, on strip files and unsupported compression."""
+    entries = ifd.entries
+    if TILE_WIDTH not in entries or TILE_OFFSETS not in entries:
+        kind = "strip-organised" if STRIP_OFFSETS in entries else "untiled"
+        raise TiffError(f"{kind} TIFF (no TileWidth/TileOffsets tags): tiled GeoTIFF/COG required")
+    for tag in (TILE_LENGTH, TILE_BYTE_COUNTS, IMAGE_WIDTH, IMAGE_LENGTH):
+        if tag not in entries:
+            raise TiffError(f"tiled TIFF without required tag {tag}")
+
+
+def _values(reader: IfdReader, ifd: Ifd, tags: Sequence[int]) -> dict[int, Any]:
+    """Decoded values of the ``tags`` present in ``ifd`` (missing bytes recorded, not raised)."""
+    out: dict[int, Any] = {}
+    for tag in tags:
+        entry = ifd.entries.get(tag)
+        if entry is None:
+            continue
+        if tag in _TEXT_TAGS:
+            value: Any = reader.text(entry)
+        elif tag in _BLOB_TAGS:
+            value = reader.blob(entry)
+        else:
+            value = reader.numbers(entry, integer=tag in _INT_TAGS)
+        if value is not None:
+            out[tag] = value
+    return out
+
+
+def _overview(reader: IfdReader, ifd: Ifd) -> tuple[Overview | None, bool]:
+    """The overview described by a following IFD, and whether the chain walk should go on
+    (it stops at the first IFD that is neither a reduced image nor a mask: a new page)."""
+    vals = _values(reader, ifd, _OVERVIEW_TAGS)
+    if NEW_SUBFILE_TYPE in ifd.entries and NEW_SUBFILE_TYPE not in vals:
+        return None, True  # bytes pending; the walk continues and NeedBytes is raised later
+    kind = _single(vals, NEW_SUBFILE_TYPE, "NewSubfileType", 0)
+    if kind & SUBFILE_MASK:
+        return None, True
+    if not kind & SUBFILE_REDUCED_IMAGE:
+        return None, False
+    sizes = [vals.get(t) for t in _OVERVIEW_TAGS[1:]]
+    if any(not v for v in sizes):
+        return None, True  # untiled level (unusable by a tile reader) or bytes pending
+    width, height, tile_width, tile_height = (int(v[0]) for v in sizes)  # type: ignore[index]
+    return Overview(width, height, tile_width, tile_height), True
+
+
+def _nodata(text: str | None) -> float | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        if text.lower() in ("nan", "-nan", "+nan"):
+            return math.nan
+        raise TiffError(f"GDAL_NODATA tag holds {text!r}, not a number") from None
+
+
+def parse_tiff_header(buf: SparseBuffer) -> TiffHeader:
+    """Parse the first IFD and the overview chain from the bytes in ``buf``.
+
+    Raises `NeedBytes` with every range it can currently tell is missing (the caller adds them
+    and calls again) and `TiffError` for files this package cannot read.
+    """
+    fh = read_file_header(buf)
+    reader = IfdReader(buf, fh)
+    first = reader.ifd(fh.first_ifd)
+    if first is None:
+        reader.need()
+    assert first is not None
+    _check_layout(first)
+    code = _single(_values(reader, first, (COMPRESSION,)), COMPRESSION, "Compression", 1)
+    if code not in SUPPORTED_COMPRESSIONS:
+        raise TiffError(
+            f"unsupported compression {code} ({compression_name(code)}); supported: "
+            + ", ".join(f"{c} {n}" for c, n in SUPPORTED_COMPRESSIONS.items())
+        )
+    values = _values(reader, first, _INT_TAGS + _FLOAT_TAGS + _TEXT_TAGS + _BLOB_TAGS)
+    overviews: list[Overview] = []
+    seen = {first.offset}
+    offset = first.next_offset
+    while offset:
+        if offset in seen:
+            raise TiffError(f"corrupt TIFF: IFD chain loops back to offset {offset}")
+        seen.add(offset)
+        ifd = reader.ifd(offset)
+        if ifd is None:
+            break
+        overview, go_on = _overview(reader, ifd)
+        if overview is not None:
+            overviews.append(overview)
+        if not go_on:
+            break
+        offset = ifd.next_offset
+    reader.need()
+    return _build(fh.byte_order == ">", fh.bigtiff, values, overviews, reader.max_end)
+
+
+def _build(
+    big_endian: bool,
+    bigtiff: bool,
+    values: dict[int, Any],
+    overviews: list[Overview],
+    header_bytes: int,
+) -> TiffHeader:
+    """Assemble and validate a `TiffHeader` from the decoded values of the first IFD."""
+    width = _single(values, IMAGE_WIDTH, "ImageWidth")
+    height = _single(values, IMAGE_LENGTH, "ImageLength")
+    tile_width = _single(values, TILE_WIDTH, "TileWidth")
+    tile_height = _single(values, TILE_LENGTH, "TileLength")
+    if min(width, height, tile_width, tile_height) <= 0:
+        raise TiffError(
+            f"bad image or tile size: {width} x {height} image, {tile_width} x {tile_height} tiles"
+        )
+    spp = _single(values, SAMPLES_PER_PIXEL, "SamplesPerPixel", 1)
+    planar = _single(values, PLANAR_CONFIGURATION, "PlanarConfiguration", 1)
+    if planar not in (1, 2):
+        raise TiffError(f"bad PlanarConfiguration {planar} (1 chunky or 2 planar expected)")
+    bits = set(values.get(BITS_PER_SAMPLE, (1,)))
+    formats = set(values.get(SAMPLE_FORMAT, (1,)))
+    if len(bits) != 1 or len(formats) != 1:
+        raise TiffError(
+            f"samples of different types (BitsPerSample {sorted(bits)}, SampleFormat "
+            f"{sorted(formats)}) are not supported"
+        )
+    try:
+        dtype = sample_dtype(bits.pop(), formats.pop(), big_endian=big_endian)
+    except ValueError as exc:
+        raise TiffError(str(exc)) from None
+    offsets = tuple(int(v) for v in values[TILE_OFFSETS])
+    counts = tuple(int(v) for v in values[TILE_BYTE_COUNTS])
+    per_plane = -(-width // tile_width) * -(-height // tile_height)
+    expected = per_plane * (spp if planar == 2 else 1)
+    if len(offsets) != expected or len(counts) != expected:
+        raise TiffError(
+            f"tile tables hold {len(offsets)} offsets and {len(counts)} byte counts, "
+            f"expected {expected} for a {width} x {height} image of {tile_width} x "
+            f"{tile_height} tiles"
+        )
+    geo_keys: dict[int, GeoKeyValue] = {}
+    if GEO_KEY_DIRECTORY in values:
+        doubles = values.get(GEO_DOUBLE_PARAMS)
+        try:
+            geo_keys = parse_geo_keys(
+                values[GEO_KEY_DIRECTORY], doubles, values.get(GEO_ASCII_PARAMS)
+            )
+        except ValueError as exc:
+            raise TiffError(f"bad GeoKeyDirectory: {exc}") from None
+    scale = values.get(MODEL_PIXEL_SCALE)
+    tiepoint = values.get(MODEL_TIEPOINT)
+    matrix = values.get(MODEL_TRANSFORMATION)
+    transform = affine_from_tags(
+        scale, tiepoint, matrix, pixel_is_point=is_pixel_is_point(geo_keys)
+    )
+    lerc = values.get(LERC_PARAMETERS)
+    photometric = values.get(PHOTOMETRIC)
+    return TiffHeader(
+        image_width=width,
+        image_height=height,
+        tile_width=tile_width,
+        tile_height=tile_height,
+        dtype=dtype,
+        big_endian=big_endian,
+        bigtiff=bigtiff,
+        compression=_single(values, COMPRESSION, "Compression", 1),
+        predictor=_single(values, PREDICTOR, "Predictor", 1),
+        photometric=int(photometric[0]) if photometric else None,
+        samples_per_pixel=spp,
+        planar_configuration=planar,
+        extra_samples=tuple(int(v) for v in values.get(EXTRA_SAMPLES, ())),
+        tile_offsets=offsets,
+        tile_byte_counts=counts,
+        transform=transform,
+        pixel_scale=None if scale is None else tuple(float(v) for v in scale),
+        tiepoint=None if tiepoint is None else tuple(float(v) for v in tiepoint),
+        model_transformation=None if matrix is None else tuple(float(v) for v in matrix),
+        crs_epsg=epsg_from_geo_keys(geo_keys),
+        nodata=_nodata(values.get(GDAL_NODATA)),
+        jpeg_tables=values.get(JPEG_TABLES),
+        lerc_parameters=None if lerc is None else tuple(int(v) for v in lerc),
+        overviews=tuple(sorted(overviews, key=lambda o: (o.width, o.height), reverse=True)),
+        header_bytes=header_bytes,
+        geo_keys=geo_keys,
+    )
