@@ -15,15 +15,16 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import pytest
+from affine import Affine
 
 from rasteret_dask.decode import DECODABLE_COMPRESSIONS, DecodeError, DecodeSpec, decode_tile
 from rasteret_dask.decode.spec import fill_value
+from rasteret_dask.tiff import SUPPORTED_COMPRESSIONS, read_tiff_header
 
 rasterio = pytest.importorskip("rasterio")
 tifffile = pytest.importorskip("tifffile")
 
 from rasterio.errors import NotGeoreferencedWarning  # noqa: E402
-from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
 WIDTH, HEIGHT, BLOCK = 300, 200, 128
@@ -43,9 +44,7 @@ def random_bands(dtype: str, count: int, seed: int = 0, shape=(HEIGHT, WIDTH)) -
 def smooth_bands(count: int) -> np.ndarray:
     """Smooth uint8 gradients (JPEG-friendly), shape (count, HEIGHT, WIDTH)."""
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
-    bands = [
-        127 + 100 * np.sin(xx / 23.0 + k) * np.cos(yy / 31.0 - k / 2) for k in range(count)
-    ]
+    bands = [127 + 100 * np.sin(xx / 23.0 + k) * np.cos(yy / 31.0 - k / 2) for k in range(count)]
     return np.clip(np.stack(bands), 0, 255).astype("uint8")
 
 
@@ -57,7 +56,7 @@ def write(path: Path, data: np.ndarray, driver: str = "GTiff", **options) -> Pat
         "height": data.shape[1],
         "count": data.shape[0],
         "dtype": data.dtype,
-        "transform": from_origin(0, 0, 1, 1),
+        "transform": Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
     }
     if driver == "COG":
         profile["blocksize"] = BLOCK
@@ -113,7 +112,10 @@ def tiles_of(path: Path):
 def check_file(path: Path, tolerance: int = 0) -> DecodeSpec:
     """Decode every tile of ``path`` and compare its valid part with rasterio's read."""
     spec, tiles = tiles_of(path)
-    with rasterio.open(path) as src:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = rasterio.open(path)
+    with src:
         for plane, row_off, col_off, data in tiles:
             tile = decode_tile(data, spec)
             assert tile.shape == spec.shape
@@ -326,7 +328,9 @@ def test_jpeg_cog(tmp_path):
 @pytest.mark.parametrize("compress", ["lerc", "lerc_deflate", "lerc_zstd"])
 @pytest.mark.parametrize("dtype,count", [("uint16", 1), ("int8", 3), ("float32", 3)])
 def test_lerc_lossless(tmp_path, compress, dtype, count):
-    path = write(tmp_path / "lerc.tif", random_bands(dtype, count), compress=compress, max_z_error=0)
+    path = write(
+        tmp_path / "lerc.tif", random_bands(dtype, count), compress=compress, max_z_error=0
+    )
     spec = check_file(path)
     expected = {"lerc": 0, "lerc_deflate": 1, "lerc_zstd": 2}[compress]
     assert spec.lerc_parameters is not None and spec.lerc_parameters[1] == expected
@@ -347,9 +351,7 @@ def test_lerc_uint8_alpha_mask(tmp_path):
     data = random_bands("uint8", 4)
     data[3] = 255
     data[3, 20:90, 30:200] = 0
-    path = write(
-        tmp_path / "lerca.tif", data, compress="lerc", photometric="RGB", alpha="YES"
-    )
+    path = write(tmp_path / "lerca.tif", data, compress="lerc", photometric="RGB", alpha="YES")
     check_file(path)
 
 
@@ -427,6 +429,10 @@ def test_invalid_spec_raises():
         DecodeSpec(1, 1, "complex64", 16, 16, 1, 1)
     with pytest.raises(DecodeError):
         DecodeSpec(1, 1, "uint8", 0, 16, 1, 1)
+    with pytest.raises(DecodeError):
+        DecodeSpec(1, 1, "not-a-dtype", 16, 16, 1, 1)
+    with pytest.raises(DecodeError):
+        DecodeSpec(1, 1, "uint8", 16, 16, 0, 1)
 
 
 @pytest.mark.parametrize("compression", [5, 7, 8, 32773, 32946, 34887, 34925, 50000, 50001])
@@ -440,7 +446,7 @@ def test_truncated_and_unsupported_raise_decode_error(tmp_path):
     spec = DecodeSpec(1, 1, "uint16", 64, 64, 1, 1)
     with pytest.raises(DecodeError, match="expected 8192"):
         decode_tile(b"\x00" * 100, spec)
-    with pytest.raises(DecodeError, match="compression 6"):
+    with pytest.raises(DecodeError, match="compression 6 .old-style JPEG"):
         decode_tile(b"\x00" * 100, DecodeSpec(6, 1, "uint8", 16, 16, 1, 1))
     path = write(tmp_path / "t.tif", random_bands("uint16", 1), compress="zstd", predictor=2)
     spec, tiles = tiles_of(path)
@@ -452,6 +458,22 @@ def test_truncated_and_unsupported_raise_decode_error(tmp_path):
         decode_tile(tiles[0][3], DecodeSpec(50000, 3, "uint16", 128, 128, 1, 1))
 
 
+def test_wrong_size_or_type_raise_decode_error():
+    small = np.arange(100, dtype=np.uint8)
+    with pytest.raises(DecodeError, match="decoded to 100 bytes"):
+        decode_tile(
+            imagecodecs.zlib_encode(small.tobytes()), DecodeSpec(8, 1, "uint8", 16, 16, 1, 1)
+        )
+    webp = imagecodecs.webp_encode(np.zeros((32, 32, 3), np.uint8), lossless=True)
+    with pytest.raises(DecodeError, match="shape"):
+        decode_tile(webp, DecodeSpec(50001, 1, "uint8", 64, 64, 3, 2))
+    lerc = imagecodecs.lerc_encode(np.zeros((16, 16), np.uint16), level=0.0)
+    with pytest.raises(DecodeError, match="float32"):
+        decode_tile(lerc, DecodeSpec(34887, 1, "float32", 16, 16, 1, 1, None, (4, 0)))
+    with pytest.raises(DecodeError, match="additional compression"):
+        decode_tile(lerc, DecodeSpec(34887, 1, "uint16", 16, 16, 1, 1, None, (4, 9)))
+
+
 def test_memoryview_input_and_threads(tmp_path):
     path = write(tmp_path / "mt.tif", random_bands("int16", 2), compress="deflate", predictor=2)
     spec, tiles = tiles_of(path)
@@ -460,3 +482,42 @@ def test_memoryview_input_and_threads(tmp_path):
         threaded = list(pool.map(lambda t: decode_tile(t[3], spec), tiles))
     for a, b in zip(serial, threaded, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_every_header_compression_is_decodable():
+    assert set(SUPPORTED_COMPRESSIONS) <= DECODABLE_COMPRESSIONS
+
+
+@pytest.mark.parametrize(
+    "dtype,count,options",
+    [
+        ("int32", 2, {"endianness": "BIG", "predictor": 2, "interleave": "band"}),
+        ("float32", 3, {"compress": "lerc_zstd", "max_z_error": 0}),
+        ("uint16", 1, {"sparse_ok": True, "nodata": 0, "predictor": 2}),
+    ],
+)
+def test_spec_from_tiff_layer_metadata(tmp_path, dtype, count, options):
+    """The tiff layer's ``{band}_metadata`` drives the decoder to rasterio's pixels."""
+    data = random_bands(dtype, count)
+    if options.get("sparse_ok"):
+        data[:, :BLOCK, :BLOCK] = 0
+    options = {"compress": "deflate", **options}
+    path = write(tmp_path / "hdr.tif", data, **options)
+    raw = path.read_bytes()
+    header = read_tiff_header(lambda ranges: [raw[a:b] for a, b in ranges])
+    with rasterio.open(path) as src:
+        for band in range(count if options.get("interleave") == "band" else 1):
+            md = header.to_metadata(band)
+            spec = DecodeSpec.from_metadata(md)
+            across = -(-md["image_width"] // spec.tile_width)
+            for index, (offset, size) in enumerate(
+                zip(md["tile_offsets"], md["tile_byte_counts"], strict=True)
+            ):
+                row, col = divmod(index, across)
+                tile = decode_tile(raw[offset : offset + size], spec)
+                rows = min(BLOCK, HEIGHT - row * BLOCK)
+                cols = min(BLOCK, WIDTH - col * BLOCK)
+                window = Window(col * BLOCK, row * BLOCK, cols, rows)
+                bands = [band + 1] if spec.samples == 1 else None
+                expected = src.read(bands, window=window).transpose(1, 2, 0)
+                np.testing.assert_array_equal(tile[:rows, :cols], expected)

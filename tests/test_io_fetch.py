@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dask
 import dask.config
 import pytest
 from fsspec.implementations.local import LocalFileSystem
@@ -171,6 +172,15 @@ def test_local_reads_run_concurrently(root: Path, monkeypatch: pytest.MonkeyPatc
     ranges = [ByteRange(str(root / "many" / f"f{i:02d}.bin"), 0, 64) for i in range(8)]
     out = RangeReader(retries=1).fetch(ranges)
     assert out == [(root / "many" / f"f{i:02d}.bin").read_bytes()[:64] for i in range(8)]
+
+
+def test_fetch_in_dask_threaded_tasks(root: Path, server: RangeServer) -> None:
+    names, ranges = _mixed_ranges(server.href, seed=17)
+    expected = _expected(root, names, ranges)
+    reader = RangeReader()
+    parts = [dask.delayed(reader.fetch)(ranges[i::4]) for i in range(4)]
+    results = dask.compute(*parts, scheduler="threads")
+    assert [results[i % 4][i // 4] for i in range(len(ranges))] == expected
 
 
 def test_fetch_from_many_threads(root: Path, server: RangeServer) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import rasterio.transform
 import rasterio.windows
@@ -16,6 +18,7 @@ from rasterio.features import geometry_window
 from rasterio.io import MemoryFile
 
 from rasteret_dask.plan.grid import GridSpec, Window, union_grid
+from rasteret_dask.schema import METADATA_TYPE
 
 # rasterio applies affine transforms with ``*``, which affine 3 flags as pending deprecation.
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -95,6 +98,7 @@ def test_window_basics() -> None:
         w.row_off = 3  # type: ignore[misc]
     image = np.arange(40 * 40).reshape(40, 40)
     assert image[w.slices].shape == w.shape
+    assert pickle.loads(pickle.dumps(w)) == w and len({w, Window(10, 20, 5, 7)}) == 1
 
 
 def test_grid_from_metadata_and_properties() -> None:
@@ -109,11 +113,16 @@ def test_grid_from_metadata_and_properties() -> None:
     assert grid.bounds == (600000.0, 4890240.0, 709800.0, 5000040.0)
     assert grid.resolution == (10.0, 10.0)
     assert grid.shape == (10980, 10980)
+    assert pickle.loads(pickle.dumps(grid)) == grid and hash(grid) == hash(pickle.loads(pickle.dumps(grid)))
     assert GridSpec.from_metadata({**md, "crs_epsg": None}, crs_epsg=32632).crs_epsg == 32632
     assert GridSpec.from_metadata(md, crs_epsg=32632).crs_epsg == 32633
     assert GridSpec.from_metadata({**md, "crs_epsg": None}).crs_epsg is None
     with pytest.raises(ValueError, match="transform"):
         GridSpec.from_metadata({**md, "transform": None})
+    column = pa.array([md, None], type=METADATA_TYPE)
+    assert GridSpec.from_metadata(column[0]) == grid
+    with pytest.raises(ValueError, match="not enriched"):
+        GridSpec.from_metadata(column[1])
     with pytest.raises(ValueError, match="not enriched"):
         GridSpec.from_metadata(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="invertible"):

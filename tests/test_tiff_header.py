@@ -23,6 +23,7 @@ from rasteret_dask.testing.cogs import (
     write_strip_tiff,
 )
 from rasteret_dask.tiff import (
+    IFD_READAHEAD,
     SUPPORTED_COMPRESSIONS,
     NeedBytes,
     SparseBuffer,
@@ -31,7 +32,6 @@ from rasteret_dask.tiff import (
     parse_tiff_header,
     read_tiff_header,
 )
-from rasteret_dask.tiff.ifd import IFD_READAHEAD
 
 NAN = float("nan")
 
@@ -211,14 +211,16 @@ def test_s2_like_cog_needs_one_read(s2_cog: Path) -> None:
         ]
 
 
-def _drive(data: bytes, prefix: int) -> tuple[object, list[list[tuple[int, int]]]]:
+def _drive(
+    data: bytes, prefix: int, readahead: int = IFD_READAHEAD
+) -> tuple[object, list[list[tuple[int, int]]]]:
     """Drive the parser by hand, checking every NeedBytes asks only for bytes not held."""
     buf = SparseBuffer()
     buf.add(0, data[:prefix], requested=prefix)
     rounds: list[list[tuple[int, int]]] = []
     while True:
         try:
-            return parse_tiff_header(buf), rounds
+            return parse_tiff_header(buf, readahead=readahead), rounds
         except NeedBytes as need:
             ranges = list(need.ranges)
             assert ranges == merge_ranges(ranges)
@@ -241,6 +243,10 @@ def test_tiny_prefix_few_rounds_exact_ranges(tmp_path: Path) -> None:
     assert reader.calls == [[(0, 16)], *rounds]
     assert header == read_tiff_header(FileReader(path))
     assert len(header.overviews) == 2
+    # without read-ahead: only bytes known to be needed, never past the end, more rounds
+    exact, exact_rounds = _drive(data, 16, readahead=0)
+    assert exact == header and len(rounds) < len(exact_rounds) <= 6
+    assert all(end <= header.header_bytes for r in exact_rounds for _, end in r)
 
 
 def test_ifd_at_end_of_file(tmp_path: Path) -> None:
@@ -353,13 +359,18 @@ def test_truncated_file_rejected(tmp_path: Path) -> None:
     data = path.read_bytes()
     with tifffile.TiffFile(path) as tif:
         ifd_offset = tif.pages[0].offset
-    for cut in (ifd_offset + 1, ifd_offset + 40, 100):
+        values_at = tif.pages[0].tags[324].valueoffset  # TileOffsets array, after the IFD
+    for cut in (ifd_offset + 1, ifd_offset + 40, 100, values_at + 4):
         short = data[:cut]
         with pytest.raises(TiffError, match="truncated"):
             read_tiff_header(lambda ranges, s=short: [s[a:b] for a, b in ranges])
     buf = SparseBuffer()
     buf.add(0, data[: ifd_offset + 40], requested=65536)
     with pytest.raises(TiffError, match=r"truncated TIFF: IFD at offset \d+ ends at byte"):
+        parse_tiff_header(buf)
+    buf = SparseBuffer(eof=values_at + 4)
+    buf.add(0, data[: values_at + 4])
+    with pytest.raises(TiffError, match=rf"truncated TIFF: needs bytes \[{values_at}, "):
         parse_tiff_header(buf)
 
 

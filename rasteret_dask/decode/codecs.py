@@ -24,6 +24,7 @@ from functools import lru_cache
 import imagecodecs
 import numpy as np
 
+from ..tiff.tags import compression_name
 from .predictors import to_native_order, undo_predictor
 from .spec import (
     COMPRESSION_ADOBE_DEFLATE,
@@ -83,8 +84,13 @@ _BYTE_CODEC_FLAGS = {
 }
 # codecs for which libtiff applies the predictor
 _PREDICTED = frozenset(
-    {COMPRESSION_LZW, COMPRESSION_ADOBE_DEFLATE, COMPRESSION_DEFLATE, COMPRESSION_LZMA,
-     COMPRESSION_ZSTD}
+    {
+        COMPRESSION_LZW,
+        COMPRESSION_ADOBE_DEFLATE,
+        COMPRESSION_DEFLATE,
+        COMPRESSION_LZMA,
+        COMPRESSION_ZSTD,
+    }
 )
 
 
@@ -99,17 +105,16 @@ def _codec_error(name: str, exc: BaseException) -> DecodeError:
     return DecodeError(f"{name} decoding failed: {exc}")
 
 
-def _decompress(data: bytes | memoryview, compression: int, spec: DecodeSpec,
-                native: np.dtype) -> np.ndarray:
+def _decompress(
+    data: bytes | memoryview, compression: int, spec: DecodeSpec, native: np.dtype
+) -> np.ndarray:
     """Decompress a byte-stream codec's tile into a new native-typed array (file byte order)."""
     tile = np.empty(spec.shape, native)
     buffer = tile.reshape(-1).view(np.uint8)
     if compression == COMPRESSION_NONE:
         raw = np.frombuffer(data, np.uint8)
         if raw.size < buffer.size:
-            raise DecodeError(
-                f"uncompressed tile has {raw.size} bytes, expected {buffer.size}"
-            )
+            raise DecodeError(f"uncompressed tile has {raw.size} bytes, expected {buffer.size}")
         buffer[:] = raw[: buffer.size]
         return tile
     name, decoder = _BYTE_CODECS[compression]
@@ -230,7 +235,8 @@ def decode_tile(data: bytes | memoryview, spec: DecodeSpec) -> np.ndarray:
         return np.full(spec.shape, fill_value(native, spec.nodata), native)
     compression = spec.compression
     if compression not in DECODABLE_COMPRESSIONS:
-        raise DecodeError(f"unsupported TIFF compression {compression}")
+        name = compression_name(compression)
+        raise DecodeError(f"unsupported TIFF compression {compression} ({name})")
     if compression == COMPRESSION_NONE or compression in _BYTE_CODECS:
         predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
         tile = _decompress(data, compression, spec, native)

@@ -1,29 +1,33 @@
 """Concurrent byte-range fetching over fsspec with coalescing, retries and backoff.
 
 All requests of one call run as coroutines on one event loop (fsspec's IO loop for the
-synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; sync-only filesystems
-(local files) are read on a small thread pool so they are concurrent too.
+synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; each attempt is one
+:func:`~rasteret_dask.io.filesystems.read_range`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import random
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 import fsspec.asyn
 from fsspec.exceptions import FSTimeoutError
 from fsspec.spec import AbstractFileSystem
 
-from rasteret_dask.io.filesystems import is_async_filesystem, resolve
+from rasteret_dask.io.filesystems import (
+    HTTPStatusError,
+    RangePayload,
+    ShortReadError,
+    read_range,
+    resolve,
+)
 from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
 
 __all__ = ["RETRY_STATUSES", "FetchError", "RangeReader"]
@@ -32,7 +36,6 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _RETRY_S3_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
 )
-_LOCAL_IO_THREADS = 16
 
 
 class FetchError(OSError):
@@ -63,22 +66,6 @@ class FetchError(OSError):
         return (FetchError, args)
 
 
-class _ShortRead(Exception):
-    """Fewer bytes than requested arrived although the object is long enough (or unknown)."""
-
-
-class _Payload(NamedTuple):
-    data: bytes
-    size: int | None  # the object's size, when the backend told it
-    past_end: bool  # the object is known to end at or before the range start
-
-
-class _HTTPStatus(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
 def _botocore_retryable() -> tuple[type[BaseException], ...]:
     try:
         from botocore.exceptions import HTTPClientError, ResponseStreamingError
@@ -94,7 +81,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     FSTimeoutError,
     aiohttp.ClientConnectionError,
     aiohttp.ClientPayloadError,
-    _ShortRead,
+    ShortReadError,
     *_botocore_retryable(),
 )
 
@@ -119,7 +106,7 @@ def _s3_status(exc: BaseException) -> tuple[int | None, str | None]:
 
 def _classify(exc: BaseException) -> tuple[bool, str, int | None]:
     """(retryable, reason, HTTP status if known) for one failed attempt."""
-    if isinstance(exc, _HTTPStatus):
+    if isinstance(exc, HTTPStatusError):
         return exc.status in RETRY_STATUSES, str(exc), exc.status
     if isinstance(exc, aiohttp.ClientResponseError):
         return exc.status in RETRY_STATUSES, f"HTTP {exc.status}", exc.status
@@ -141,27 +128,17 @@ def _classify(exc: BaseException) -> tuple[bool, str, int | None]:
     return False, f"{type(exc).__name__}: {exc}", None
 
 
-def _is_invalid_range(exc: BaseException) -> bool:
-    for link in _chain(exc):
-        status, code = _s3_status(link)
-        if status == 416 or code == "InvalidRange":
-            return True
-    return False
-
-
 _state_lock = threading.Lock()
 _state_pid = os.getpid()
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
-_executor: list[ThreadPoolExecutor] = []
 
 
 def _check_pid() -> None:
     global _state_pid
     if os.getpid() != _state_pid:
         _semaphores.clear()
-        _executor.clear()
         _state_pid = os.getpid()
 
 
@@ -172,52 +149,6 @@ def _semaphore(loop: asyncio.AbstractEventLoop, limit: int) -> asyncio.Semaphore
         if limit not in per_loop:
             per_loop[limit] = asyncio.Semaphore(limit)
         return per_loop[limit]
-
-
-def _local_pool() -> ThreadPoolExecutor:
-    with _state_lock:
-        _check_pid()
-        if not _executor:
-            _executor.append(
-                ThreadPoolExecutor(_LOCAL_IO_THREADS, thread_name_prefix="rasteret-io")
-            )
-        return _executor[0]
-
-
-def _content_range(header: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total size) from ``bytes a-b/N`` or ``bytes */N``; None where absent."""
-    if not header or not header.startswith("bytes "):
-        return None, None
-    span, _, total_text = header[6:].partition("/")
-    total = int(total_text) if total_text.strip().isdigit() else None
-    first_text = span.split("-", 1)[0].strip()
-    first = int(first_text) if first_text.isdigit() else None
-    return first, total
-
-
-async def _http_read(fs: Any, url: str, start: int, end: int) -> _Payload:
-    """GET one range on the HTTPFileSystem's session; detects ignored Range (200 + body)."""
-    session = await fs.set_session()
-    kwargs = dict(fs.kwargs)
-    headers = dict(kwargs.pop("headers", None) or {})
-    headers["Range"] = f"bytes={start}-{end - 1}"
-    async with session.get(fs.encode_url(url), headers=headers, **kwargs) as response:
-        status = response.status
-        if status == 416:
-            _, total = _content_range(response.headers.get("Content-Range"))
-            return b"", total, True
-        if status >= 300:
-            raise _HTTPStatus(status)
-        body = await response.read()
-        content_range = response.headers.get("Content-Range")
-    if status == 206:
-        first, total = _content_range(content_range)
-        if first is not None and first != start:
-            raise _ShortRead(f"server answered Content-Range {content_range!r}")
-        return _Payload(body, total, False)
-    if status == 200:
-        return _Payload(body[start:end], len(body), False)
-    raise _HTTPStatus(status)
 
 
 @dataclass(frozen=True)
@@ -367,7 +298,7 @@ class RangeReader:
             try:
                 async with semaphore:
                     async with asyncio.timeout(self.timeout):
-                        payload = await _read(fs, path, start, end)
+                        payload = await read_range(fs, path, start, end)
                 data, size = _check_length(payload, start, end, allow_short)
                 return data, attempts, size
             except Exception as exc:
@@ -378,36 +309,8 @@ class RangeReader:
             await asyncio.sleep(self.backoff(attempts))
 
 
-async def _read(fs: AbstractFileSystem, path: str, start: int, end: int) -> _Payload:
-    """One attempt: the bytes from ``start`` and what is known of the object's size."""
-    if not is_async_filesystem(fs):
-        loop = asyncio.get_running_loop()
-        call = functools.partial(fs.cat_file, path, start=start, end=end)
-        data = await loop.run_in_executor(_local_pool(), call)
-        # A synchronous filesystem returns fewer bytes only at the end of the object.
-        short = len(data) < end - start
-        return _Payload(data, start + len(data) if short else None, False)
-    from fsspec.implementations.http import HTTPFileSystem
-
-    if isinstance(fs, HTTPFileSystem):
-        return await _http_read(fs, path, start, end)
-    try:
-        data = await fs._cat_file(path, start=start, end=end)
-    except Exception as exc:
-        if _is_invalid_range(exc):
-            return _Payload(b"", None, True)
-        raise
-    if len(data) >= end - start:
-        return _Payload(data, None, False)
-    try:
-        size = int((await fs._info(path))["size"])
-    except Exception:
-        size = None
-    return _Payload(data, size, False)
-
-
 def _check_length(
-    payload: _Payload, start: int, end: int, allow_short: bool
+    payload: RangePayload, start: int, end: int, allow_short: bool
 ) -> tuple[bytes, int | None]:
     """Validate one attempt: (bytes, object size when known and inside the range).
 
@@ -424,7 +327,7 @@ def _check_length(
             return data, size
     elif size is None and allow_short:
         return data, None
-    raise _ShortRead(f"short read: {len(data)} of {want} bytes")
+    raise ShortReadError(f"short read: {len(data)} of {want} bytes")
 
 
 def _for_member(error: FetchError, member: ByteRange) -> FetchError:

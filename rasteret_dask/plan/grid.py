@@ -125,7 +125,12 @@ class GridSpec:
 
     @classmethod
     def from_metadata(cls, md: Mapping, crs_epsg: int | None = None) -> GridSpec:
-        """Grid of a ``{band}_metadata`` struct; ``crs_epsg`` is used when the struct has none."""
+        """Grid of a ``{band}_metadata`` struct; ``crs_epsg`` is used when the struct has none.
+
+        ``md`` is a mapping (a row's ``as_py()`` value) or a pyarrow ``StructScalar``.
+        """
+        if hasattr(md, "as_py"):  # pyarrow StructScalar
+            md = md.as_py()
         if md is None:
             raise ValueError("metadata is null (band not enriched)")
         missing = [k for k in ("image_width", "image_height", "transform") if md.get(k) is None]

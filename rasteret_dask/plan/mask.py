@@ -1,10 +1,14 @@
 """Rasterise geometries into a boolean pixel mask, vectorised with NumPy.
 
 Polygons follow GDAL's rules (the rules of ``rasterio.features.geometry_mask``): a pixel is
-inside when its centre is, found by scanlines through the pixel centres; with ``all_touched``
-every pixel that the polygon overlaps (with positive area) is inside too. Pixels that a polygon
-meets only along their border or at a corner are not taken (GDAL may take corner contacts).
-Points and lines take every pixel they pass through, in both modes.
+inside when its centre is, found by scanlines through the pixel centres; the rings of one
+(multi)polygon combine by the even-odd rule and separate geometries by union. With
+``all_touched`` every pixel that a polygon overlaps with positive area is inside too.
+
+Where this departs from GDAL (degenerate cases only): pixels that a polygon meets only at a
+corner are not taken (GDAL's all-touched may take them); pixel centres lying exactly on an edge
+may fall either way; points and lines take every pixel they pass through in both modes (GDAL
+draws lines with Bresenham's algorithm unless ``all_touched``).
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ def geometry_mask(
 ) -> np.ndarray:
     """Boolean mask of ``out_shape`` for pixels of ``transform``: True outside the geometries.
 
-    Same semantics as ``rasterio.features.geometry_mask``; ``invert`` makes True mean inside.
+    Same semantics as ``rasterio.features.geometry_mask`` for polygons (exceptions in the module
+    docstring); ``invert`` makes True mean inside.
     """
     height, width = (int(v) for v in out_shape)
     if height < 0 or width < 0:

@@ -13,8 +13,7 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -148,15 +147,10 @@ class RangeServer:
         self._thread = None
         self._runner = None
 
-    def __enter__(self) -> RangeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # -- addresses -------------------------------------------------------------------------
@@ -174,7 +168,7 @@ class RangeServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """A copy of the request log, in completion order."""
+        """A copy of the request log, in the order the responses started."""
         with self._lock:
             return list(self._log)
 
@@ -280,22 +274,17 @@ class RangeServer:
             return None, self._truncations.get(path)
 
     async def _on_prepare(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
-        """Log a request as its response starts, so the log is complete before the client
-        sees the response; the request stops counting as in flight at the same moment."""
+        # Logged as the response starts: the log is complete before the client sees it.
+        nbytes = 0 if request.method == "HEAD" else request.get(_NBYTES, response.content_length)
+        self._log_once(request, response.status, int(nbytes or 0))
+
+    def _log_once(self, request: web.BaseRequest, status: int, nbytes: int) -> None:
+        """Log a request and end its in-flight count, once per request handled here."""
         if not request.get(_COUNTED) or request.get(_LOGGED):
             return
         request[_LOGGED] = True
-        if request.method == "HEAD":
-            nbytes = 0
-        else:
-            nbytes = int(request.get(_NBYTES, response.content_length or 0))
-        record = RequestRecord(
-            request.method,
-            _norm(request.match_info.get("tail", request.path)),
-            request.headers.get("Range"),
-            response.status,
-            nbytes,
-        )
+        path = _norm(request.match_info.get("tail", request.path))
+        record = RequestRecord(request.method, path, request.headers.get("Range"), status, nbytes)
         with self._lock:
             self._log.append(record)
             self._in_flight -= 1
@@ -321,13 +310,8 @@ class RangeServer:
                 body = await asyncio.to_thread(target.read_bytes)
                 return web.Response(body=body, content_type="application/octet-stream")
             return web.FileResponse(target)
-        except asyncio.CancelledError:
-            if not request.get(_LOGGED):
-                request[_LOGGED] = True
-                record = RequestRecord(request.method, path, request.headers.get("Range"), 499, 0)
-                with self._lock:
-                    self._log.append(record)
-                    self._in_flight -= 1
+        except asyncio.CancelledError:  # client went away before a response started
+            self._log_once(request, 499, 0)
             raise
 
     async def _truncated(
@@ -400,15 +384,10 @@ class S3Server:
             self._server = None
             self._client = None
 
-    def __enter__(self) -> S3Server:
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property

@@ -19,8 +19,9 @@ class TiffError(ValueError):
 class NeedBytes(Exception):
     """The parse needs more bytes: ``ranges`` are absolute, sorted, disjoint ``[start, end)``.
 
-    The ranges never overlap bytes already held. An IFD whose entry count is not yet known is
-    requested with a bounded read-ahead, so one round usually brings its entries and values.
+    The ranges never overlap bytes already held. An IFD not yet held is requested with a
+    bounded read-ahead (see `parse_tiff_header`), so one round usually brings its entries and
+    values; before the file size is known such a range may run past the end of the file.
     """
 
     def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:

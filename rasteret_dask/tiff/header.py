@@ -6,7 +6,6 @@ range it can tell is missing; `driver.read_tiff_header` is a small driver around
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from .geokeys import (
     is_pixel_is_point,
     parse_geo_keys,
 )
-from .ifd import Ifd, IfdReader, read_file_header
+from .ifd import IFD_READAHEAD, Ifd, IfdReader, read_file_header
 from .tags import (
     BITS_PER_SAMPLE,
     COMPRESSION,
@@ -194,14 +193,14 @@ def _single(values: dict[int, Any], tag: int, name: str, default: int | None = N
 
 
 def _check_layout(ifd: Ifd) -> None:
-    """Fail fast, before fetching any value, on strip files and unsupported compression."""
+    """Fail fast, before fetching any value, on strip-organised files."""
     entries = ifd.entries
     if TILE_WIDTH not in entries or TILE_OFFSETS not in entries:
         kind = "strip-organised" if STRIP_OFFSETS in entries else "untiled"
         raise TiffError(f"{kind} TIFF (no TileWidth/TileOffsets tags): tiled GeoTIFF/COG required")
     for tag in (TILE_LENGTH, TILE_BYTE_COUNTS, IMAGE_WIDTH, IMAGE_LENGTH):
         if tag not in entries:
-            raise TiffError(f"tiled TIFF without required tag {tag}")
+            raise TiffError(f"tiled TIFF without the required tag {tag}")
 
 
 def _values(reader: IfdReader, ifd: Ifd, tags: Sequence[int]) -> dict[int, Any]:
@@ -236,7 +235,7 @@ def _overview(reader: IfdReader, ifd: Ifd) -> tuple[Overview | None, bool]:
     sizes = [vals.get(t) for t in _OVERVIEW_TAGS[1:]]
     if any(not v for v in sizes):
         return None, True  # untiled level (unusable by a tile reader) or bytes pending
-    width, height, tile_width, tile_height = (int(v[0]) for v in sizes)  # type: ignore[index]
+    width, height, tile_width, tile_height = (int(v[0]) for v in sizes if v)
     return Overview(width, height, tile_width, tile_height), True
 
 
@@ -247,21 +246,22 @@ def _nodata(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        return float(text)  # also reads "nan", "-inf", "1e+38"
     except ValueError:
-        if text.lower() in ("nan", "-nan", "+nan"):
-            return math.nan
         raise TiffError(f"GDAL_NODATA tag holds {text!r}, not a number") from None
 
 
-def parse_tiff_header(buf: SparseBuffer) -> TiffHeader:
+def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> TiffHeader:
     """Parse the first IFD and the overview chain from the bytes in ``buf``.
 
     Raises `NeedBytes` with every range it can currently tell is missing (the caller adds them
-    and calls again) and `TiffError` for files this package cannot read.
+    and calls again) and `TiffError` for files this package cannot read. An IFD not yet held is
+    requested with up to ``readahead`` bytes from its start (clamped to ``buf.eof`` when known,
+    so before EOF is known such a range may run past the end of the file); ``readahead=0``
+    requests only the bytes known to be needed, at the cost of more rounds.
     """
     fh = read_file_header(buf)
-    reader = IfdReader(buf, fh)
+    reader = IfdReader(buf, fh, readahead)
     first = reader.ifd(fh.first_ifd)
     if first is None:
         reader.need()

@@ -94,9 +94,12 @@ def read_file_header(buf: SparseBuffer) -> FileHeader:
 class IfdReader:
     """Reads IFDs and tag values from a buffer, recording missing ranges instead of raising."""
 
-    def __init__(self, buf: SparseBuffer, header: FileHeader) -> None:
+    def __init__(
+        self, buf: SparseBuffer, header: FileHeader, readahead: int = IFD_READAHEAD
+    ) -> None:
         self.buf = buf
         self.header = header
+        self.readahead = max(int(readahead), 0)
         self.missing: list[tuple[int, int]] = []
         self.max_end = header.size
 
@@ -129,7 +132,8 @@ class IfdReader:
                     f"truncated TIFF: IFD at offset {offset} lies beyond the end of the file "
                     f"({eof} bytes)"
                 )
-            end = offset + IFD_READAHEAD if eof is None else min(offset + IFD_READAHEAD, eof)
+            end = offset + max(self.readahead, count_size)
+            end = end if eof is None else min(end, eof)
             self.missing.extend(self.buf.missing(offset, end))
             return None
         raw = self.get(offset, count_size)
@@ -146,7 +150,7 @@ class IfdReader:
             )
         if not self.buf.covers(body_at, body_end):
             # the values of the entries usually follow them: read ahead like for a new IFD
-            end = max(body_end, offset + IFD_READAHEAD)
+            end = max(body_end, offset + self.readahead)
             self.missing.extend(self.buf.missing(body_at, end if eof is None else min(end, eof)))
             return None
         body = self.get(body_at, body_end - body_at)
