@@ -102,10 +102,14 @@ def test_arrow_wkb_arrays() -> None:
 def test_arrow_tables_find_their_geometry_column() -> None:
     wkb = pa.array([POLY.wkb, BOX.wkb], pa.binary())
     field = pa.field("aoi", pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb"})
-    by_field = pa.table([pa.array(["a", "b"]), wkb], schema=pa.schema([("name", pa.string()), field]))
+    by_field = pa.table(
+        [pa.array(["a", "b"]), wkb], schema=pa.schema([("name", pa.string()), field])
+    )
     _same(coerce_geometries(by_field), [POLY, BOX])
     geo = {"version": "1.1.0", "primary_column": "shape", "columns": {"shape": {"encoding": "WKB"}}}
-    by_geo = pa.table({"other": wkb, "shape": wkb}).replace_schema_metadata({"geo": json.dumps(geo)})
+    by_geo = pa.table({"other": wkb, "shape": wkb}).replace_schema_metadata(
+        {"geo": json.dumps(geo)}
+    )
     _same(coerce_geometries(by_geo), [POLY, BOX])
     _same(coerce_geometries(pa.table({"geometry": wkb}).to_batches()[0]), [POLY, BOX])
 

@@ -33,15 +33,18 @@ GRIDS = [
 @pytest.fixture(scope="module", params=range(len(GRIDS)))
 def grid_and_dataset(request: pytest.FixtureRequest) -> Iterator[tuple[GridSpec, object]]:
     grid = GRIDS[request.param]
-    with MemoryFile() as memfile, memfile.open(
-        driver="GTiff",
-        width=grid.width,
-        height=grid.height,
-        count=1,
-        dtype="uint8",
-        transform=grid.transform,
-        crs=f"EPSG:{grid.crs_epsg}",
-    ) as dataset:
+    with (
+        MemoryFile() as memfile,
+        memfile.open(
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=1,
+            dtype="uint8",
+            transform=grid.transform,
+            crs=f"EPSG:{grid.crs_epsg}",
+        ) as dataset,
+    ):
         yield grid, dataset
 
 
@@ -113,7 +116,9 @@ def test_grid_from_metadata_and_properties() -> None:
     assert grid.bounds == (600000.0, 4890240.0, 709800.0, 5000040.0)
     assert grid.resolution == (10.0, 10.0)
     assert grid.shape == (10980, 10980)
-    assert pickle.loads(pickle.dumps(grid)) == grid and hash(grid) == hash(pickle.loads(pickle.dumps(grid)))
+    assert pickle.loads(pickle.dumps(grid)) == grid and hash(grid) == hash(
+        pickle.loads(pickle.dumps(grid))
+    )
     assert GridSpec.from_metadata({**md, "crs_epsg": None}, crs_epsg=32632).crs_epsg == 32632
     assert GridSpec.from_metadata(md, crs_epsg=32632).crs_epsg == 32633
     assert GridSpec.from_metadata({**md, "crs_epsg": None}).crs_epsg is None
@@ -144,7 +149,9 @@ def test_coords_and_window_transform_match_rasterio(grid: GridSpec) -> None:
     _, ry = rasterio.transform.xy(grid.transform, rows, np.zeros_like(rows), offset="center")
     np.testing.assert_allclose(x, rx, rtol=0, atol=1e-9 * abs(grid.transform.c) + 1e-12)
     np.testing.assert_allclose(y, ry, rtol=0, atol=1e-9 * abs(grid.transform.f) + 1e-12)
-    rio_window = rasterio.windows.Window(window.col_off, window.row_off, window.width, window.height)
+    rio_window = rasterio.windows.Window(
+        window.col_off, window.row_off, window.width, window.height
+    )
     expected = rasterio.windows.transform(rio_window, grid.transform)
     assert grid.window_transform(window).almost_equals(expected, precision=1e-9)
     sub = grid.sub(window)

@@ -74,8 +74,11 @@ def test_several_geometries_union_and_invert(all_touched: bool) -> None:
         ours = geometry_mask(geoms, shape, transform, all_touched=all_touched, invert=True)
         theirs = rasterio_mask(geoms, shape, transform, all_touched=all_touched, invert=True)
         assert np.array_equal(ours, theirs)
-    many = [_star(*(transform @ (c * 1.7 + 0.3, r * 1.3 + 0.2)), 6.0, 5, rng) for c in range(60)
-            for r in range(60)]  # more than 64 geometries: several bit planes
+    many = [
+        _star(*(transform @ (c * 1.7 + 0.3, r * 1.3 + 0.2)), 6.0, 5, rng)
+        for c in range(60)
+        for r in range(60)
+    ]  # more than 64 geometries: several bit planes
     ours = geometry_mask(many, shape, transform, all_touched=all_touched)
     assert np.array_equal(ours, rasterio_mask(many, shape, transform, all_touched=all_touched))
 
@@ -115,7 +118,9 @@ def test_arguments() -> None:
     t = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 100.0)
     box = shapely.box(10.0, 10.0, 50.0, 50.0)
     assert geometry_mask(box, (0, 5), t).shape == (0, 5)
-    assert np.array_equal(geometry_mask(box, (10, 10), tuple(t)[:6]), geometry_mask(box, (10, 10), t))
+    assert np.array_equal(
+        geometry_mask(box, (10, 10), tuple(t)[:6]), geometry_mask(box, (10, 10), t)
+    )
     assert np.array_equal(geometry_mask(box.wkb, (10, 10), t), geometry_mask([box], (10, 10), t))
     with pytest.raises(ValueError, match="no non-empty geometry"):
         geometry_mask([], (10, 10), t)

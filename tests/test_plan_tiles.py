@@ -67,7 +67,9 @@ def _tiles_of(image: np.ndarray, tile_height: int, tile_width: int) -> dict[int,
     for tr in range(down):
         for tc in range(across):
             tile = np.full((tile_height, tile_width), -999, dtype=image.dtype)
-            part = image[tr * tile_height:(tr + 1) * tile_height, tc * tile_width:(tc + 1) * tile_width]
+            part = image[
+                tr * tile_height : (tr + 1) * tile_height, tc * tile_width : (tc + 1) * tile_width
+            ]
             tile[: part.shape[0], : part.shape[1]] = part
             tiles[tr * across + tc] = tile
     return tiles
@@ -89,8 +91,14 @@ def test_tiles_reassemble_random_regions(
         row1 = row0 + int(rng.integers(0, height))
         col1 = col0 + int(rng.integers(0, width))
         slices = tiles_for_region(
-            row0, row1, col0, col1,
-            tile_width=tile_width, tile_height=tile_height, image_width=width, image_height=height,
+            row0,
+            row1,
+            col0,
+            col1,
+            tile_width=tile_width,
+            tile_height=tile_height,
+            image_width=width,
+            image_height=height,
         )
         region = np.full((row1 - row0, col1 - col0), -1, dtype=np.int64)
         written = np.zeros(region.shape, dtype=np.int64)
@@ -104,7 +112,9 @@ def test_tiles_reassemble_random_regions(
         expected = np.full(region.shape, -1, dtype=np.int64)
         r_lo, r_hi, c_lo, c_hi = max(row0, 0), min(row1, height), max(col0, 0), min(col1, width)
         if r_lo < r_hi and c_lo < c_hi:
-            expected[r_lo - row0:r_hi - row0, c_lo - col0:c_hi - col0] = image[r_lo:r_hi, c_lo:c_hi]
+            expected[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = image[
+                r_lo:r_hi, c_lo:c_hi
+            ]
         assert np.array_equal(region, expected)
         assert written.max(initial=0) <= 1  # no pixel written twice
         assert int(written.sum()) == int((expected >= 0).sum())  # every in-image pixel once
@@ -112,10 +122,16 @@ def test_tiles_reassemble_random_regions(
         assert order == sorted(order) and len(set(order)) == len(order)
         window = Window(row0, col0, row1 - row0, col1 - col0)
         assert tile_count_for_window(window, tile_width, tile_height, width, height) == len(slices)
-        assert tiles_for_window(
-            window, tile_width=tile_width, tile_height=tile_height,
-            image_width=width, image_height=height,
-        ) == slices
+        assert (
+            tiles_for_window(
+                window,
+                tile_width=tile_width,
+                tile_height=tile_height,
+                image_width=width,
+                image_height=height,
+            )
+            == slices
+        )
 
 
 def test_tile_indices_and_edge_tiles() -> None:

@@ -41,12 +41,11 @@ def fetch_headers(
     buffers = {href: SparseBuffer() for href in dict.fromkeys(hrefs)}
     results: dict[str, TiffHeader | HeaderFailure] = {}
     pending = {href: [(0, prefix_size)] for href in buffers}
-    first = True
     for _ in range(max_rounds):
         if not pending:
             break
         requests = [ByteRange(h, a, b) for h, ranges in pending.items() for a, b in ranges]
-        answers = reader.fetch(requests, return_exceptions=True, allow_short=first)
+        answers = reader.fetch(requests, return_exceptions=True, allow_short=True)
         failed: set[str] = set()
         for request, answer in zip(requests, answers, strict=True):
             if request.href in failed:
@@ -69,7 +68,6 @@ def fetch_headers(
             except (ValueError, IndexError, KeyError, OverflowError) as exc:
                 results[href] = HeaderFailure(href, f"invalid TIFF header: {type(exc).__name__}: {exc}")
         pending = next_pending
-        first = False
     for href in pending:
         results[href] = HeaderFailure(href, f"TIFF header not parsed within {max_rounds} read rounds")
     return results

@@ -50,8 +50,13 @@ def _segments(
 
 
 def _fill(
-    x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, unit: np.ndarray,
-    height: int, width: int,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    unit: np.ndarray,
+    height: int,
+    width: int,
 ) -> np.ndarray:
     """Pixels whose centre is inside the rings, by scanlines through the pixel centres.
 
@@ -115,7 +120,12 @@ def _crossings(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _touched(
-    x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, height: int, width: int,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    height: int,
+    width: int,
     skip_borders: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row, col) of every pixel a segment passes through; optionally not along pixel borders."""
