@@ -226,6 +226,25 @@ class Collection:
         return enrich_collection(self, bands, client=client, only_missing=only_missing,
                                  reader=reader, progress=progress)
 
+    # --- reads ----------------------------------------------------------------------
+    def get_xarray(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
+        """Lazy dask-backed Dataset (time, y, x) per geometry; see ``read.api.get_xarray``."""
+        from .read import get_xarray
+
+        return get_xarray(self, geometries, bands, **kwargs)
+
+    def get_numpy(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
+        """Computed array [time, band, y, x] per geometry."""
+        from .read import get_numpy
+
+        return get_numpy(self, geometries, bands, **kwargs)
+
+    def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
+        """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O."""
+        from .read import plan_reads
+
+        return [plan.explain() for plan in plan_reads(self, geometries, bands, **kwargs)]
+
     # --- conversion and storage -----------------------------------------------------
     def to_dask_geopandas(self):
         """A dask-geopandas GeoDataFrame with one partition per file (per year/month)."""

@@ -1,0 +1,93 @@
+"""The read entry points behind ``Collection.get_xarray`` / ``get_numpy``: filter, plan, assemble."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyproj
+import xarray as xr
+
+from .. import schema as S
+from ..io import RangeReader
+from ..plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
+from .assemble import to_dataset
+from .plan import ReadPlan, align_records, plan_read, records_for_band
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+__all__ = ["plan_reads", "get_xarray", "get_numpy"]
+
+
+def plan_reads(
+    collection: Collection,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    geometry_crs: Any = 4326,
+    all_touched: bool = False,
+    chunks: int | None = None,
+    **filters: Any,
+) -> list[ReadPlan]:
+    """One read plan per geometry (pure planning: reads only index columns, never a COG)."""
+    bands = [bands] if isinstance(bands, str) else list(bands)
+    unknown = [b for b in bands if b not in collection.bands]
+    if unknown:
+        raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
+    missing = [b for b in bands if b not in collection.enriched_bands]
+    if missing:
+        raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
+    shapes = coerce_geometries(geometries)
+    src_crs = pyproj.CRS.from_user_input(geometry_crs_of(geometries, geometry_crs))
+    subset = collection.subset(**filters) if filters else collection
+    plans = []
+    for shape in shapes:
+        lonlat = reproject_geometries([shape], src_crs, pyproj.CRS.from_epsg(4326))[0]
+        hits = subset.subset(geometries=lonlat)
+        columns = [S.ID, S.DATETIME, S.ASSETS] + [S.metadata_column(b) for b in bands]
+        columns += [c for c in S.CLOUD_COVER_COLUMNS if c in hits.schema.names][:1]
+        table = hits.to_table(columns=columns)
+        per_band = align_records({b: records_for_band(table, b) for b in bands}, bands)
+        if not per_band[bands[0]]:
+            raise ValueError("no enriched record intersects the geometry")
+        epsg = {r.metadata.get("crs_epsg") for recs in per_band.values() for r in recs}
+        if len(epsg) > 1:
+            names = ", ".join(f"EPSG:{e}" for e in sorted(e for e in epsg if e is not None))
+            raise ValueError(f"the records are in several CRSs ({names}); subset to one CRS "
+                             "(e.g. subset(**{'proj:epsg': ...})) before reading")
+        dst = pyproj.CRS.from_epsg(next(iter(epsg)))
+        native = reproject_geometries([shape], src_crs, dst)[0]
+        plans.append(plan_read(per_band, native, all_touched=all_touched,
+                               tiles_per_chunk=chunks or 1))
+    return plans
+
+
+def geometry_crs_of(geometries: Any, default: Any) -> Any:
+    """The CRS carried by the geometries (GeoSeries, GeoParquet table), else ``default``."""
+    crs = geometry_crs(geometries)
+    return crs if crs is not None else default
+
+
+def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str], *,
+               geometry_crs: Any = 4326, all_touched: bool = False, chunks: int | None = None,
+               max_concurrent: int | None = None, storage_options: dict | None = None,
+               **filters: Any) -> xr.Dataset | list[xr.Dataset]:
+    """Lazy Dataset(s): one for a single geometry, a list (input order) for several."""
+    reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent or 64)
+    plans = plan_reads(collection, geometries, bands, geometry_crs=geometry_crs,
+                       all_touched=all_touched, chunks=chunks, **filters)
+    datasets = [to_dataset(plan, reader) for plan in plans]
+    return datasets[0] if len(datasets) == 1 else datasets
+
+
+def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str], **kwargs: Any):
+    """Computed arrays [time, band, y, x]: one array for one geometry, a list for several."""
+    result = get_xarray(collection, geometries, bands, **kwargs)
+    bands = [bands] if isinstance(bands, str) else list(bands)
+
+    def stack(ds: xr.Dataset) -> np.ndarray:
+        return np.stack([ds[b].values for b in bands], axis=1)
+
+    return stack(result) if isinstance(result, xr.Dataset) else [stack(d) for d in result]

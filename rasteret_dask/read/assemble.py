@@ -1,0 +1,54 @@
+"""Assembly: a read plan's dask arrays wrapped into an xarray Dataset with CRS and nodata."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pyproj
+import xarray as xr
+
+from ..io import RangeReader
+from .graph import band_array
+from .plan import ReadPlan
+
+__all__ = ["to_dataset", "spatial_ref"]
+
+
+def spatial_ref(epsg: int, transform) -> xr.DataArray:
+    """A CF ``spatial_ref`` coordinate (grid mapping + crs_wkt + GeoTransform) for rioxarray."""
+    crs = pyproj.CRS.from_epsg(epsg)
+    attrs = crs.to_cf()
+    attrs["crs_wkt"] = crs.to_wkt()
+    attrs["spatial_ref"] = attrs["crs_wkt"]
+    attrs["GeoTransform"] = " ".join(
+        str(v) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e)
+    )
+    return xr.DataArray(np.int32(0), attrs=attrs)
+
+
+def to_dataset(plan: ReadPlan, reader: RangeReader) -> xr.Dataset:
+    """One (time, y, x) variable per band, masked outside the geometry, lazily."""
+    x, y = plan.grid.coords(plan.window)
+    coords = {
+        "time": ("time", np.array(plan.times, dtype="datetime64[ns]")),
+        "y": ("y", y),
+        "x": ("x", x),
+        "id": ("time", np.array(plan.ids, dtype=object)),
+        "spatial_ref": spatial_ref(plan.grid.crs_epsg, plan.transform),
+    }
+    if plan.cloud_cover is not None:
+        coords["cloud_cover"] = ("time", np.array(
+            [np.nan if c is None else c for c in plan.cloud_cover], dtype="float64"))
+    variables = {}
+    for band in plan.bands:
+        data = band_array(plan, band, reader)
+        if plan.mask is not None:
+            outside = da.from_array(plan.mask, chunks=(band.row_chunks, band.col_chunks))
+            fill = np.array(band.chunks[next(iter(band.chunks))][1].fill, dtype=band.dtype)
+            data = da.where(outside[np.newaxis], fill, data)
+        attrs = {"grid_mapping": "spatial_ref"}
+        if band.nodata is not None:
+            attrs["_FillValue"] = np.array(band.nodata).astype(band.dtype).item()
+            attrs["nodata"] = attrs["_FillValue"]
+        variables[band.band] = xr.DataArray(data, dims=("time", "y", "x"), attrs=attrs)
+    return xr.Dataset(variables, coords=coords)

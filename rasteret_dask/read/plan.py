@@ -1,0 +1,291 @@
+"""Read planning, pure: records + geometry -> output grid -> tile-aligned chunks -> byte ranges.
+
+The plan is made of frozen values. Each output chunk's ``ChunkWork`` carries only its own tiles'
+positions and decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s
+so that one Dask task fetches many tiles concurrently (requests in flight are not capped by the
+number of Dask threads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from affine import Affine
+
+from .. import schema as S
+from ..decode import DecodeSpec
+from ..decode.spec import fill_value
+from ..io import ByteRange
+from ..plan.grid import GridSpec, Window, union_grid
+from ..plan.mask import geometry_mask
+from ..plan.tiles import chunk_edges, tiles_for_region
+
+__all__ = ["Record", "TileRead", "ChunkWork", "FetchGroup", "BandPlan", "ReadPlan", "plan_read",
+           "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES"]
+
+DEFAULT_GROUP_TILES = 48
+DEFAULT_GROUP_BYTES = 96 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record's band: where its file is and its header metadata (a row of the index)."""
+
+    id: str
+    datetime: np.datetime64
+    href: str
+    band_index: int
+    metadata: dict
+    cloud_cover: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TileRead:
+    """Copy tile ``payload`` (index into its fetch group) [src] into the chunk [dst]."""
+
+    payload: int
+    src: tuple[int, int, int, int]
+    dst: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkWork:
+    """Everything a decode task needs for one output chunk (time, y, x) of one band."""
+
+    spec: DecodeSpec
+    shape: tuple[int, int]
+    fill: float
+    sample: int
+    tiles: tuple[TileRead, ...]
+    label: str
+
+
+@dataclass(frozen=True)
+class FetchGroup:
+    """Byte ranges fetched together by one task; ``labels`` name record, band and href."""
+
+    ranges: tuple[ByteRange, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """One band's output: dtype, fill, fetch groups and per-chunk work keyed (t, i, j)."""
+
+    band: str
+    dtype: np.dtype
+    nodata: float | None
+    row_chunks: tuple[int, ...]
+    col_chunks: tuple[int, ...]
+    groups: tuple[FetchGroup, ...]
+    chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """A whole read: the output grid, the time axis, one ``BandPlan`` per band, the mask."""
+
+    grid: GridSpec
+    window: Window
+    times: tuple[np.datetime64, ...]
+    ids: tuple[str, ...]
+    cloud_cover: tuple[float | None, ...] | None
+    bands: tuple[BandPlan, ...]
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def transform(self) -> Affine:
+        return self.grid.window_transform(self.window)
+
+    def explain(self) -> dict:
+        """A dry run: records, output shape, chunks, tiles and requests, without any I/O."""
+        tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
+        nbytes = sum(r.end - r.start for b in self.bands for g in b.groups for r in g.ranges)
+        return {
+            "records": len(self.times),
+            "bands": [b.band for b in self.bands],
+            "shape": (len(self.times), self.window.height, self.window.width),
+            "crs_epsg": self.grid.crs_epsg,
+            "chunks": sum(len(b.chunks) for b in self.bands),
+            "fetch_groups": sum(len(b.groups) for b in self.bands),
+            "tiles": tiles,
+            "compressed_bytes": nbytes,
+        }
+
+
+def _grid(record: Record) -> GridSpec:
+    grid = GridSpec.from_metadata(record.metadata)
+    if grid.crs_epsg is None:
+        raise ValueError(f"record {record.id!r}, href {record.href}: no EPSG code in its header")
+    return grid
+
+
+def _common_grid(records_by_band: dict[str, list[Record]]) -> tuple[GridSpec, dict]:
+    grids = {}
+    for band, records in records_by_band.items():
+        for record in records:
+            grids[(band, record.id)] = _grid(record)
+    crs = sorted({g.crs_epsg for g in grids.values()})
+    if len(crs) > 1:
+        raise ValueError(
+            f"the records are in several CRSs (EPSG:{', EPSG:'.join(map(str, crs))}); "
+            "subset to one CRS (e.g. by proj:epsg or s2:mgrs_tile) before reading"
+        )
+    keys = list(grids)
+    union, offsets = union_grid([grids[k] for k in keys])
+    return union, dict(zip(keys, offsets, strict=True))
+
+
+def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window,
+               offsets: dict, row_edges, col_edges, group_tiles: int, group_bytes: int) -> BandPlan:
+    first = records[0].metadata
+    dtype = np.dtype(first["dtype"]).newbyteorder("=")
+    nodata = first.get("nodata")
+    groups: list[FetchGroup] = []
+    chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
+    ranges: list[ByteRange] = []
+    labels: list[str] = []
+    index_of: dict[tuple[str, int], int] = {}
+    size = 0
+
+    def close_group() -> None:
+        nonlocal ranges, labels, index_of, size
+        if ranges:
+            groups.append(FetchGroup(tuple(ranges), tuple(labels)))
+        ranges, labels, index_of, size = [], [], {}, 0
+
+    for t, record in enumerate(records):
+        md = record.metadata
+        if np.dtype(md["dtype"]).newbyteorder("=") != dtype:
+            raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md['dtype']}, "
+                             f"others {first['dtype']}; read bands of one dtype")
+        spec = DecodeSpec.from_metadata(md)
+        fill = fill_value(dtype, nodata)
+        planar = md.get("planar_configuration") == 2
+        sample = 0 if planar else int(record.band_index)
+        off_r, off_c = offsets[(band, record.id)]
+        label = f"record {record.id!r}, band {band!r}, href {record.href}"
+        offsets_, counts = md["tile_offsets"], md["tile_byte_counts"]
+        for i, (r0, r1) in enumerate(row_edges):
+            for j, (c0, c1) in enumerate(col_edges):
+                # output pixel (window) -> union grid -> this record's image coordinates
+                rr0, rr1 = r0 + window.row_off - off_r, r1 + window.row_off - off_r
+                cc0, cc1 = c0 + window.col_off - off_c, c1 + window.col_off - off_c
+                slices = tiles_for_region(rr0, rr1, cc0, cc1, tile_width=md["tile_width"],
+                                          tile_height=md["tile_height"],
+                                          image_width=md["image_width"],
+                                          image_height=md["image_height"])
+                if ranges and (len(ranges) + len(slices) > group_tiles or size >= group_bytes):
+                    close_group()
+                reads = []
+                for s in slices:
+                    key = (record.href, s.tile_index)
+                    if key not in index_of:
+                        start = int(offsets_[s.tile_index])
+                        count = int(counts[s.tile_index])
+                        index_of[key] = len(ranges)
+                        ranges.append(ByteRange(record.href, start, start + count))
+                        labels.append(label)
+                        size += count
+                    reads.append(TileRead(index_of[key], s.src, s.dst))
+                work = ChunkWork(spec, (r1 - r0, c1 - c0), fill, sample, tuple(reads), label)
+                chunks[(t, i, j)] = (len(groups), work)
+    close_group()
+    return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
+                    tuple(b - a for a, b in col_edges), tuple(groups), chunks)
+
+
+def plan_read(
+    records_by_band: dict[str, list[Record]],
+    geometry: shapely.Geometry,
+    *,
+    all_touched: bool = False,
+    tiles_per_chunk: int = 1,
+    group_tiles: int = DEFAULT_GROUP_TILES,
+    group_bytes: int = DEFAULT_GROUP_BYTES,
+    mask: bool = True,
+) -> ReadPlan:
+    """Plan reading ``geometry`` (in the records' CRS) from every record of every band."""
+    union, offsets = _common_grid(records_by_band)
+    window = union.window_for_geometry(geometry, all_touched=all_touched, clip=True)
+    if window is None or window.is_empty:
+        raise ValueError("the geometry does not intersect any record's image")
+    mask_array = None
+    if mask:
+        window, mask_array = _burn(geometry, union, window, all_touched)
+    first_band = next(iter(records_by_band))
+    anchor = records_by_band[first_band][0]
+    md = anchor.metadata
+    off_r, off_c = offsets[(first_band, anchor.id)]
+    # chunk edges follow the first record's tile grid, expressed in output-window coordinates
+    rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
+                       md["tile_height"], tiles_per_chunk)
+    cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
+                       md["tile_width"], tiles_per_chunk)
+    base_r, base_c = window.row_off - off_r, window.col_off - off_c
+    row_edges = [(a - base_r, b - base_r) for a, b in rows]
+    col_edges = [(a - base_c, b - base_c) for a, b in cols]
+    bands = tuple(
+        _band_plan(band, records, union, window, offsets, row_edges, col_edges,
+                   group_tiles, group_bytes)
+        for band, records in records_by_band.items()
+    )
+    ref = records_by_band[first_band]
+    cloud = None
+    if any(r.cloud_cover is not None for r in ref):
+        cloud = tuple(r.cloud_cover for r in ref)
+    return ReadPlan(union, window, tuple(r.datetime for r in ref), tuple(r.id for r in ref),
+                    cloud, bands, mask_array)
+
+
+def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
+          all_touched: bool) -> tuple[Window, np.ndarray | None]:
+    """Rasterise the geometry (rasterio.features semantics) and trim the window to the pixels
+    it burns; the mask (True = outside) is None when every pixel of the window is inside."""
+    outside = geometry_mask([geometry], (window.height, window.width),
+                            grid.window_transform(window), all_touched=all_touched)
+    inside = ~outside
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if not len(rows):
+        return window, outside
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    window = Window(window.row_off + int(r0), window.col_off + int(c0), int(r1 - r0), int(c1 - c0))
+    outside = outside[r0:r1, c0:c1]
+    return window, (outside if outside.any() else None)
+
+
+def records_for_band(table, band: str) -> list[Record]:
+    """Records of ``band`` from an Arrow table (rows with null metadata are skipped)."""
+    column = S.metadata_column(band)
+    ids = table[S.ID].to_pylist()
+    times = table[S.DATETIME].to_numpy(zero_copy_only=False)
+    assets = table[S.ASSETS].combine_chunks().field(band)
+    hrefs = assets.field("href").to_pylist()
+    indices = assets.field("band_index").to_pylist()
+    metadata = table[column].to_pylist()
+    cloud = None
+    for name in S.CLOUD_COVER_COLUMNS:
+        if name in table.column_names:
+            cloud = table[name].to_pylist()
+            break
+    out = []
+    for k in range(table.num_rows):
+        if metadata[k] is None or hrefs[k] is None:
+            continue
+        out.append(Record(ids[k], np.datetime64(times[k], "ns"), hrefs[k], int(indices[k] or 0),
+                          metadata[k], None if cloud is None else cloud[k]))
+    return out
+
+
+def align_records(per_band: dict[str, list[Record]], order: Sequence[str]) -> dict[str, list[Record]]:
+    """Keep records present in every band, sorted by time then id (the output time axis)."""
+    common = set.intersection(*({r.id for r in recs} for recs in per_band.values()))
+    result = {}
+    for band in order:
+        recs = [r for r in per_band[band] if r.id in common]
+        recs.sort(key=lambda r: (r.datetime, r.id))
+        result[band] = recs
+    return result
