@@ -239,6 +239,18 @@ class Collection:
 
         return get_numpy(self, geometries, bands, **kwargs)
 
+    def get_gdf(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
+        """GeoDataFrame, one row per record x geometry x band, with array and transform."""
+        from .read.tables import get_gdf
+
+        return get_gdf(self, geometries, bands, **kwargs)
+
+    def sample_points(self, points: Any, bands: Sequence[str], **kwargs: Any) -> pa.Table:
+        """Arrow table of pixel values at points (only the tiles under them are fetched)."""
+        from .read.tables import sample_points
+
+        return sample_points(self, points, bands, **kwargs)
+
     def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
         """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O."""
         from .read import plan_reads
