@@ -8,7 +8,6 @@ may point to the same file over HTTP or S3).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,13 @@ from rasterio.windows import Window  # noqa: E402
 WGS84 = 4326
 
 
-def to_crs(geom: shapely.Geometry, src: int, dst: int) -> shapely.Geometry:
+def to_crs(geom: shapely.Geometry, src, dst) -> shapely.Geometry:
     """Reproject with edges split into 20 pieces of the larger bbox side (as the reader does)."""
     if src == dst:
         return geom
     minx, miny, maxx, maxy = geom.bounds
-    geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 20)
+    if max(maxx - minx, maxy - miny) > 0:
+        geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 20)
     transformer = pyproj.Transformer.from_crs(src, dst, always_xy=True)
     return shapely.transform(
         geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
@@ -49,8 +49,8 @@ def file_info(path: str | Path) -> tuple[int, object, tuple[int, int]]:
 def footprint_wkb(path: str | Path) -> bytes:
     """The file's real footprint in EPSG:4326 (its bounds, densified and reprojected)."""
     with rasterio.open(path) as src:
-        epsg, bounds = src.crs.to_epsg(), src.bounds
-    return shapely.to_wkb(to_crs(shapely.box(*bounds), epsg, WGS84))
+        crs, bounds = src.crs.to_epsg() or src.crs.to_wkt(), src.bounds
+    return shapely.to_wkb(to_crs(shapely.box(*bounds), crs, WGS84))
 
 
 def record_table(records: list[dict]) -> pa.Table:
@@ -92,14 +92,14 @@ def single(path: str | Path, href: str | None = None, bands: dict | None = None,
 
 def pixel_box(transform, col0: float, row0: float, col1: float, row1: float) -> shapely.Polygon:
     """A box given by fractional pixel coordinates of ``transform``, in the file's CRS."""
-    x0, y0 = transform * (col0, row0)
-    x1, y1 = transform * (col1, row1)
+    x0, y0 = transform @ (col0, row0)
+    x1, y1 = transform @ (col1, row1)
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
 def pixel_circle(transform, col: float, row: float, radius: float) -> shapely.Polygon:
     """A circle (64-gon) of ``radius`` pixels centred on a fractional pixel position."""
-    x, y = transform * (col, row)
+    x, y = transform @ (col, row)
     return shapely.Point(x, y).buffer(radius * abs(transform.a), quad_segs=16)
 
 
@@ -174,25 +174,24 @@ def tile_aligned(var, transform, tile: int, tiles_per_chunk: int = 1) -> bool:
     return True
 
 
-def range_starts(requests) -> list[int]:
-    """First byte of every logged request's Range header (``bytes=a-b``); -1 without one."""
+def range_starts(requests) -> list[tuple[str, int]]:
+    """(path, first byte of the Range header ``bytes=a-b``) of every logged request; the
+    first byte is -1 for a request without a Range header."""
     starts = []
     for r in requests:
         if r.range is None or not r.range.startswith("bytes="):
-            starts.append(-1)
+            starts.append((r.path, -1))
         else:
-            starts.append(int(r.range[6:].split("-")[0]))
+            starts.append((r.path, int(r.range[6:].split("-")[0])))
     return starts
 
 
-def tile_offsets(collection: rd.Collection, bands: list[str]) -> set[int]:
+def tile_offsets(collection: rd.Collection, bands: list[str]) -> set[tuple[str, int]]:
+    """(file name, tile offset) of every tile of ``bands`` in the collection's metadata."""
     table = collection.to_table()
-    offsets: set[int] = set()
+    offsets: set[tuple[str, int]] = set()
     for band in bands:
-        for md in table[S.metadata_column(band)].to_pylist():
-            offsets.update(md["tile_offsets"])
+        hrefs = table["assets"].combine_chunks().field(band).field("href").to_pylist()
+        for href, md in zip(hrefs, table[S.metadata_column(band)].to_pylist(), strict=True):
+            offsets.update((href.rsplit("/", 1)[-1], o) for o in md["tile_offsets"])
     return offsets
-
-
-def is_nan(value) -> bool:
-    return value is not None and isinstance(value, float) and math.isnan(value)

@@ -52,6 +52,11 @@ def plan_reads(
         per_band = align_records({b: records_for_band(table, b) for b in bands}, bands)
         if not per_band[bands[0]]:
             raise ValueError("no enriched record intersects the geometry")
+        for band, recs in per_band.items():
+            for r in recs:
+                if r.metadata.get("crs_epsg") is None:
+                    raise ValueError(f"record {r.id!r}, band {band!r}, href {r.href}: no EPSG code "
+                                     "in its header (a custom CRS); reading needs an EPSG CRS")
         epsg = {r.metadata.get("crs_epsg") for recs in per_band.values() for r in recs}
         if len(epsg) > 1:
             names = ", ".join(f"EPSG:{e}" for e in sorted(e for e in epsg if e is not None))
