@@ -1,0 +1,396 @@
+"""Read benchmark: an AOI time series from 6 Sentinel-2-like scenes x 2 bands, against rasterio.
+
+Serves 6 scenes x 2 bands of generated Sentinel-2-like COGs (10980 x 10980 uint16, 1024 x 1024
+tiles, deflate + predictor 2) from the local object-store stand-in (aiohttp + sendfile, Range)
+adding 40 ms latency, indexes and enriches them, then reads a 2 km x 2 km and a 20 km x 20 km
+box (EPSG:32633, pixel-aligned but not tile-aligned) from every scene and band with
+(a) rasteret_dask: ``collection.get_xarray(...)`` then ``.compute()`` (threaded scheduler) and
+(b) rasterio over /vsicurl/ with 8 threads (one open + window read per scene-band, GDAL's
+/vsicurl/ cache cleared before every run so each run pays its opens).
+
+For each AOI and tool it prints the wall time (median of the timed runs after an untimed
+warm-up, every run listed) and process CPU time, HTTP requests and MB sent by the server per
+run, output MB, peak memory (resident-set high-water mark above the pre-run RSS, from
+/proc/self/status VmHWM after resetting it; for rasteret_dask also the tracemalloc peak of one
+separate, untimed run), the speed ratio rasterio / rasteret_dask, and OK/FAIL for identical arrays from both tools.
+Targets on a 2-core machine: rasteret_dask >= 3x faster than rasterio at 2 km and >= 2.5x at
+20 km; rasteret_dask peak memory <= 2x the output size.
+Run: .venv/bin/python benchmarks/read_bench.py [--cache-dir DIR] [--runs N] [--aoi '2 km']
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import glob
+import os
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyproj
+import shapely
+
+import rasteret_dask as rd
+from rasteret_dask import schema as S
+from rasteret_dask.testing.cogs import S2_SIZE, S2_TRANSFORM, write_s2_like_cog
+from rasteret_dask.testing.servers import RangeServer
+
+LATENCY = 0.040
+SCENES = 6
+BANDS = ("B04", "B08")
+EPSG = 32633
+RASTERIO_THREADS = 8
+GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
+}
+# AOIs as pixel windows of the scene grid (row_off, col_off, size): pixel-aligned, not
+# tile-aligned. 2 km lies inside one 1024 x 1024 tile; 20 km touches 2 x 3 tiles.
+AOIS = {
+    "2 km": (6250, 4300, 200),
+    "20 km": (2060, 3000, 2000),
+}
+TILE = 1024
+
+
+@dataclass
+class Measure:
+    """One tool on one AOI: per-run seconds, requests, bytes and peak RSS above the start."""
+
+    seconds: list[float] = field(default_factory=list)
+    plan_seconds: list[float] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)
+    nbytes: list[int] = field(default_factory=list)
+    peak_rss: list[int] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    output_bytes: int = 0
+    tracemalloc_peak: int | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class PeakRSS:
+    """Resident-set high-water mark of a block above the RSS at its start (Linux only).
+
+    Freed heap is returned to the OS first (gc + malloc_trim) so memory kept by the allocator
+    from earlier runs does not hide this run's allocations; VmHWM is reset via clear_refs.
+    """
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
+        self.base = _status_kb("VmRSS")
+        self.peak: int | None = None
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            self.base = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        high = _status_kb("VmHWM")
+        if self.base is not None and high is not None:
+            self.peak = high - self.base
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def scene_files(cache_dir: Path) -> list[dict[str, Path]]:
+    """The scenes' band files, written once into ``cache_dir`` (about 4 s per file)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    scenes = []
+    for i in range(SCENES):
+        files = {}
+        for b, band in enumerate(BANDS):
+            path = cache_dir / f"scene{i}_{band}.tif"
+            if not path.exists():
+                started = time.perf_counter()
+                partial = cache_dir / f".partial-{os.getpid()}-{path.name}"
+                write_s2_like_cog(partial, band_seed=len(BANDS) * i + b)
+                os.replace(partial, path)
+                print(f"  wrote {path} in {time.perf_counter() - started:.1f} s", flush=True)
+            files[band] = path
+        scenes.append(files)
+    return scenes
+
+
+def scene_footprint() -> shapely.Geometry:
+    """The scene's footprint in EPSG:4326 (edges densified before reprojection)."""
+    a, _, c, _, e, f = S2_TRANSFORM
+    box = shapely.box(c, f + e * S2_SIZE, c + a * S2_SIZE, f)
+    to_lonlat = pyproj.Transformer.from_crs(EPSG, 4326, always_xy=True)
+    return shapely.transform(shapely.segmentize(box, 1000.0), lambda x, y: to_lonlat.transform(x, y),
+                             interleaved=False)
+
+
+def collection_table(server: RangeServer, scenes: list[dict[str, Path]]) -> pa.Table:
+    """One record per scene: id, datetime (6 different days), footprint WKB, B04/B08 hrefs."""
+    n = len(scenes)
+    footprint = shapely.to_wkb(scene_footprint())
+    dates = np.datetime64("2024-06-03T10:06:31", "us") + np.arange(n) * np.timedelta64(5, "D")
+    assets = pa.StructArray.from_arrays(
+        [pa.StructArray.from_arrays(
+            [pa.array([server.href(s[band].name) for s in scenes], pa.string()),
+             pa.array([0] * n, pa.int32())], fields=list(S.ASSET_TYPE)) for band in BANDS],
+        names=list(BANDS))
+    return pa.table({
+        S.ID: pa.array([f"S2_T33UUP_{i}" for i in range(n)]),
+        S.DATETIME: pa.array(dates, pa.timestamp("us")).cast(S.DATETIME_TYPE),
+        S.GEOMETRY: pa.array([footprint] * n, pa.binary()),
+        S.ASSETS: assets,
+    })
+
+
+def aoi_box(row_off: int, col_off: int, size: int) -> shapely.Geometry:
+    """The EPSG:32633 box covering ``size`` x ``size`` pixels from (row_off, col_off)."""
+    a, _, c, _, e, f = S2_TRANSFORM
+    x0, y0 = c + a * col_off, f + e * row_off
+    return shapely.box(x0, y0 + e * size, x0 + a * size, y0)
+
+
+def tiles_touched(row_off: int, col_off: int, size: int) -> int:
+    rows = (row_off + size - 1) // TILE - row_off // TILE + 1
+    cols = (col_off + size - 1) // TILE - col_off // TILE + 1
+    return rows * cols
+
+
+# --- the two readers --------------------------------------------------------------------------
+
+def read_rasteret(collection, aoi: shapely.Geometry, timing: list[float]) -> dict[str, np.ndarray]:
+    """rasteret_dask: lazy Dataset, then one compute on the default threaded scheduler."""
+    started = time.perf_counter()
+    ds = collection.get_xarray(aoi, list(BANDS), geometry_crs=EPSG)
+    timing.append(time.perf_counter() - started)
+    computed = ds.compute()
+    return {band: computed[band].values for band in BANDS}
+
+
+def _gdal_clear_cache() -> Callable[[], None]:
+    """VSICurlClearCache from the libgdal rasterio loaded (the wheel's bundled copy if any)."""
+    import rasterio
+
+    candidates = glob.glob(os.path.join(os.path.dirname(rasterio.__file__) + ".libs", "libgdal*"))
+    candidates += ["libgdal.so"]
+    for name in candidates:
+        try:
+            function = ctypes.CDLL(name).VSICurlClearCache
+        except (OSError, AttributeError):
+            continue
+        function.restype = None
+        function.argtypes = []
+        return function
+    raise RuntimeError("cannot find VSICurlClearCache in GDAL; run with a fresh process instead")
+
+
+def read_rasterio(urls: list[dict[str, str]], window: tuple[int, int, int],
+                  clear_cache: Callable[[], None]) -> dict[str, np.ndarray]:
+    """rasterio: one open + window read per scene-band on 8 threads, into (time, y, x) arrays."""
+    import rasterio
+    from rasterio.windows import Window
+
+    row_off, col_off, size = window
+    win = Window(col_off, row_off, size, size)
+    clear_cache()
+    out = {band: np.empty((len(urls), size, size), np.uint16) for band in BANDS}
+
+    def one(job: tuple[int, str]) -> None:
+        t, band = job
+        with rasterio.Env(**GDAL_ENV), rasterio.open(urls[t][band]) as src:
+            src.read(1, window=win, out=out[band][t])
+
+    jobs = [(t, band) for t in range(len(urls)) for band in BANDS]
+    with ThreadPoolExecutor(RASTERIO_THREADS) as pool:
+        list(pool.map(one, jobs))
+    return out
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def measured(server: RangeServer, measure: Measure,
+             run: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Run once, recording wall time, request and byte deltas and the peak RSS."""
+    requests, sent = server.count(method=None), server.bytes_sent
+    with PeakRSS() as memory:
+        cpu = _cpu_seconds()
+        started = time.perf_counter()
+        result = run()
+        seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu
+    measure.seconds.append(seconds)
+    measure.cpu_seconds.append(cpu)
+    measure.requests.append(server.count(method=None) - requests)
+    measure.nbytes.append(server.bytes_sent - sent)
+    if memory.peak is not None:
+        measure.peak_rss.append(memory.peak)
+    measure.output_bytes = sum(a.nbytes for a in result.values())
+    return result
+
+
+def compare(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> str:
+    problems = []
+    for band in BANDS:
+        a, b = ours[band], theirs[band]
+        if a.shape != b.shape or a.dtype != b.dtype:
+            problems.append(f"{band}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}")
+        elif not np.array_equal(a, b):
+            problems.append(f"{band}: {int(np.count_nonzero(a != b)):,} pixels differ")
+    return "OK (identical arrays)" if not problems else "FAIL " + "; ".join(problems)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def _mb(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _spread(values: list) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def report(name: str, window: tuple[int, int, int], ours: Measure, theirs: Measure,
+           check: str, ratio_target: float) -> None:
+    size = window[2]
+    print(f"\n{name} x {name} AOI: {size} x {size} px at (row {window[0]}, col {window[1]}), "
+          f"{tiles_touched(*window)} tile(s) per file, {SCENES} scenes x {len(BANDS)} bands")
+    rows = [("rasteret_dask", ours), (f"rasterio {RASTERIO_THREADS} thr", theirs)]
+    for label, m in rows:
+        secs = ", ".join(f"{s:.3f}" for s in m.seconds)
+        print(f"  {label:<17} wall {m.median:6.3f} s median  (runs {secs}); process CPU "
+              f"{statistics.median(m.cpu_seconds):.3f} s median")
+        if m.plan_seconds:
+            print(f"  {'':<17} of which get_xarray (plan + graph) "
+                  f"{statistics.median(m.plan_seconds) * 1000:.0f} ms median")
+        print(f"  {'':<17} requests {_spread(m.requests)}, transferred "
+              f"{_mb(statistics.median(m.nbytes))}, output {_mb(m.output_bytes)}")
+        peak = max(m.peak_rss) if m.peak_rss else None
+        runs = "/".join(f"{p / 1e6:.0f}" for p in m.peak_rss)
+        line = f"  {'':<17} peak RSS above start {_mb(peak)} (max of runs {runs} MB)"
+        if peak is not None:
+            line += f" = {peak / m.output_bytes:.1f}x output"
+        if m.tracemalloc_peak is not None:
+            line += (f"; tracemalloc peak {_mb(m.tracemalloc_peak)} = "
+                     f"{m.tracemalloc_peak / m.output_bytes:.1f}x output")
+        print(line)
+    ratio = theirs.median / ours.median
+    verdict = "met" if ratio >= ratio_target else "MISSED"
+    print(f"  speed ratio rasterio / rasteret_dask  {ratio:.2f}x  (target >= {ratio_target}x: "
+          f"{verdict})")
+    peak = max(ours.peak_rss) if ours.peak_rss else None
+    if peak is not None:
+        verdict = "met" if peak <= 2 * ours.output_bytes else "MISSED"
+        print(f"  rasteret_dask peak RSS / output       {peak / ours.output_bytes:.1f}x  "
+              f"(target <= 2x: {verdict})")
+    print(f"  arrays                                {check}")
+
+
+def bench_aoi(server: RangeServer, collection, urls: list[dict[str, str]], name: str,
+              runs: int, clear_cache: Callable[[], None]) -> None:
+    window = AOIS[name]
+    aoi = aoi_box(*window)
+    ours, theirs = Measure(), Measure()
+    warm_ours, warm_theirs = Measure(), Measure()
+
+    def run_ours(m: Measure) -> Callable[[], dict[str, np.ndarray]]:
+        return lambda: read_rasteret(collection, aoi, m.plan_seconds)
+
+    def run_theirs() -> dict[str, np.ndarray]:
+        return read_rasterio(urls, window, clear_cache)
+
+    # warm-up (not counted), also the equality check
+    a = measured(server, warm_ours, run_ours(warm_ours))
+    b = measured(server, warm_theirs, run_theirs)
+    check = compare(a, b)
+    del a, b
+    for _ in range(runs):  # interleaved so that background load hits both tools alike
+        measured(server, ours, run_ours(ours))
+        measured(server, theirs, run_theirs)
+    if warm_theirs.requests[0] != theirs.requests[0]:
+        print(f"  note: rasterio warm-up made {warm_theirs.requests[0]} requests, timed runs "
+              f"{theirs.requests[0]} (GDAL cache not cleared?)")
+    # one untimed run under tracemalloc (Python and NumPy heap allocations)
+    gc.collect()
+    tracemalloc.start()
+    read_rasteret(collection, aoi, [])
+    ours.tracemalloc_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    report(name, window, ours, theirs, check, 3.0 if name == "2 km" else 2.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where the generated COGs are kept between runs (default: a "
+                             "temporary directory, removed at exit)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per tool and AOI")
+    parser.add_argument("--aoi", choices=sorted(AOIS), action="append",
+                        help="only this AOI (repeatable; default: both)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache_dir = args.cache_dir or Path(tmp) / "cogs"
+        started = time.perf_counter()
+        scenes = scene_files(cache_dir)
+        print(f"scenes               {SCENES} x {len(BANDS)} bands in {cache_dir} "
+              f"({time.perf_counter() - started:.1f} s)")
+        clear_cache = _gdal_clear_cache()
+        with RangeServer(cache_dir, latency=LATENCY) as server:
+            table = collection_table(server, scenes)
+            collection = rd.build_collection_from_table(table, name="read-bench")
+            started = time.perf_counter()
+            report_ = collection.enrich(progress=False)
+            if report_.errors:
+                print("first enrich error:", report_.errors[0])
+            collection = report_.collection
+            print(f"enrich               {time.perf_counter() - started:.2f} s ({report_})")
+            print(f"latency              {LATENCY * 1000:.0f} ms first byte per request; "
+                  f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f} at start); "
+                  f"median of {args.runs} runs after a warm-up")
+            print("peak memory          RSS high-water mark above the pre-run RSS (VmHWM reset "
+                  "via clear_refs); tracemalloc: one separate untimed run")
+            urls = [{band: "/vsicurl/" + server.href(s[band].name) for band in BANDS}
+                    for s in scenes]
+            for name in args.aoi or list(AOIS):
+                bench_aoi(server, collection, urls, name, args.runs, clear_cache)
+
+
+if __name__ == "__main__":
+    main()
