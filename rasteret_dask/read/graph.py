@@ -34,7 +34,12 @@ def fetch_group(reader: RangeReader, group: FetchGroup) -> list[bytes]:
 
 def decode_chunk(payloads: list[bytes], work: ChunkWork) -> np.ndarray:
     """Decode the chunk's tiles, crop them and place them into a (1, h, w) array."""
-    out = np.full(work.shape, work.fill, dtype=np.dtype(work.spec.dtype).newbyteorder("="))
+    dtype = np.dtype(work.spec.dtype).newbyteorder("=")
+    covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
+    if covered == work.shape[0] * work.shape[1]:
+        out = np.empty(work.shape, dtype=dtype)  # tiles tile the chunk exactly
+    else:
+        out = np.full(work.shape, work.fill, dtype=dtype)
     for read in work.tiles:
         try:
             tile = decode_tile(payloads[read.payload], work.spec)

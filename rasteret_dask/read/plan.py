@@ -245,6 +245,13 @@ def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
           all_touched: bool) -> tuple[Window, np.ndarray | None]:
     """Rasterise the geometry (rasterio.features semantics) and trim the window to the pixels
     it burns; the mask (True = outside) is None when every pixel of the window is inside."""
+    t = grid.window_transform(window)
+    if t.b == 0 and t.d == 0:
+        xs = sorted((t.c + t.a / 2, t.c + t.a * (window.width - 0.5)))
+        ys = sorted((t.f + t.e / 2, t.f + t.e * (window.height - 0.5)))
+        centres = shapely.box(xs[0], ys[0], xs[1], ys[1])
+        if shapely.contains_properly(geometry, centres):
+            return window, None
     outside = geometry_mask([geometry], (window.height, window.width),
                             grid.window_transform(window), all_touched=all_touched)
     inside = ~outside
