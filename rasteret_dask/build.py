@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,11 @@ def rewrite_hrefs(assets: pa.ChunkedArray, patterns: Mapping[str, str]) -> pa.Ch
             asset = chunk.field(i)
             href = asset.field("href")
             for old, new in patterns.items():
-                href = pc.replace_substring_regex(href, "^" + _escape(old), new.replace("\\", "\\\\"))
+                href = pc.replace_substring_regex(href, "^" + re.escape(old), new.replace("\\", "\\\\"))
             fields.append(pa.StructArray.from_arrays(
                 [href, asset.field("band_index")], fields=list(S.ASSET_TYPE), mask=asset.is_null()))
         chunks.append(pa.StructArray.from_arrays(fields, names=[f.name for f in chunk.type]))
     return pa.chunked_array(chunks)
-
-
-def _escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def select_assets(assets: pa.ChunkedArray, band_codes: Mapping[str, str] | Sequence[str],

@@ -47,14 +47,17 @@ def _hrefs(table: pa.Table, band: str) -> tuple[list[str | None], list[int]]:
     return hrefs, indices
 
 
-def rows_needing_enrichment(table: pa.Table, band: str, only_missing: bool = True) -> np.ndarray:
-    """Boolean mask of rows with an href for ``band`` and (if only_missing) null metadata."""
-    hrefs, _ = _hrefs(table, band)
+def _needing(table: pa.Table, band: str, hrefs: list[str | None], only_missing: bool) -> np.ndarray:
     has_href = np.array([h is not None for h in hrefs], dtype=bool)
     column = S.metadata_column(band)
     if not only_missing or column not in table.column_names:
         return has_href
     return has_href & table[column].is_null().to_numpy(zero_copy_only=False)
+
+
+def rows_needing_enrichment(table: pa.Table, band: str, only_missing: bool = True) -> np.ndarray:
+    """Boolean mask of rows with an href for ``band`` and (if only_missing) null metadata."""
+    return _needing(table, band, _hrefs(table, band)[0], only_missing)
 
 
 def _splice(old: pa.ChunkedArray, rows: np.ndarray, values: list, type_: pa.DataType) -> pa.Array:
@@ -96,8 +99,8 @@ def enrich_table(
     stats = EnrichStats()
     work: dict[str, tuple[np.ndarray, list, list]] = {}
     for band in bands:
-        mask = rows_needing_enrichment(table, band, only_missing)
         hrefs, indices = _hrefs(table, band)
+        mask = _needing(table, band, hrefs, only_missing)
         has_href = sum(h is not None for h in hrefs)
         stats.skipped += int(has_href - mask.sum())
         rows = np.flatnonzero(mask)
