@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -13,10 +14,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema as S
+from .catalog import DatasetDescriptor, find_descriptor, get_descriptor
 from .collection import Collection, build_collection_from_table
 from .index.normalize import as_arrow_table
 
-__all__ = ["build_from_table", "DEFAULT_WORKSPACE", "rewrite_hrefs", "select_assets"]
+__all__ = ["build_from_table", "build_from_stac", "build", "DEFAULT_WORKSPACE", "rewrite_hrefs",
+           "select_assets"]
 
 DEFAULT_WORKSPACE = "rasteret_workspace"
 
@@ -78,6 +81,37 @@ def _assets_from_href_columns(table: pa.Table, href_column: str | Mapping[str, s
     return table.append_column(S.ASSETS, assets)
 
 
+_RASTER_MEDIA = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
+
+
+def _raster_asset_keys(table: pa.Table) -> list[str] | None:
+    """stac-geoparquet assets (structs with ``type``/``roles``): keys of the GeoTIFF data assets."""
+    if S.ASSETS not in table.column_names or not pa.types.is_struct(table.schema.field(S.ASSETS).type):
+        return None
+    assets = table[S.ASSETS].combine_chunks()
+    keys, described = [], False
+    for i, field in enumerate(assets.type):
+        if not pa.types.is_struct(field.type) or field.type.get_field_index("type") < 0:
+            keys.append(field.name)
+            continue
+        described = True
+        media = pc.drop_null(assets.field(i).field("type"))
+        first = media[0].as_py() if len(media) else ""
+        href = pc.drop_null(assets.field(i).field("href"))
+        path = (href[0].as_py() if len(href) else "").split("?", 1)[0].lower()
+        if str(first).lower().startswith(_RASTER_MEDIA) or path.endswith((".tif", ".tiff")):
+            keys.append(field.name)
+    return keys if described else None
+
+
+def _epsg_from_proj_code(table: pa.Table) -> pa.Table:
+    """stac-geoparquet with projection v2 carries ``proj:code`` ("EPSG:32643") only."""
+    if S.EPSG in table.column_names or "proj:code" not in table.column_names:
+        return table
+    codes = pc.extract_regex(table["proj:code"].cast(pa.string()), r"^(?i:EPSG):(?P<code>\d+)$")
+    return table.append_column(S.EPSG, pc.struct_field(codes, [0]).cast(pa.int32()))
+
+
 def build_from_table(
     table_or_path: Any,
     *,
@@ -89,19 +123,36 @@ def build_from_table(
     href_column: str | Mapping[str, str] | None = None,
     band_index_map: Mapping[str, int] | None = None,
     url_rewrite_patterns: Mapping[str, str] | None = None,
-    data_source: str | None = None,
+    data_source: str | DatasetDescriptor | None = None,
     storage_options: dict | None = None,
     client: Any = None,
     progress: bool = True,
 ) -> Collection:
     """Normalise, export (``workspace_dir/name``, partitioned) and enrich a table or Parquet file.
 
-    ``workspace_dir`` defaults to ``./rasteret_workspace`` (relative to the working directory).
+    Reads stac-geoparquet (stac-geoparquet, rustac) as is: with a descriptor (``data_source``)
+    its band map, band indices, href rewriting and column map apply; without one the GeoTIFF
+    data assets become the bands. ``workspace_dir`` defaults to ``./rasteret_workspace``.
     """
+    descriptor = get_descriptor(data_source) if data_source is not None else None
+    if descriptor is not None:
+        band_codes = band_codes if band_codes is not None else (dict(descriptor.band_map) or None)
+        band_index_map = band_index_map or dict(descriptor.band_index_map) or None
+        url_rewrite_patterns = url_rewrite_patterns or dict(descriptor.url_rewrite_patterns) or None
+        column_map = column_map or dict(descriptor.column_map) or None
+        storage_options = storage_options or _plain(descriptor.storage_options) or None
+        data_source = descriptor.id
+    if table_or_path is None and descriptor is not None and descriptor.geoparquet_uri:
+        table_or_path = descriptor.geoparquet_uri
     if isinstance(table_or_path, str | os.PathLike):
         table = pq.read_table(table_or_path)
     else:
         table = as_arrow_table(table_or_path)
+    if band_codes is None and href_column is None:
+        raster_keys = _raster_asset_keys(table)
+        if raster_keys is not None:
+            band_codes = raster_keys
+    table = _epsg_from_proj_code(table)
     if column_map:
         table = table.rename_columns([column_map.get(c, c) for c in table.column_names])
     if href_column is not None:
@@ -121,4 +172,99 @@ def build_from_table(
     if enrich_cog:
         report = collection.enrich(client=client, storage_options=storage_options, progress=progress)
         collection = report.collection
+    return collection
+
+
+def _plain(mapping: Any) -> dict:
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in (mapping or {}).items()}
+
+
+def build_from_stac(
+    *,
+    name: str,
+    stac_api: str,
+    collection: str,
+    bbox: Sequence[float] | None = None,
+    date_range: Sequence[Any],
+    workspace_dir: str | os.PathLike | None = None,
+    query: dict | None = None,
+    data_source: str | DatasetDescriptor | None = None,
+    band_map: Mapping[str, str] | None = None,
+    band_index_map: Mapping[str, int] | None = None,
+    max_items: int | None = None,
+    client: Any = None,
+    enrich_cog: bool = True,
+    intersects: Any = None,
+    storage_options: dict | None = None,
+    description: str | None = None,
+    page_size: int = 100,
+    retries: int = 5,
+    progress: bool = True,
+) -> Collection:
+    """Search a STAC API month by month (one Dask task per month), write, then enrich.
+
+    Rerunning on the same workspace adds only items whose ids are new. The descriptor comes
+    from ``data_source`` or is looked up by (``stac_api``, ``collection``); its band map turns
+    asset keys into band codes (``band_map`` overrides it; neither: every GeoTIFF data asset).
+    """
+    from .cluster import resolve_client
+    from .ingest import StacQuery, ingest_stac
+
+    descriptor = (get_descriptor(data_source) if data_source is not None
+                  else find_descriptor(collection, stac_api))
+    if band_map is None and descriptor is not None and descriptor.band_map:
+        band_map = dict(descriptor.band_map)
+        band_index_map = band_index_map or dict(descriptor.band_index_map) or None
+    if intersects is not None and not isinstance(intersects, dict):
+        import shapely
+
+        from .plan.geometry import coerce_geometries
+
+        intersects = json.loads(shapely.to_geojson(coerce_geometries(intersects)[0]))
+    spec = StacQuery(
+        stac_api=stac_api, collection=collection,
+        bbox=tuple(float(v) for v in bbox) if bbox is not None else None,
+        intersects=intersects, query=query, band_map=band_map, band_index_map=band_index_map,
+        url_rewrite_patterns=dict(descriptor.url_rewrite_patterns) if descriptor else None,
+        max_items=max_items, page_size=page_size, retries=retries,
+    )
+    root = Path(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE) / name
+    owned_client, owned = resolve_client(client) if client is not None else (None, False)
+    try:
+        ingest_stac(spec, date_range, root, name=name,
+                    data_source=descriptor.id if descriptor else None,
+                    description=description or (descriptor.description if descriptor else None),
+                    client=owned_client)
+        from .collection import load
+
+        built = load(root)
+        if enrich_cog:
+            built = built.enrich(client=owned_client, storage_options=storage_options,
+                                 progress=progress).collection
+        return built
+    finally:
+        if owned:
+            owned_client.close()
+
+
+def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: Sequence[Any],
+          workspace_dir: str | os.PathLike | None = None, name: str | None = None,
+          **kwargs: Any) -> Collection:
+    """Build a registered dataset (``"earthsearch/sentinel-2-l2a"``) from its STAC API or file."""
+    descriptor = get_descriptor(dataset_id)
+    name = name or descriptor.id.replace("/", "-")
+    if descriptor.stac_api is not None:
+        return build_from_stac(name=name, stac_api=descriptor.stac_api,
+                               collection=descriptor.stac_collection, bbox=bbox,
+                               date_range=date_range, workspace_dir=workspace_dir,
+                               data_source=descriptor, **kwargs)
+    collection = build_from_table(None, name=name, workspace_dir=workspace_dir,
+                                  data_source=descriptor, enrich_cog=False,
+                                  **{k: v for k, v in kwargs.items() if k != "enrich_cog"})
+    subset = collection.subset(date_range=date_range, bbox=bbox)
+    root = Path(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE) / name
+    collection = subset.export(root)
+    if kwargs.get("enrich_cog", True):
+        collection = collection.enrich(client=kwargs.get("client"),
+                                       progress=kwargs.get("progress", True)).collection
     return collection

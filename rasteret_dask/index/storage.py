@@ -36,6 +36,7 @@ __all__ = [
     "write_partitioned",
     "replace_partition",
     "update_common_schema",
+    "write_common_metadata",
     "recover",
     "open_dataset",
     "partitioning",
@@ -218,6 +219,20 @@ def update_common_schema(root: str | os.PathLike, fields: Sequence[pa.Field],
         metadata[b"rasteret_dask"] = info.to_json()
     tmp = _temp_name(root / COMMON_METADATA, uuid.uuid4().hex)
     pq.write_metadata(new.with_metadata(metadata), tmp)
+    os.replace(tmp, root / COMMON_METADATA)
+
+
+def write_common_metadata(root: str | os.PathLike, schema: pa.Schema, info: CollectionInfo,
+                          sample: pa.Table | None = None) -> None:
+    """Atomically write ``_common_metadata``: the file schema, ``geo`` (from ``sample``), info."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    metadata = dict(schema.metadata or {})
+    if sample is not None:
+        metadata.update(with_metadata(sample, info).schema.metadata)
+    metadata[b"rasteret_dask"] = info.to_json()
+    tmp = _temp_name(root / COMMON_METADATA, uuid.uuid4().hex)
+    pq.write_metadata(schema.with_metadata(metadata), tmp)
     os.replace(tmp, root / COMMON_METADATA)
 
 

@@ -1,0 +1,29 @@
+"""Ingest: STAC items -> index rows, month-window searches and partition writes as Dask tasks."""
+
+from .stac_build import StacBuildSummary, conform_table, ingest_stac, partition_rows
+from .stac_items import conform_assets, data_asset_keys, item_epsg, items_to_table
+from .stac_search import (
+    MonthWindow,
+    StacQuery,
+    StacSearchError,
+    month_windows,
+    search_items,
+    search_window,
+)
+
+__all__ = [
+    "MonthWindow",
+    "StacBuildSummary",
+    "StacQuery",
+    "StacSearchError",
+    "conform_assets",
+    "conform_table",
+    "data_asset_keys",
+    "ingest_stac",
+    "item_epsg",
+    "items_to_table",
+    "month_windows",
+    "partition_rows",
+    "search_items",
+    "search_window",
+]
