@@ -213,16 +213,18 @@ class Collection:
         storage_options: dict | None = None,
         max_concurrent: int = 64,
         progress: bool = True,
+        data_source: Any = None,
     ):
         """Fill ``{band}_metadata`` from COG headers: one Dask task per partition.
 
         Uses ``client`` or the active ``distributed`` client, else local threads. Returns an
-        ``EnrichReport`` (counts, and ``.collection``, the enriched collection).
+        ``EnrichReport`` (counts, and ``.collection``, the enriched collection). The data
+        source's storage options and URL signer apply, as for reads.
         """
         from .enrich import enrich_collection
-        from .io import RangeReader
+        from .read.source import read_source
 
-        reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent)
+        reader = read_source(self, None, data_source).reader(storage_options, max_concurrent)
         return enrich_collection(self, bands, client=client, only_missing=only_missing,
                                  reader=reader, progress=progress)
 

@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +167,8 @@ class RangeReader:
     backoff_base: float = 0.05
     backoff_max: float = 2.0
     timeout: float | None = 120.0
+    signer: Callable[[str], str] | None = field(default=None, hash=False, compare=False)
+    """Applied to every href right before it is opened (URL signing); never stored."""
 
     def __post_init__(self) -> None:
         if self.max_concurrent < 1:
@@ -230,10 +232,14 @@ class RangeReader:
         merged = coalesce(wanted, gap=self.merge_gap, max_size=self.max_merged_size)
         loop = asyncio.get_running_loop()
         semaphore = _semaphore(loop, self.max_concurrent)
-        filesystems: dict[str, tuple[AbstractFileSystem, str] | FetchError] = {}
-        for request in merged:
-            if request.href not in filesystems:
-                filesystems[request.href] = self._open(request.href, loop)
+        hrefs = list(dict.fromkeys(request.href for request in merged))
+        targets: dict[str, str | FetchError] = dict(zip(hrefs, hrefs, strict=True))
+        if self.signer is not None and hrefs:
+            targets = await asyncio.to_thread(self._sign_all, hrefs)
+        filesystems: dict[str, tuple[AbstractFileSystem, str] | FetchError] = {
+            href: target if isinstance(target, FetchError) else self._open(target, loop)
+            for href, target in targets.items()
+        }
         outcomes = await asyncio.gather(
             *(
                 self._fetch_merged(request, filesystems[request.href], semaphore, allow_short)
@@ -268,6 +274,17 @@ class RangeReader:
                 if isinstance(value, FetchError):
                     raise value
         return final
+
+    def _sign_all(self, hrefs: list[str]) -> dict[str, str | FetchError]:
+        signed: dict[str, str | FetchError] = {}
+        for href in hrefs:
+            try:
+                signed[href] = self.signer(href)
+            except Exception as exc:
+                error = FetchError(href, 0, 0, 0, f"cannot sign the href ({exc})")
+                error.__cause__ = exc
+                signed[href] = error
+        return signed
 
     def _open(
         self, href: str, loop: asyncio.AbstractEventLoop

@@ -10,10 +10,10 @@ import pyproj
 import xarray as xr
 
 from .. import schema as S
-from ..io import RangeReader
 from ..plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
 from .assemble import to_dataset
 from .plan import ReadPlan, align_records, plan_read, records_for_band
+from .source import read_source
 
 if TYPE_CHECKING:
     from ..collection import Collection
@@ -29,13 +29,14 @@ def plan_reads(
     geometry_crs: Any = 4326,
     all_touched: bool = False,
     chunks: int | None = None,
+    data_source: Any = None,
     **filters: Any,
 ) -> list[ReadPlan]:
-    """One read plan per geometry (pure planning: reads only index columns, never a COG)."""
-    bands = [bands] if isinstance(bands, str) else list(bands)
-    unknown = [b for b in bands if b not in collection.bands]
-    if unknown:
-        raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
+    """One read plan per geometry (pure planning: reads only index columns, never a COG).
+
+    Bands are planned under the names the index stores (see ``read.source``).
+    """
+    bands = read_source(collection, bands, data_source).stored_bands
     missing = [b for b in bands if b not in collection.enriched_bands]
     if missing:
         raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
@@ -78,12 +79,18 @@ def geometry_crs_of(geometries: Any, default: Any) -> Any:
 def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str], *,
                geometry_crs: Any = 4326, all_touched: bool = False, chunks: int | None = None,
                max_concurrent: int | None = None, storage_options: dict | None = None,
-               **filters: Any) -> xr.Dataset | list[xr.Dataset]:
-    """Lazy Dataset(s): one for a single geometry, a list (input order) for several."""
-    reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent or 64)
-    plans = plan_reads(collection, geometries, bands, geometry_crs=geometry_crs,
-                       all_touched=all_touched, chunks=chunks, **filters)
-    datasets = [to_dataset(plan, reader) for plan in plans]
+               data_source: Any = None, **filters: Any) -> xr.Dataset | list[xr.Dataset]:
+    """Lazy Dataset(s): one for a single geometry, a list (input order) for several.
+
+    ``data_source`` (a descriptor or its id) overrides the collection's for band names,
+    storage options and URL signing.
+    """
+    source = read_source(collection, bands, data_source)
+    reader = source.reader(storage_options, max_concurrent)
+    plans = plan_reads(collection, geometries, source.stored_bands, geometry_crs=geometry_crs,
+                       all_touched=all_touched, chunks=chunks, data_source=source.descriptor,
+                       **filters)
+    datasets = [to_dataset(plan, reader).rename(source.renames) for plan in plans]
     return datasets[0] if len(datasets) == 1 else datasets
 
 

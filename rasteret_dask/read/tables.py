@@ -12,13 +12,14 @@ import shapely
 
 from .. import schema as S
 from ..decode import DecodeSpec, decode_tile
-from ..io import ByteRange, RangeReader
+from ..io import ByteRange
 from ..plan.geometry import coerce_geometries, reproject_geometries
 from ..plan.grid import GridSpec
 from .api import geometry_crs_of, plan_reads
 from .assemble import to_dataset
 from .graph import RasterReadError
 from .plan import records_for_band
+from .source import read_source
 
 if TYPE_CHECKING:
     from ..collection import Collection
@@ -28,18 +29,20 @@ __all__ = ["get_gdf", "sample_points"]
 
 def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str], *,
             geometry_crs: Any = 4326, storage_options: dict | None = None,
-            max_concurrent: int = 64, **kwargs: Any):
+            max_concurrent: int = 64, data_source: Any = None, **kwargs: Any):
     """A GeoDataFrame with one row per record x geometry x band: the array and its transform."""
     import geopandas as gpd
 
-    bands = [bands] if isinstance(bands, str) else list(bands)
-    reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent)
+    source = read_source(collection, bands, data_source)
+    bands = list(source.bands)
+    reader = source.reader(storage_options, max_concurrent)
     src = pyproj.CRS.from_user_input(geometry_crs_of(geometries, geometry_crs))
     shapes = coerce_geometries(geometries)
-    plans = plan_reads(collection, shapes, bands, geometry_crs=src, **kwargs)
+    plans = plan_reads(collection, shapes, source.stored_bands, geometry_crs=src,
+                       data_source=source.descriptor, **kwargs)
     rows = []
     for number, (shape, plan) in enumerate(zip(shapes, plans, strict=True)):
-        ds = to_dataset(plan, reader).compute()
+        ds = to_dataset(plan, reader).rename(source.renames).compute()
         transform = tuple(plan.transform)[:6]
         for t, record_id in enumerate(plan.ids):
             for band in bands:
@@ -62,12 +65,14 @@ def _tile_of(md: dict, row: int, col: int) -> int:
 
 def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
                   geometry_crs: Any = 4326, storage_options: dict | None = None,
-                  max_concurrent: int = 64, **filters: Any) -> pa.Table:
+                  max_concurrent: int = 64, data_source: Any = None,
+                  **filters: Any) -> pa.Table:
     """Pixel values at points: one row per point x record, one column per band.
 
     Only the tiles under the points are fetched (one batched fetch, each tile once).
     """
-    bands = [bands] if isinstance(bands, str) else list(bands)
+    source = read_source(collection, bands, data_source)
+    bands = source.stored_bands
     missing = [b for b in bands if b not in collection.enriched_bands]
     if missing:
         raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
@@ -103,7 +108,7 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
                     0 if md.get("planar_configuration") == 2 else record.band_index,
                     DecodeSpec.from_metadata(md))
     keys = list(wanted)
-    reader = RangeReader(storage_options=storage_options, max_concurrent=max_concurrent)
+    reader = source.reader(storage_options, max_concurrent)
     payloads = dict(zip(keys, reader.fetch([wanted[k] for k in keys], return_exceptions=True),
                         strict=True))
     decoded: dict[tuple[str, int], np.ndarray] = {}
@@ -135,6 +140,6 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
         "datetime": pa.array(np.array(out["datetime"], dtype="datetime64[ns]"),
                              pa.timestamp("ns")).cast(pa.timestamp("us", tz="UTC")),
     }
-    for band in bands:
-        columns[band] = pa.array(out[band], type=pa.from_numpy_dtype(dtypes.get(band, np.float64)))
+    for asked, band in source.bands.items():
+        columns[asked] = pa.array(out[band], type=pa.from_numpy_dtype(dtypes.get(band, np.float64)))
     return pa.table(columns)
