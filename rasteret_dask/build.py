@@ -104,6 +104,19 @@ def _raster_asset_keys(table: pa.Table) -> list[str] | None:
     return keys if described else None
 
 
+def _asset_keys(table_or_path: Any) -> set[str] | None:
+    """The asset keys of a table or Parquet file (schema only), ``None`` when not a struct."""
+    if table_or_path is None:
+        return None
+    if isinstance(table_or_path, str | os.PathLike):
+        schema = pq.read_schema(table_or_path)
+    else:
+        schema = as_arrow_table(table_or_path).schema
+    if S.ASSETS not in schema.names or not pa.types.is_struct(schema.field(S.ASSETS).type):
+        return None
+    return {f.name for f in schema.field(S.ASSETS).type}
+
+
 def _epsg_from_proj_code(table: pa.Table) -> pa.Table:
     """stac-geoparquet with projection v2 carries ``proj:code`` ("EPSG:32643") only."""
     if S.EPSG in table.column_names or "proj:code" not in table.column_names:
@@ -136,7 +149,9 @@ def build_from_table(
     """
     descriptor = get_descriptor(data_source) if data_source is not None else None
     if descriptor is not None:
-        band_codes = band_codes if band_codes is not None else (dict(descriptor.band_map) or None)
+        if band_codes is None and descriptor.band_map:
+            present = _asset_keys(table_or_path)
+            band_codes = {b: k for b, k in descriptor.band_map.items() if present is None or k in present}
         band_index_map = band_index_map or dict(descriptor.band_index_map) or None
         url_rewrite_patterns = url_rewrite_patterns or dict(descriptor.url_rewrite_patterns) or None
         column_map = column_map or dict(descriptor.column_map) or None
