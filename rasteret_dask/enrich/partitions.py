@@ -63,6 +63,9 @@ def _enrich_rows(file: str, start: int, stop: int, bands: Sequence[str], reader:
     if S.EPSG not in enriched.column_names:
         enriched = enriched.append_column(S.EPSG, pa.nulls(enriched.num_rows, pa.int32()))
     columns = [S.metadata_column(b) for b in bands] + [S.ENRICH_ERRORS, S.EPSG]
+    if stats.enriched == 0 and all(c in table.column_names for c in columns) and \
+            enriched.select(columns).equals(table.select(columns)):
+        return None, stats  # only retried failures, failing the same way: nothing to rewrite
     return enriched.select(columns), stats
 
 

@@ -1,0 +1,146 @@
+"""Scheduled re-enrichment: new STAC items since the last run, then missing or failed metadata.
+
+For an index built from STAC the search state is kept with the index (its metadata records the
+API, collection, bbox, band map and the windows searched so far); a run searches from the last
+searched month up to ``until`` and appends only new ids. Then enrichment fills what is missing
+or failed, rewriting only the partitions that changed (atomically). A JSON report is written
+beside the index; a second run in a row finds nothing and rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ReenrichReport", "reenrich", "REPORTS_DIR"]
+
+REPORTS_DIR = "_reports"  # leading underscore: ignored by dataset discovery
+
+
+@dataclasses.dataclass
+class ReenrichReport:
+    """What a re-enrichment run found and did; ``exit_code`` is 1 when records stay failed."""
+
+    index: str
+    started: str
+    seconds: float = 0.0
+    stac_searched: list[str] | None = None
+    stac_items_found: int = 0
+    stac_rows_added: int = 0
+    stac_partitions_written: list[str] = dataclasses.field(default_factory=list)
+    enriched: int = 0
+    failed: int = 0
+    skipped: int = 0
+    partitions_total: int = 0
+    partitions_rewritten: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+    report_path: str | None = None
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """True when the run neither added rows nor rewrote a partition."""
+        return self.stac_rows_added == 0 and self.partitions_rewritten == 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document written for the run."""
+        out = dataclasses.asdict(self)
+        out["nothing_to_do"] = self.nothing_to_do
+        out["exit_code"] = self.exit_code
+        return out
+
+    def summary(self) -> str:
+        """One line for logs and the command line."""
+        if self.nothing_to_do:
+            head = "nothing to do: no new items, no missing metadata; rewrote nothing"
+        else:
+            head = (f"added {self.stac_rows_added} new items, enriched {self.enriched} "
+                    f"band-records, rewrote {self.partitions_rewritten} of "
+                    f"{self.partitions_total} partitions")
+        tail = f"; {self.failed} band-records still failed" if self.failed else ""
+        return f"{head}{tail} ({self.seconds:.1f} s)"
+
+
+def _month_start(iso: str) -> dt.datetime:
+    stamp = dt.datetime.fromisoformat(iso)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return dt.datetime(stamp.year, stamp.month, 1, tzinfo=dt.UTC)
+
+
+def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client: Any,
+                      report: ReenrichReport) -> None:
+    from ..index.filters import parse_date_range
+    from ..ingest import StacQuery, ingest_stac
+
+    searched = state.get("searched") or []
+    end = (parse_date_range(("1970-01-01", until))[1] if until is not None
+           else dt.datetime.now(dt.UTC))
+    start = _month_start(searched[-1][1]) if searched else None
+    if start is None or start > end:
+        return
+    bbox = state.get("bbox")
+    spec = StacQuery(stac_api=state["api"], collection=state["collection"],
+                     bbox=tuple(bbox) if bbox else None, intersects=state.get("intersects"),
+                     query=state.get("query"), band_map=state.get("band_map"),
+                     band_index_map=state.get("band_index_map"))
+    report.stac_searched = [start.isoformat(), end.isoformat()]
+    summary = ingest_stac(spec, (start, end), collection.path, name=collection.name,
+                          data_source=collection.data_source,
+                          description=collection.description, client=client)
+    report.stac_items_found = summary.items_found
+    report.stac_rows_added = summary.rows_added
+    report.stac_partitions_written = [f"year={y}/month={m}" for y, m in summary.partitions_written]
+
+
+def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] | None = None,
+             stac: bool = True, until: Any = None, storage_options: dict | None = None,
+             report_path: str | os.PathLike | None = None, progress: bool = False
+             ) -> ReenrichReport:
+    """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
+
+    ``client`` is a distributed Client or any ``connect()`` target (None: local threads).
+    """
+    from ..cluster import resolve_client
+    from ..collection import load
+
+    started = time.perf_counter()
+    report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat())
+    active, owned = resolve_client(client) if client is not None else (None, False)
+    try:
+        collection = load(index)
+        if collection.path is None or not Path(collection.path).is_dir():
+            raise ValueError(f"{index} is not a partitioned index directory")
+        state = collection.info.extra.get("stac")
+        if stac and state:
+            _search_new_items(collection, state, until, active, report)
+            collection = load(index)
+        outcome = collection.enrich(bands, client=active, only_missing=True,
+                                    storage_options=storage_options, progress=progress)
+        report.enriched, report.failed, report.skipped = outcome.enriched, outcome.failed, \
+            outcome.skipped
+        report.partitions_total = outcome.partitions_total
+        report.partitions_rewritten = outcome.partitions_rewritten
+        report.errors = list(outcome.errors)
+    finally:
+        if owned:
+            active.close()
+    report.seconds = time.perf_counter() - started
+    if report_path is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        report_path = Path(index) / REPORTS_DIR / f"reenrich-{stamp}.json"
+    report_path = Path(report_path)
+    report.report_path = str(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report_path.with_name(f".{report_path.name}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    os.replace(tmp, report_path)
+    return report

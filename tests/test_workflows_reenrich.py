@@ -1,0 +1,68 @@
+"""The scheduled re-enrichment: new STAC items, missing/failed metadata, idempotent second run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import rasteret_dask as rd
+from rasteret_dask.testing.stac import StacServer
+from rasteret_dask.workflows.reenrich import reenrich
+
+from .test_ingest_stac import BBOX, _expected, _partition_ids  # noqa: F401 - shared fixtures
+from .test_ingest_stac import cog_server, items, s2_cogs, stac  # noqa: F401
+
+
+def _mtimes(root):
+    return {p: p.stat().st_mtime_ns for p in root.rglob("part-0.parquet")}
+
+
+def test_reenrich_adds_new_items_then_does_nothing(stac, items, tmp_path):  # noqa: F811
+    rd.build_from_stac(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+                       date_range=("2024-01-01", "2024-03-31"), workspace_dir=tmp_path,
+                       progress=False)
+    root = tmp_path / "s2"
+    first = reenrich(root, until="2024-06-30")
+    assert first.exit_code == 0 and not first.nothing_to_do
+    assert _partition_ids(root) == _expected(items, "2024-01-01", "2024-06-30")
+    assert first.stac_rows_added == sum(len(v) for k, v in _expected(
+        items, "2024-04-01", "2024-06-30").items())
+    assert sorted(first.stac_partitions_written) == [f"year=2024/month={m}" for m in (4, 5, 6)]
+    assert first.partitions_rewritten == 3  # the three new months, nothing else
+    described = rd.load(root).describe()
+    assert described["enriched"]["B04"] == described["records"]
+    saved = json.loads((root / "_reports").joinpath(first.report_path.split("/")[-1]).read_text())
+    assert saved["stac_rows_added"] == first.stac_rows_added and saved["exit_code"] == 0
+
+    before = _mtimes(root)
+    second = reenrich(root, until="2024-06-30")
+    assert second.nothing_to_do and second.stac_rows_added == 0
+    assert second.partitions_rewritten == 0 and second.enriched == 0
+    assert _mtimes(root) == before
+    assert "rewrote nothing" in second.summary()
+    assert json.loads(open(second.report_path).read())["nothing_to_do"] is True
+
+
+def test_reenrich_retries_failures_and_exits_non_zero(items, cog_server, tmp_path):  # noqa: F811
+    broken = [dict(item) for item in items[:40]]
+    for item in broken[::4]:  # every 4th item's red asset is missing on the server
+        item["assets"] = {**item["assets"],
+                          "red": {**item["assets"]["red"], "href": cog_server.url + "/gone.tif"}}
+    with StacServer(broken) as server:
+        rd.build_from_stac(name="b", stac_api=server.url, collection="sentinel-2-l2a",
+                           date_range=("2024-01-01", "2024-01-31"), workspace_dir=tmp_path,
+                           enrich_cog=False, progress=False)
+        root = tmp_path / "b"
+        report = reenrich(root, stac=False)
+        assert report.failed > 0 and report.exit_code == 1
+        assert any("gone.tif" in e for e in report.errors)
+        before = _mtimes(root)
+        again = reenrich(root, stac=False)
+        assert again.failed == report.failed and again.exit_code == 1
+        assert again.partitions_rewritten == 0 and _mtimes(root) == before
+
+
+def test_reenrich_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no collection index"):
+        reenrich(tmp_path / "nope")
