@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,7 @@ import rasteret_dask as rd
 from rasteret_dask.testing.stac import StacServer
 from rasteret_dask.workflows.reenrich import reenrich
 
-from .test_ingest_stac import BBOX, _expected, _partition_ids  # noqa: F401 - shared fixtures
-from .test_ingest_stac import cog_server, items, s2_cogs, stac  # noqa: F401
+from .test_ingest_stac import BBOX, _expected, _partition_ids, cog_server, items, s2_cogs, stac  # noqa: F401 - shared fixtures  # noqa: F401
 
 
 def _mtimes(root):
@@ -41,7 +41,7 @@ def test_reenrich_adds_new_items_then_does_nothing(stac, items, tmp_path):  # no
     assert second.partitions_rewritten == 0 and second.enriched == 0
     assert _mtimes(root) == before
     assert "rewrote nothing" in second.summary()
-    assert json.loads(open(second.report_path).read())["nothing_to_do"] is True
+    assert json.loads(Path(second.report_path).read_text())["nothing_to_do"] is True
 
 
 def test_reenrich_retries_failures_and_exits_non_zero(items, cog_server, tmp_path):  # noqa: F811
