@@ -93,7 +93,7 @@ def _client(spec: StacQuery):
                   status_forcelist=RETRY_STATUS, allowed_methods=None,
                   respect_retry_after_header=True, raise_on_status=False)
     io = StacApiIO(headers=dict(spec.headers or {}), max_retries=retry, timeout=spec.timeout)
-    return Client.open(spec.stac_api, stac_io=io)
+    return Client.open(spec.stac_api, stac_io=io, timeout=spec.timeout)  # open() resets io.timeout
 
 
 def search_items(spec: StacQuery, window: MonthWindow) -> list[dict]:
