@@ -121,8 +121,9 @@ def read(args: argparse.Namespace) -> int:
 def _reenrich(args: argparse.Namespace) -> int:
     from ..workflows.reenrich import reenrich
 
-    report = reenrich(args.index, client=args.cluster, bands=args.bands, stac=not args.no_stac,
-                      until=args.until, report_path=args.report, progress=_progress(args))
+    with _client(args.cluster) as client:
+        report = reenrich(args.index, client=client, bands=args.bands, stac=not args.no_stac,
+                          until=args.until, report_path=args.report, progress=_progress(args))
     print(report.summary())
     print(f"report: {report.report_path}")
     return report.exit_code
@@ -132,10 +133,11 @@ def _composite(args: argparse.Namespace) -> int:
     from ..workflows import composite
 
     filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
-    report = composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
-                       out=args.out, tile_size=args.tile_size,
-                       date_range=A.date_range(args.date_range), client=args.cluster,
-                       overwrite=args.overwrite, **filters)
+    with _client(args.cluster) as client:
+        report = composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
+                           out=args.out, tile_size=args.tile_size,
+                           date_range=A.date_range(args.date_range), client=client,
+                           overwrite=args.overwrite, **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0
 
@@ -143,10 +145,12 @@ def _composite(args: argparse.Namespace) -> int:
 def _export_chips(args: argparse.Namespace) -> int:
     from ..workflows import export_chips
 
-    report = export_chips(args.index, bands=args.bands, out=args.out, chip_size=args.chip_size,
-                          geometry_column=args.geometry_column, mode=args.mode,
-                          split_column=args.split_column, label_column=args.label_column,
-                          client=args.cluster, overwrite=args.overwrite)
+    with _client(args.cluster) as client:
+        report = export_chips(args.index, bands=args.bands, out=args.out,
+                              chip_size=args.chip_size, geometry_column=args.geometry_column,
+                              mode=args.mode, split_column=args.split_column,
+                              label_column=args.label_column, client=client,
+                              overwrite=args.overwrite)
     print(json.dumps(report.to_dict(), default=str))
     return 0
 
