@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bbox", "bands", "aoi", "date_range", "key_values", "json_object"]
+__all__ = ["bbox", "bands", "aoi", "date_range", "key_values", "json_object", "optional"]
+
+
+def optional(text: str) -> str | None:
+    """A column name, or ``none`` for no column."""
+    return None if text.strip().lower() in ("", "none") else text.strip()
 
 
 def bbox(text: str) -> tuple[float, float, float, float]:

@@ -136,7 +136,8 @@ def _composite(args: argparse.Namespace) -> int:
     with _client(args.cluster) as client:
         report = composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
                            out=args.out, tile_size=args.tile_size,
-                           date_range=A.date_range(args.date_range), client=client,
+                           date_range=A.date_range(args.date_range), red=args.red,
+                           nir=args.nir, ndvi=not args.no_ndvi, client=client,
                            overwrite=args.overwrite, **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0
@@ -145,12 +146,14 @@ def _composite(args: argparse.Namespace) -> int:
 def _export_chips(args: argparse.Namespace) -> int:
     from ..workflows import export_chips
 
+    filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
     with _client(args.cluster) as client:
         report = export_chips(args.index, bands=args.bands, out=args.out,
                               chip_size=args.chip_size, geometry_column=args.geometry_column,
-                              mode=args.mode, split_column=args.split_column,
-                              label_column=args.label_column, client=client,
-                              overwrite=args.overwrite)
+                              geometry_crs=args.geometry_crs, mode=args.mode,
+                              split_column=args.split_column, label_column=args.label_column,
+                              batch_size=args.batch_size, client=client,
+                              overwrite=args.overwrite, **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0
 
@@ -175,7 +178,10 @@ def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--date-range", nargs=2, metavar=("START", "END"))
     p.add_argument("--cloud-cover-lt", type=float)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--red", default="B04")
+    p.add_argument("--nir", default="B08")
+    p.add_argument("--no-ndvi", action="store_true", help="do not write the ndvi variable")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(run=_composite)
 
     p = commands.add_parser("export-chips", parents=[common],
@@ -184,11 +190,15 @@ def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--bands", type=A.bands, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--chip-size", type=int, default=256)
-    p.add_argument("--geometry-column", default="aoi")
+    p.add_argument("--geometry-column", type=A.optional, default="aoi",
+                   help="WKB column of AOIs to centre chips on ('none': the image centre)")
+    p.add_argument("--geometry-crs", default="EPSG:4326")
     p.add_argument("--mode", choices=("center", "grid"), default="center")
     p.add_argument("--split-column", default="split")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--label-column", type=A.optional, default="label")
+    p.add_argument("--batch-size", type=int, default=32, help="chips per region and shard")
+    p.add_argument("--cloud-cover-lt", type=float)
+    p.add_argument("--overwrite", action="store_true", help="replace existing split stores")
     p.set_defaults(run=_export_chips)
 
 

@@ -1,0 +1,225 @@
+"""``composite``: monthly median composites (and NDVI) over an AOI grid, written to Zarr tile by
+tile through dask, resumable.
+
+The AOI is cut into square tiles of ``tile_size`` pixels on the records' own pixel grid. The
+store's template (metadata, coordinates, CRS) is written first; then each tile is read through
+``Collection.get_xarray``, reduced to per-month nan-medians, written with
+``to_zarr(region=...)`` and marked finished, as its own unit of work. A rerun with the same
+arguments skips finished tiles; other arguments raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import dask.array as da
+import numpy as np
+import pyproj
+import shapely
+import xarray as xr
+
+from .. import schema as S
+from ..plan.geometry import coerce_geometries, reproject_geometries
+from ..plan.grid import GridSpec, Window, union_grid
+from ..plan.mask import geometry_mask
+from ..read.api import geometry_crs_of
+from ..read.assemble import spatial_ref
+from ..read.plan import align_records, records_for_band
+from ._common import WorkflowStore, as_collection, memory_collection, run_units
+from ._tiles import NAN, CompositeSetup, nan_tile, ndvi_block, tile_arrays
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+
+    from ..collection import Collection
+
+__all__ = ["composite", "CompositeReport"]
+
+
+@dataclass(frozen=True)
+class CompositeReport:
+    """What a composite run did: tiles total / written / skipped (already finished)."""
+
+    out: str
+    tiles_total: int
+    tiles_written: int
+    tiles_skipped: int
+    tiles_empty: int
+    months: tuple[str, ...]
+    variables: tuple[str, ...]
+    shape: tuple[int, int]
+    crs_epsg: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the report."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _setup(collection: Collection, aoi: Any, aoi_crs: Any, bands: list[str],
+           date_range: Sequence[Any] | None, all_touched: bool, storage_options: dict | None,
+           filters: dict) -> tuple[CompositeSetup, shapely.Geometry]:
+    """Filter the records, union their grids and snap the AOI to them (no COG is read)."""
+    unknown = [b for b in bands if b not in collection.bands]
+    if unknown:
+        raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
+    missing = [b for b in bands if b not in collection.enriched_bands]
+    if missing:
+        raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
+    shape = shapely.union_all(coerce_geometries(aoi))
+    src = pyproj.CRS.from_user_input(geometry_crs_of(aoi, aoi_crs))
+    lonlat = reproject_geometries([shape], src, 4326)[0]
+    subset = collection.subset(date_range=date_range, geometries=lonlat, **filters)
+    table = subset.to_table()
+    per_band = align_records({b: records_for_band(table, b) for b in bands}, bands)
+    records = per_band[bands[0]]
+    if not records:
+        raise ValueError("no enriched record intersects the AOI (after the date range and filters)")
+    epsg = {r.metadata.get("crs_epsg") for recs in per_band.values() for r in recs}
+    if None in epsg or len(epsg) > 1:
+        raise ValueError(f"the records' CRSs are {sorted(map(str, epsg))}: a composite needs one "
+                         "EPSG CRS (subset the collection, e.g. by proj:epsg)")
+    crs = int(next(iter(epsg)))
+    keys = [(b, r.id) for b in bands for r in per_band[b]]
+    union, offsets = union_grid([GridSpec.from_metadata(r.metadata) for b in bands
+                                 for r in per_band[b]])
+    native = reproject_geometries([shape], src, crs)[0]
+    window = union.window_for_geometry(native, all_touched=all_touched, clip=False)
+    if window is None:
+        raise ValueError("the AOI covers no pixel of the records' grid")
+    sizes = {(b, r.id): (r.metadata["image_height"], r.metadata["image_width"])
+             for b in bands for r in per_band[b]}
+    windows = {k: Window(o[0] - window.row_off, o[1] - window.col_off, *sizes[k])
+               for k, o in zip(keys, offsets, strict=True)}
+    months = sorted({r.datetime.astype("datetime64[M]") for r in records})
+    ids = {r.id for r in records}
+    shapes = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
+    footprints = {rid: g for rid, g in zip(table[S.ID].to_pylist(), shapes, strict=True)
+                  if rid in ids}
+    setup = CompositeSetup(
+        collection=memory_collection(collection, table), bands=tuple(bands), epsg=crs,
+        grid=union.sub(window), aoi=native, months=tuple(months),
+        month_of={r.id: months.index(r.datetime.astype("datetime64[M]")) for r in records},
+        windows=windows, footprints=footprints, all_touched=all_touched,
+        storage_options=storage_options)
+    return setup, shape
+
+
+def _template(setup: CompositeSetup, variables: list[str], tile_size: int
+              ) -> tuple[xr.Dataset, dict]:
+    grid, n = setup.grid, len(setup.months)
+    x, y = grid.coords()
+    chunks = (1, min(tile_size, grid.height), min(tile_size, grid.width))
+    data = {}
+    for name in variables:
+        what = "NDVI of the monthly medians" if name == "ndvi" else f"monthly median of {name}"
+        data[name] = xr.DataArray(
+            da.full((n, grid.height, grid.width), NAN, dtype=np.float32, chunks=chunks),
+            dims=("month", "y", "x"), attrs={"grid_mapping": "spatial_ref", "long_name": what})
+    months = np.array(setup.months, dtype="datetime64[M]").astype("datetime64[ns]")
+    coords = {"month": ("month", months), "y": ("y", y), "x": ("x", x),
+              "spatial_ref": spatial_ref(setup.epsg, grid.transform)}
+    encoding = {name: {"chunks": chunks, "_FillValue": NAN} for name in variables}
+    return xr.Dataset(data, coords=coords), encoding
+
+
+def _tiles(grid: GridSpec, tile_size: int) -> dict[str, Window]:
+    tiles = {}
+    for i in range(math.ceil(grid.height / tile_size)):
+        for j in range(math.ceil(grid.width / tile_size)):
+            r, c = i * tile_size, j * tile_size
+            tiles[f"tile-{i:04d}-{j:04d}"] = Window(
+                r, c, min(tile_size, grid.height - r), min(tile_size, grid.width - c))
+    return tiles
+
+
+def composite(
+    collection_or_path: Collection | str | os.PathLike,
+    *,
+    aoi: Any,
+    bands: Sequence[str],
+    out: str | os.PathLike,
+    tile_size: int = 512,
+    aoi_crs: Any = 4326,
+    date_range: Sequence[Any] | None = None,
+    red: str | None = "B04",
+    nir: str | None = "B08",
+    ndvi: bool = True,
+    all_touched: bool = False,
+    client: Any = None,
+    storage_options: dict | None = None,
+    out_storage_options: dict | None = None,
+    in_flight: int | None = None,
+    overwrite: bool = False,
+    **filters: Any,
+) -> CompositeReport:
+    """Monthly nan-median composite of ``bands`` (+ ``ndvi``) over ``aoi`` into Zarr ``out``.
+
+    ``filters`` go to ``Collection.subset`` (e.g. ``cloud_cover_lt=30``); ``in_flight`` bounds
+    the tiles computed at once. Finished tiles of an earlier run with the same arguments are
+    skipped.
+    """
+    started = time.perf_counter()
+    bands = [bands] if isinstance(bands, str) else list(bands)
+    if tile_size < 1:
+        raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+    collection = as_collection(collection_or_path)
+    setup, shape = _setup(collection, aoi, aoi_crs, bands, date_range, all_touched,
+                          storage_options, filters)
+    with_ndvi = bool(ndvi and red in bands and nir in bands)
+    variables = bands + (["ndvi"] if with_ndvi else [])
+    src = pyproj.CRS.from_user_input(geometry_crs_of(aoi, aoi_crs))
+    params = {
+        "bands": bands, "aoi": shapely.to_wkt(shape, rounding_precision=-1),
+        "aoi_crs": src.to_string(), "tile_size": tile_size,
+        "date_range": None if date_range is None else [str(v) for v in date_range],
+        "red": red, "nir": nir, "ndvi": with_ndvi, "all_touched": all_touched,
+        "filters": filters,
+    }
+    grid = setup.grid
+    months = [str(m) for m in setup.months]
+    layout = {"crs_epsg": setup.epsg, "transform": list(grid.transform)[:6],
+              "width": grid.width, "height": grid.height, "months": months,
+              "variables": variables}
+    store = WorkflowStore(out, "composite", params, layout, out_storage_options)
+    template, encoding = _template(setup, variables, tile_size)
+    store.prepare(template, encoding, overwrite=overwrite)
+    tiles = _tiles(grid, tile_size)
+    finished = store.done() & set(tiles)
+    empty = [0]
+
+    def unit(key: str) -> Delayed:
+        tile = tiles[key]
+        outside = geometry_mask([setup.aoi], tile.shape, grid.window_transform(tile),
+                                all_touched=all_touched)
+        arrays = None if outside.all() else tile_arrays(setup, tile, outside)
+        if arrays is None:
+            empty[0] += 1
+            arrays = {band: nan_tile(len(months), tile) for band in bands}
+        if with_ndvi:
+            arrays["ndvi"] = da.map_blocks(ndvi_block, arrays[red], arrays[nir],
+                                           dtype=np.float32)
+        dataset = xr.Dataset({k: (("month", "y", "x"), v) for k, v in arrays.items()})
+        region = {"y": slice(tile.row_off, tile.row_stop), "x": slice(tile.col_off, tile.col_stop)}
+        write = store.region_write(dataset, region)
+        return store.marker(key, {"window": [tile.row_off, tile.col_off, tile.height,
+                                             tile.width]}, write)
+
+    def pending() -> Iterator[Delayed]:
+        for key in tiles:
+            if key not in finished:
+                yield unit(key)
+
+    written = run_units(pending(), client=client, in_flight=in_flight)
+    return CompositeReport(
+        out=os.fspath(out), tiles_total=len(tiles), tiles_written=written,
+        tiles_skipped=len(finished), tiles_empty=empty[0], months=tuple(months),
+        variables=tuple(variables), shape=(grid.height, grid.width), crs_epsg=setup.epsg,
+        seconds=round(time.perf_counter() - started, 3))
