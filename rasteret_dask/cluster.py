@@ -27,6 +27,7 @@ from distributed import Client
 
 __all__ = [
     "KINDS",
+    "active_client",
     "connect",
     "load_cluster_config",
     "local_cluster_kwargs",
@@ -372,6 +373,18 @@ def connect(target: str | os.PathLike[str] | Client | Mapping[str, Any] | None =
         config = {**config, "cluster": {**config.get("cluster", {}), **kwargs}}
         config = validate_cluster_config(config)
     return _owning_client(make_cluster(config), config)
+
+
+def active_client(client: Any = None) -> Client | None:
+    """``client``, else the active ``distributed`` client, else None (run on local threads)."""
+    if client is not None:
+        return client
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def resolve_client(client_or_target: Any = None) -> tuple[Client, bool]:

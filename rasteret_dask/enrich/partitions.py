@@ -119,19 +119,10 @@ def _plan_tasks(files: list[tuple[str, int]], root: str, info: CollectionInfo, b
     return tasks
 
 
-def _active_client(client):
-    if client is not None:
-        return client
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
-
-
 def _run(tasks: list[Any], client, progress: bool) -> list[Any]:
-    client = _active_client(client)
+    from ..cluster import active_client
+
+    client = active_client(client)
     if client is not None:
         futures = client.compute(tasks)
         if progress:

@@ -24,6 +24,7 @@ import pyarrow.dataset as pads
 import shapely
 from affine import Affine
 
+from ..cluster import active_client
 from ..plan.grid import GridSpec, Window
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = [
     "as_collection",
     "memory_collection",
-    "active_client",
     "run_units",
     "WorkflowStore",
     "mark_done",
@@ -85,18 +85,6 @@ def inset_box(grid: GridSpec, window: Window, inset: float = 0.25) -> shapely.Po
     xs = [t.c + t.a * c + t.b * r for c in cols for r in rows]
     ys = [t.f + t.d * c + t.e * r for c in cols for r in rows]
     return shapely.box(min(xs), min(ys), max(xs), max(ys))
-
-
-def active_client(client: Any) -> Any:
-    """``client``, else the active ``distributed`` client, else None (local threads)."""
-    if client is not None:
-        return client
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
 
 
 def run_units(units: Iterable[Delayed], *, client: Any = None, in_flight: int | None = None) -> int:
