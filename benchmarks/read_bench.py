@@ -2,8 +2,10 @@
 
 Serves 6 scenes x 2 bands of generated Sentinel-2-like COGs (10980 x 10980 uint16, 1024 x 1024
 tiles, deflate + predictor 2) from the local object-store stand-in (aiohttp + sendfile, Range)
-adding 40 ms latency, indexes and enriches them, then reads a 2 km x 2 km and a 20 km x 20 km
-box (EPSG:32633, pixel-aligned but not tile-aligned) from every scene and band with
+adding 40 ms latency, run in a child process so that its event loop does not share the readers'
+GIL (both tools read from the same server), indexes and enriches them, then reads a 2 km x 2 km
+and a 20 km x 20 km box (EPSG:32633, pixel-aligned but not tile-aligned) from every scene and
+band with
 (a) rasteret_dask: ``collection.get_xarray(...)`` then ``.compute()`` (threaded scheduler) and
 (b) rasterio over /vsicurl/ with 8 threads (one open + window read per scene-band, GDAL's
 /vsicurl/ cache cleared before every run so each run pays its opens).
@@ -42,7 +44,7 @@ import shapely
 import rasteret_dask as rd
 from rasteret_dask import schema as S
 from rasteret_dask.testing.cogs import S2_SIZE, S2_TRANSFORM, write_s2_like_cog
-from rasteret_dask.testing.servers import RangeServer
+from rasteret_dask.testing.servers import RangeServerProcess
 
 LATENCY = 0.040
 SCENES = 6
@@ -160,7 +162,7 @@ def scene_footprint() -> shapely.Geometry:
                              interleaved=False)
 
 
-def collection_table(server: RangeServer, scenes: list[dict[str, Path]]) -> pa.Table:
+def collection_table(server: RangeServerProcess, scenes: list[dict[str, Path]]) -> pa.Table:
     """One record per scene: id, datetime (6 different days), footprint WKB, B04/B08 hrefs."""
     n = len(scenes)
     footprint = shapely.to_wkb(scene_footprint())
@@ -246,7 +248,7 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-def measured(server: RangeServer, measure: Measure,
+def measured(server: RangeServerProcess, measure: Measure,
              run: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Run once, recording wall time, request and byte deltas and the peak RSS."""
     requests, sent = server.count(method=None), server.bytes_sent
@@ -323,7 +325,7 @@ def report(name: str, window: tuple[int, int, int], ours: Measure, theirs: Measu
     print(f"  arrays                                {check}")
 
 
-def bench_aoi(server: RangeServer, collection, urls: list[dict[str, str]], name: str,
+def bench_aoi(server: RangeServerProcess, collection, urls: list[dict[str, str]], name: str,
               runs: int, clear_cache: Callable[[], None]) -> None:
     window = AOIS[name]
     aoi = aoi_box(*window)
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"scenes               {SCENES} x {len(BANDS)} bands in {cache_dir} "
               f"({time.perf_counter() - started:.1f} s)")
         clear_cache = _gdal_clear_cache()
-        with RangeServer(cache_dir, latency=LATENCY) as server:
+        with RangeServerProcess(cache_dir, latency=LATENCY) as server:
             table = collection_table(server, scenes)
             collection = rd.build_collection_from_table(table, name="read-bench")
             started = time.perf_counter()
@@ -383,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"enrich               {time.perf_counter() - started:.2f} s ({report_})")
             print(f"latency              {LATENCY * 1000:.0f} ms first byte per request; "
                   f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f} at start); "
-                  f"median of {args.runs} runs after a warm-up")
+                  f"median of {args.runs} runs after a warm-up; server in child process")
             print("peak memory          RSS high-water mark above the pre-run RSS (VmHWM reset "
                   "via clear_refs); tracemalloc: one separate untimed run")
             urls = [{band: "/vsicurl/" + server.href(s[band].name) for band in BANDS}

@@ -484,6 +484,32 @@ def test_memoryview_input_and_threads(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "dtype,count,options",
+    [
+        ("uint16", 1, {"compress": "deflate", "predictor": 2}),
+        ("int32", 2, {"compress": "lzw", "predictor": 2, "endianness": "BIG"}),
+        ("float32", 1, {"compress": "zstd", "predictor": 3}),
+        ("uint8", 3, {"compress": "webp", "webp_lossless": True}),
+    ],
+)
+def test_decode_into_out(tmp_path, dtype, count, options):
+    """``out=`` receives exactly the tile ``decode_tile`` would allocate, and is returned."""
+    path = write(tmp_path / "out.tif", random_bands(dtype, count), **options)
+    spec, tiles = tiles_of(path)
+    out = np.full(spec.shape, 7, np.dtype(spec.dtype).newbyteorder("="))
+    for tile in tiles:
+        got = decode_tile(tile[3], spec, out)
+        assert got is out
+        np.testing.assert_array_equal(out, decode_tile(tile[3], spec))
+    sparse = decode_tile(b"", spec, out)
+    assert sparse is out and not out.any()
+    with pytest.raises(ValueError, match="out must be"):
+        decode_tile(tiles[0][3], spec, np.empty((2, 2, 1), out.dtype))
+    with pytest.raises(ValueError, match="out must be"):
+        decode_tile(tiles[0][3], spec, np.empty(spec.shape, np.float64))
+
+
 def test_every_header_compression_is_decodable():
     assert set(SUPPORTED_COMPRESSIONS) <= DECODABLE_COMPRESSIONS
 

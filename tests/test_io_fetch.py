@@ -6,6 +6,7 @@ import asyncio
 import pickle
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -411,3 +412,35 @@ def test_resolve_caches_instances(root: Path) -> None:
 
     a, b = asyncio.run(bound())
     assert a is b and a is not h1 and a.asynchronous
+
+
+# --- non-blocking submit -------------------------------------------------------------------
+
+
+def test_submit_resolves_each_range_as_it_arrives(root: Path, server: RangeServer) -> None:
+    server.set_status("b.bin", 404)
+    server.latency = 0.05
+    ranges = [
+        ByteRange(server.href("a.bin"), 0, 100),
+        ByteRange(server.href("b.bin"), 0, 100),
+        ByteRange(server.href("a.bin"), 120, 300),
+        ByteRange(server.href("a.bin"), 5, 5),
+    ]
+    started = time.perf_counter()
+    futures = RangeReader(**FAST).submit(ranges)
+    assert time.perf_counter() - started < 0.05  # returned before any answer
+    data = (root / "a.bin").read_bytes()
+    assert futures[0].result(timeout=10) == data[:100]
+    assert futures[2].result(timeout=10) == data[120:300]
+    assert futures[3].result(timeout=10) == b""
+    with pytest.raises(FetchError, match="HTTP 404"):
+        futures[1].result(timeout=10)
+    assert RangeReader().submit([]) == []
+
+
+def test_merged_ranges_are_zero_copy_views(root: Path, server: RangeServer) -> None:
+    href = server.href("a.bin")
+    first, second = RangeReader().fetch([ByteRange(href, 0, 1000), ByteRange(href, 1000, 3000)])
+    assert isinstance(first, memoryview) and isinstance(second, memoryview)
+    assert first.obj is second.obj  # both cut from the one merged payload
+    assert bytes(first) + bytes(second) == (root / "a.bin").read_bytes()[:3000]

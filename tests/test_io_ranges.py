@@ -109,3 +109,14 @@ def test_invalid_ranges_and_arguments() -> None:
         coalesce([ByteRange("a", 0, 1)], gap=-1, max_size=10)
     assert coalesce([], gap=0, max_size=10) == []
     assert ByteRange("x", 1024, 2048).describe() == "bytes 1024-2047 of x"
+
+
+def test_split_is_zero_copy() -> None:
+    payload = DATA["a"][:30]
+    whole, = coalesce([ByteRange("a", 0, 30)], gap=0, max_size=100)
+    assert whole.split(payload)[0][1] is payload  # one member covering the payload: itself
+    ranges = [ByteRange("a", 0, 10), ByteRange("a", 5, 25)]
+    (merged,) = coalesce(ranges, gap=0, max_size=100)
+    parts = merged.split(payload)
+    assert all(isinstance(part, memoryview) and part.obj is payload for _, part in parts)
+    assert [bytes(part) for _, part in parts] == [payload[:10], payload[5:25]]

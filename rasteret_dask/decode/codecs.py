@@ -106,10 +106,15 @@ def _codec_error(name: str, exc: BaseException) -> DecodeError:
 
 
 def _decompress(
-    data: bytes | memoryview, compression: int, spec: DecodeSpec, native: np.dtype
+    data: bytes | memoryview,
+    compression: int,
+    spec: DecodeSpec,
+    native: np.dtype,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Decompress a byte-stream codec's tile into a new native-typed array (file byte order)."""
-    tile = np.empty(spec.shape, native)
+    """Decompress a byte-stream codec's tile into ``out`` or a new native-typed array (file
+    byte order)."""
+    tile = np.empty(spec.shape, native) if out is None else out
     buffer = tile.reshape(-1).view(np.uint8)
     if compression == COMPRESSION_NONE:
         raw = np.frombuffer(data, np.uint8)
@@ -224,23 +229,45 @@ def _decode_image(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) 
     return tile
 
 
-def decode_tile(data: bytes | memoryview, spec: DecodeSpec) -> np.ndarray:
+def _check_out(out: np.ndarray, spec: DecodeSpec, native: np.dtype) -> None:
+    if out.shape != spec.shape or out.dtype != native or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be a C-contiguous {native} array of shape {spec.shape}, "
+            f"not {out.dtype}{out.shape}"
+        )
+
+
+def decode_tile(
+    data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray | None = None
+) -> np.ndarray:
     """Decode one tile's bytes into a native-order array of shape (height, width, samples).
 
-    Empty ``data`` (a sparse tile) yields a tile filled with the nodata value (0 without one).
-    Raises :class:`DecodeError` on corrupt data or an unsupported compression/predictor.
+    With ``out`` (C-contiguous, that shape and dtype) the tile is decoded into it and ``out``
+    is returned. Empty ``data`` (a sparse tile) yields a tile filled with the nodata value
+    (0 without one). Raises :class:`DecodeError` on corrupt data or an unsupported
+    compression/predictor.
     """
     file_dtype, native = _dtypes(spec.dtype)
+    if out is not None:
+        _check_out(out, spec, native)
     if memoryview(data).nbytes == 0:
-        return np.full(spec.shape, fill_value(native, spec.nodata), native)
+        if out is None:
+            return np.full(spec.shape, fill_value(native, spec.nodata), native)
+        out.fill(fill_value(native, spec.nodata))
+        return out
     compression = spec.compression
     if compression not in DECODABLE_COMPRESSIONS:
         name = compression_name(compression)
         raise DecodeError(f"unsupported TIFF compression {compression} ({name})")
     if compression == COMPRESSION_NONE or compression in _BYTE_CODECS:
         predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
-        tile = _decompress(data, compression, spec, native)
+        tile = _decompress(data, compression, spec, native, out)
         tile = to_native_order(tile, file_dtype, predictor)
-        return undo_predictor(tile, predictor)
-    tile = _decode_image(data, spec, native)
-    return to_native_order(tile, file_dtype, PREDICTOR_NONE)
+        tile = undo_predictor(tile, predictor)
+    else:
+        tile = _decode_image(data, spec, native)
+        tile = to_native_order(tile, file_dtype, PREDICTOR_NONE)
+    if out is not None and tile is not out:
+        out[...] = tile
+        return out
+    return tile

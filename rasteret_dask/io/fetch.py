@@ -13,6 +13,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,10 @@ from rasteret_dask.io.filesystems import (
 )
 from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
 
-__all__ = ["RETRY_STATUSES", "FetchError", "RangeReader"]
+__all__ = ["RETRY_STATUSES", "FetchError", "Payload", "RangeReader"]
+
+Payload = bytes | memoryview
+"""A fetched range: bytes, or a zero-copy view of the merged request that covered it."""
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _RETRY_S3_CODES = frozenset(
@@ -189,10 +193,11 @@ class RangeReader:
         *,
         return_exceptions: bool = False,
         allow_short: bool = False,
-    ) -> list[bytes | FetchError]:
+    ) -> list[Payload | FetchError]:
         """Fetch ``ranges`` concurrently from any thread; results are in input order.
 
         Runs on fsspec's IO loop, so it also works from a thread whose own loop is running.
+        Results are ``bytes`` or zero-copy memoryviews of a merged request's payload.
         """
         items = list(ranges)
         if not items:
@@ -211,21 +216,72 @@ class RangeReader:
                 "RangeReader.fetch was called on fsspec's IO loop; await fetch_async instead"
             ) from exc
 
+    def submit(self, ranges: Sequence[ByteRange], *, allow_short: bool = False) -> list[Future]:
+        """Start fetching ``ranges`` on fsspec's IO loop and return at once, one future per range.
+
+        Each future resolves (to the bytes, or a :class:`FetchError`) as soon as its own request
+        completes, so callers can work on early ranges while later ones are still in flight.
+        """
+        items = list(ranges)
+        futures: list[Future] = [Future() for _ in items]
+        if not items:
+            return futures
+
+        def deliver(index: int, value: Payload | FetchError) -> None:
+            if isinstance(value, FetchError):
+                futures[index].set_exception(value)
+            else:
+                futures[index].set_result(value)
+
+        def finished(task: Future) -> None:
+            error = task.exception() if not task.cancelled() else CancelledError()
+            if error is not None:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+
+        coroutine = self._run(items, deliver, allow_short)
+        asyncio.run_coroutine_threadsafe(coroutine, fsspec.asyn.get_loop()).add_done_callback(
+            finished
+        )
+        return futures
+
     async def fetch_async(
         self,
         ranges: Sequence[ByteRange],
         *,
         return_exceptions: bool = False,
         allow_short: bool = False,
-    ) -> list[bytes | FetchError]:
+    ) -> list[Payload | FetchError]:
         """Coroutine form of :meth:`fetch`, running on the caller's event loop."""
+        items = list(ranges)
+        results: list[Payload | FetchError | None] = [None] * len(items)
+
+        def deliver(index: int, value: Payload | FetchError) -> None:
+            results[index] = value
+
+        await self._run(items, deliver, allow_short)
+        final: list[Payload | FetchError] = [r for r in results if r is not None]
+        if not return_exceptions:
+            for value in final:
+                if isinstance(value, FetchError):
+                    raise value
+        return final
+
+    async def _run(
+        self,
+        ranges: Sequence[ByteRange],
+        deliver: Callable[[int, Payload | FetchError], None],
+        allow_short: bool,
+    ) -> None:
+        """Fetch every range, calling ``deliver(input index, bytes or FetchError)`` for each
+        as soon as the merged request holding it completes."""
         items = [r if isinstance(r, ByteRange) else ByteRange(*r) for r in ranges]
-        results: list[bytes | FetchError | None] = [None] * len(items)
         wanted: list[ByteRange] = []
         positions: list[int] = []
         for index, rng in enumerate(items):
             if rng.size == 0:
-                results[index] = b""
+                deliver(index, b"")
             else:
                 wanted.append(rng)
                 positions.append(index)
@@ -240,20 +296,16 @@ class RangeReader:
             href: target if isinstance(target, FetchError) else self._open(target, loop)
             for href, target in targets.items()
         }
-        outcomes = await asyncio.gather(
-            *(
-                self._fetch_merged(request, filesystems[request.href], semaphore, allow_short)
-                for request in merged
-            ),
-            return_exceptions=True,
-        )
-        for request, outcome in zip(merged, outcomes, strict=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, FetchError):
-                raise outcome
-            if isinstance(outcome, FetchError):
+
+        async def one(request: MergedRange) -> None:
+            try:
+                outcome = await self._fetch_merged(
+                    request, filesystems[request.href], semaphore, allow_short
+                )
+            except FetchError as error:
                 for member_index, member in request.members:
-                    results[positions[member_index]] = _for_member(outcome, member)
-                continue
+                    deliver(positions[member_index], _for_member(error, member))
+                return
             data, attempts, size = outcome
             available_end = request.start + len(data)
             for (member_index, member), (_, chunk) in zip(
@@ -262,18 +314,17 @@ class RangeReader:
                 if member.end > available_end and not allow_short:
                     reason = "range ends past the end of the object"
                     reason += f" ({size} bytes)" if size is not None else ""
-                    chunk_or_error: bytes | FetchError = FetchError(
+                    value: Payload | FetchError = FetchError(
                         member.href, member.start, member.end, attempts, reason
                     )
                 else:
-                    chunk_or_error = chunk
-                results[positions[member_index]] = chunk_or_error
-        final: list[bytes | FetchError] = [r for r in results if r is not None]
-        if not return_exceptions:
-            for value in final:
-                if isinstance(value, FetchError):
-                    raise value
-        return final
+                    value = chunk
+                deliver(positions[member_index], value)
+
+        outcomes = await asyncio.gather(*(one(r) for r in merged), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _sign_all(self, hrefs: list[str]) -> dict[str, str | FetchError]:
         signed: dict[str, str | FetchError] = {}
@@ -302,7 +353,7 @@ class RangeReader:
         opened: tuple[AbstractFileSystem, str] | FetchError,
         semaphore: asyncio.Semaphore,
         allow_short: bool,
-    ) -> tuple[bytes, int, int | None]:
+    ) -> tuple[Payload, int, int | None]:
         """(payload, attempts used, object size when the payload stops at its end)."""
         if isinstance(opened, FetchError):
             error = FetchError(request.href, request.start, request.end, 0, opened.reason)
@@ -328,7 +379,7 @@ class RangeReader:
 
 def _check_length(
     payload: RangePayload, start: int, end: int, allow_short: bool
-) -> tuple[bytes, int | None]:
+) -> tuple[Payload, int | None]:
     """Validate one attempt: (bytes, object size when known and inside the range).
 
     A payload cut by the end of the object is accepted here and judged per member range;
@@ -337,7 +388,7 @@ def _check_length(
     data, size, past_end = payload
     want = end - start
     if len(data) >= want:
-        return (data[:want] if len(data) > want else data), None
+        return (memoryview(data)[:want] if len(data) > want else data), None
     if past_end or (size is not None and size < end):
         expected = max(size - start, 0) if size is not None else 0
         if len(data) >= expected:

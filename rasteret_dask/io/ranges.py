@@ -57,17 +57,19 @@ class MergedRange:
         """The merged request as a plain :class:`ByteRange`."""
         return ByteRange(self.href, self.start, self.end)
 
-    def split(self, payload: bytes) -> list[tuple[int, bytes]]:
+    def split(self, payload: bytes | memoryview) -> list[tuple[int, bytes | memoryview]]:
         """Cut ``payload`` (the bytes from ``start``) into ``(input index, member bytes)``.
 
-        A payload shorter than the merged range yields truncated (possibly empty) member bytes.
+        Members are zero-copy memoryviews of ``payload`` (the payload itself when a member
+        covers all of it). A short payload yields truncated (possibly empty) member bytes.
         """
         view = memoryview(payload)
-        out: list[tuple[int, bytes]] = []
+        size = view.nbytes
+        out: list[tuple[int, bytes | memoryview]] = []
         for index, member in self.members:
             lo = member.start - self.start
             hi = member.end - self.start
-            out.append((index, bytes(view[lo:hi])))
+            out.append((index, payload if lo == 0 and hi >= size else view[lo:hi]))
         return out
 
 
@@ -106,15 +108,15 @@ def coalesce(ranges: Iterable[ByteRange], *, gap: int, max_size: int) -> list[Me
 
 
 def split_payloads(
-    merged: Sequence[MergedRange], payloads: Sequence[bytes], count: int
-) -> list[bytes]:
-    """Split each merged payload back into member bytes, returned in input order.
+    merged: Sequence[MergedRange], payloads: Sequence[bytes | memoryview], count: int
+) -> list[bytes | memoryview]:
+    """Split each merged payload back into member bytes (zero-copy), returned in input order.
 
     ``count`` is the number of ranges originally given to :func:`coalesce`.
     """
     if len(merged) != len(payloads):
         raise ValueError("one payload is needed per merged range")
-    out: list[bytes | None] = [None] * count
+    out: list[bytes | memoryview | None] = [None] * count
     for request, payload in zip(merged, payloads, strict=True):
         for index, data in request.split(payload):
             out[index] = data
