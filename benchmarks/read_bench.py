@@ -44,7 +44,7 @@ import shapely
 import rasteret_dask as rd
 from rasteret_dask import schema as S
 from rasteret_dask.testing.cogs import S2_SIZE, S2_TRANSFORM, write_s2_like_cog
-from rasteret_dask.testing.servers import RangeServerProcess
+from rasteret_dask.testing.server_process import RangeServerProcess
 
 LATENCY = 0.040
 SCENES = 6

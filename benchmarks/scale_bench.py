@@ -51,7 +51,7 @@ import rasteret_dask.read  # noqa: F401
 from rasteret_dask import schema as S
 from rasteret_dask.testing.cogs import S2_TRANSFORM, write_cog
 from rasteret_dask.testing.dask_cluster import DaskProcessCluster
-from rasteret_dask.testing.servers import RangeServerProcess
+from rasteret_dask.testing.server_process import RangeServerProcess
 from rasteret_dask.testing.tables import synthetic_table
 from rasteret_dask.workflows import composite
 

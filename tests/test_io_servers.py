@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rasteret_dask.io import ByteRange, FetchError, RangeReader
-from rasteret_dask.testing.servers import RangeServerProcess, RequestRecord
+from rasteret_dask.testing.server_process import RangeServerProcess
+from rasteret_dask.testing.servers import RequestRecord
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,12 +8,15 @@ import pickle
 from concurrent.futures import Future
 
 import dask.array as da
+import imagecodecs
 import numpy as np
 import pytest
 
+from rasteret_dask.decode import DecodeSpec
 from rasteret_dask.io import FetchError
 from rasteret_dask.read import RasterReadError
 from rasteret_dask.read import graph as read_graph
+from rasteret_dask.read.plan import ChunkWork, TileRead
 from rasteret_dask.testing.servers import RangeServer
 
 from .test_read_helpers import (
@@ -53,12 +56,16 @@ def check(values, cog_dir, geometry=None):
         assert_matches(values["B1"].values[t], want)
 
 
-def test_compute_returns_the_shared_buffer_and_never_reuses_it(collection, cog_dir):
+def test_compute_returns_the_shared_buffer_and_never_reuses_it(collection, cog_dir, monkeypatch):
+    concatenated = []
+    monkeypatch.setattr(read_graph, "finalize",
+                        lambda results: concatenated.append(1) or da.core.finalize(results))
     epsg, box, _ = shapes(cog_dir)
     ds = collection.get_xarray(box, ["B1"], geometry_crs=epsg)
     assert type(ds["B1"].data).__name__ == "_SharedBandArray"
     assert ds["B1"].data.npartitions > 4
     first = ds.compute()
+    assert not concatenated  # the chunks were decoded in place: no concatenation
     check(first, cog_dir)
     array = first["B1"].values
     assert array.flags.owndata and array.flags.c_contiguous and array.flags.writeable
@@ -115,3 +122,42 @@ def test_pending_payloads_pickle_once_complete():
     with pytest.raises(RasterReadError, match="second: bytes 0-9 of http://x/y.tif: HTTP 503"):
         copy.get(1)
     assert bytes(pending.get(0)) == b"bcd"
+
+
+def _payloads(blobs: list[bytes]) -> read_graph.PendingPayloads:
+    futures = []
+    for blob in blobs:
+        future: Future = Future()
+        future.set_result(blob)
+        futures.append(future)
+    return read_graph.PendingPayloads(futures, tuple(f"tile {i}" for i in range(len(blobs))), 0)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_decode_chunk_layouts(shared):
+    """Whole tiles, crops, several tiles and fill, into new arrays or a shared band buffer."""
+    rng = np.random.default_rng(3)
+    tiles = [rng.integers(0, 65535, (16, 16), dtype=np.uint16) for _ in range(2)]
+    blobs = [imagecodecs.zlib_encode(t.tobytes()) for t in tiles]
+    spec = DecodeSpec(8, 1, "uint16", 16, 16, 1, 1)
+    cases = {  # name -> (chunk shape, tile reads, expected chunk)
+        "whole": ((16, 16), (TileRead(0, (0, 16, 0, 16), (0, 16, 0, 16)),), tiles[0]),
+        "crop": ((10, 7), (TileRead(1, (3, 13, 2, 9), (0, 10, 0, 7)),), tiles[1][3:13, 2:9]),
+        "two": ((16, 20), (TileRead(0, (0, 16, 6, 16), (0, 16, 0, 10)),
+                           TileRead(1, (0, 16, 0, 10), (0, 16, 10, 20))),
+                np.hstack([tiles[0][:, 6:], tiles[1][:, :10]])),
+        "fill": ((16, 20), (TileRead(0, (0, 16, 0, 16), (0, 16, 0, 16)),),
+                 np.hstack([tiles[0], np.full((16, 4), 9, np.uint16)])),
+    }
+    payloads = _payloads(blobs)
+    for t, (name, (shape, reads, want)) in enumerate(cases.items()):
+        work = ChunkWork(spec, shape, 9.0, 0, reads, name)
+        placement = None
+        if shared:
+            placement = read_graph.Placement(f"test-{name}", (len(cases), 20, 24), "<u2",
+                                             (t, 2, 3))
+        got = read_graph.decode_chunk(payloads, work, placement)
+        assert got.shape == (1, *shape) and got.dtype == np.uint16, name
+        np.testing.assert_array_equal(got[0], want, err_msg=name)
+        if shared:
+            assert got.base is not None and got.base.shape == (len(cases), 20, 24)

@@ -118,7 +118,7 @@ class _Shared:
     sealed: bool = False
 
 
-_shared_lock = threading.Lock()
+_shared_lock = threading.RLock()  # re-entrant: a buffer may be freed (and forgotten) under it
 _shared: dict[str, _Shared] = {}
 
 
@@ -185,7 +185,11 @@ def _all_in_place(results: Any, array: np.ndarray) -> bool:
                 if chunk.__array_interface__["data"][0] - start != offset:
                     return False
                 c += chunk.shape[2]
+            if c != array.shape[2]:
+                return False
             r += row[0].shape[1]
+        if r != array.shape[1]:
+            return False
     return True
 
 
@@ -203,13 +207,18 @@ class _SharedBandArray(da.Array):
 _scratch = threading.local()
 
 
+_SCRATCH_BYTES = 16 * 1024 * 1024
+
+
 def _scratch_tile(spec: DecodeSpec) -> np.ndarray:
-    """This thread's reusable tile buffer for ``spec`` (one tile per thread, kept)."""
+    """A buffer to decode a tile of ``spec`` into: this thread's reusable one (kept between
+    tasks, so hot in cache and without page faults) unless the tile is very large."""
     native = np.dtype(spec.dtype).newbyteorder("=")
     buffer = getattr(_scratch, "tile", None)
     if buffer is None or buffer.shape != spec.shape or buffer.dtype != native:
         buffer = np.empty(spec.shape, native)
-        _scratch.tile = buffer
+        if buffer.nbytes <= _SCRATCH_BYTES:
+            _scratch.tile = buffer
     return buffer
 
 
@@ -236,6 +245,12 @@ def decode_chunk(payloads: PendingPayloads, work: ChunkWork,
         dtype = np.dtype(work.spec.dtype).newbyteorder("=")
         shape = (1, *work.shape)
         out = np.empty(shape, dtype) if full else np.full(shape, work.fill, dtype)
+        whole = (0, work.shape[0], 0, work.shape[1])
+        if (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
+                and work.tiles[0].src == whole and work.tiles[0].dst == whole):
+            # the chunk is one whole single-sample tile: decode straight into it
+            _decode(payloads, work.tiles[0], work, out.reshape(work.spec.shape))
+            return out
     scratch = _scratch_tile(work.spec)
     for read in work.tiles:
         tile = _decode(payloads, read, work, scratch)
