@@ -155,7 +155,7 @@ def build_from_table(
         band_index_map = band_index_map or dict(descriptor.band_index_map) or None
         url_rewrite_patterns = url_rewrite_patterns or dict(descriptor.url_rewrite_patterns) or None
         column_map = column_map or dict(descriptor.column_map) or None
-        storage_options = storage_options or _plain(descriptor.storage_options) or None
+        storage_options = storage_options or descriptor.storage_options_dict()
         data_source = descriptor.id
     if table_or_path is None and descriptor is not None and descriptor.geoparquet_uri:
         table_or_path = descriptor.geoparquet_uri
@@ -188,10 +188,6 @@ def build_from_table(
         report = collection.enrich(client=client, storage_options=storage_options, progress=progress)
         collection = report.collection
     return collection
-
-
-def _plain(mapping: Any) -> dict:
-    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in (mapping or {}).items()}
 
 
 def build_from_stac(

@@ -81,6 +81,10 @@ class DatasetDescriptor:
                 return band
         return None
 
+    def storage_options_dict(self) -> dict[str, Any] | None:
+        """The storage options as plain (mutable, picklable) dicts; ``None`` when empty."""
+        return _plain(self.storage_options) or None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description (the signer is named, never serialised)."""
         signer = None
@@ -94,8 +98,7 @@ class DatasetDescriptor:
             "band_map": dict(self.band_map),
             "band_index_map": dict(self.band_index_map),
             "url_rewrite_patterns": dict(self.url_rewrite_patterns),
-            "storage_options": {k: dict(v) if isinstance(v, Mapping) else v
-                                for k, v in self.storage_options.items()},
+            "storage_options": _plain(self.storage_options),
             "signer": signer,
             "column_map": dict(self.column_map),
             "description": self.description,

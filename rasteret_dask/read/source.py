@@ -7,7 +7,7 @@ storage options apply unless the caller passes their own; its signer runs at fet
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from ..collection import Collection
 
 __all__ = ["ReadSource", "read_source"]
-
-
-def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in mapping.items()}
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,7 @@ class ReadSource:
         """A RangeReader with the caller's options, else the descriptor's, and its signer."""
         options = storage_options
         if not options and self.descriptor is not None and self.descriptor.storage_options:
-            options = _plain(self.descriptor.storage_options)
+            options = self.descriptor.storage_options_dict()
         signer = self.descriptor.signer if self.descriptor is not None else None
         return RangeReader(storage_options=options, max_concurrent=max_concurrent or 64,
                            signer=signer)
