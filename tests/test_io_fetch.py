@@ -444,3 +444,49 @@ def test_merged_ranges_are_zero_copy_views(root: Path, server: RangeServer) -> N
     assert isinstance(first, memoryview) and isinstance(second, memoryview)
     assert first.obj is second.obj  # both cut from the one merged payload
     assert bytes(first) + bytes(second) == (root / "a.bin").read_bytes()[:3000]
+
+
+def test_submit_hands_over_each_range_while_the_merged_body_streams(
+    root: Path, server: RangeServer
+) -> None:
+    """Two ranges merged into one request: the first resolves while the rest is stalled."""
+    server.set_stall("a.bin", 150_000, seconds=1.0)
+    href = server.href("a.bin")
+    data = (root / "a.bin").read_bytes()
+    started = time.perf_counter()
+    first, second = RangeReader(**FAST).submit([ByteRange(href, 0, 100_000),
+                                                ByteRange(href, 120_000, 250_000)])
+    assert first.result(timeout=10) == data[:100_000]
+    assert time.perf_counter() - started < 0.8 and not second.done()
+    assert second.result(timeout=10) == data[120_000:250_000]
+    assert time.perf_counter() - started >= 1.0
+    assert server.count(path="a.bin") == 1  # one merged request
+
+
+def test_streamed_range_is_kept_when_the_rest_of_its_request_fails(
+    root: Path, server: RangeServer
+) -> None:
+    """A disconnect after the first range arrived: that range is delivered once, the other
+    fails after its attempts, naming its own bytes."""
+    server.set_truncate("a.bin", 150_000, disconnect=True)
+    href = server.href("a.bin")
+    first, second = RangeReader(retries=3, **FAST).submit(
+        [ByteRange(href, 0, 100_000), ByteRange(href, 120_000, 250_000)]
+    )
+    assert first.result(timeout=10) == (root / "a.bin").read_bytes()[:100_000]
+    with pytest.raises(FetchError, match="bytes 120000-249999") as info:
+        second.result(timeout=10)
+    assert info.value.attempts == 3 and server.count(path="a.bin") == 3
+
+
+def test_submitted_bodies_share_one_buffer(root: Path, server: RangeServer) -> None:
+    """Streamed bodies land in one arena (no per-request allocation); views stay correct."""
+    hrefs = [server.href("a.bin"), server.href("sub/c.bin")]
+    futures = RangeReader(merge_gap=0).submit(
+        [ByteRange(hrefs[0], 0, 5000), ByteRange(hrefs[1], 10, 4000),
+         ByteRange(hrefs[0], 100_000, 100_300)]
+    )
+    got = [f.result(timeout=10) for f in futures]
+    assert len({id(view.obj) for view in got}) == 1
+    a, c = (root / "a.bin").read_bytes(), (root / "sub/c.bin").read_bytes()
+    assert [bytes(v) for v in got] == [a[:5000], c[10:4000], a[100_000:100_300]]

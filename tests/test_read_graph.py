@@ -5,6 +5,8 @@ per-chunk fallback for large bands, and fetch errors named by record and href.""
 from __future__ import annotations
 
 import pickle
+import threading
+import time
 from concurrent.futures import Future
 
 import dask.array as da
@@ -15,7 +17,9 @@ import pytest
 from rasteret_dask.decode import DecodeSpec
 from rasteret_dask.io import FetchError
 from rasteret_dask.read import RasterReadError
+from rasteret_dask.read import buffers as read_buffers
 from rasteret_dask.read import graph as read_graph
+from rasteret_dask.read.buffers import Placement
 from rasteret_dask.read.plan import ChunkWork, TileRead
 from rasteret_dask.testing.servers import RangeServer
 
@@ -58,11 +62,11 @@ def check(values, cog_dir, geometry=None):
 
 def test_compute_returns_the_shared_buffer_and_never_reuses_it(collection, cog_dir, monkeypatch):
     concatenated = []
-    monkeypatch.setattr(read_graph, "finalize",
+    monkeypatch.setattr(read_buffers, "finalize",
                         lambda results: concatenated.append(1) or da.core.finalize(results))
     epsg, box, _ = shapes(cog_dir)
     ds = collection.get_xarray(box, ["B1"], geometry_crs=epsg)
-    assert type(ds["B1"].data).__name__ == "_SharedBandArray"
+    assert type(ds["B1"].data).__name__ == "SharedBandArray"
     assert ds["B1"].data.npartitions > 4
     first = ds.compute()
     assert not concatenated  # the chunks were decoded in place: no concatenation
@@ -80,7 +84,7 @@ def test_compute_returns_the_shared_buffer_and_never_reuses_it(collection, cog_d
     assert not np.shares_memory(again, from_persisted)
     np.testing.assert_array_equal(again, snapshot)
     np.testing.assert_array_equal(from_persisted, snapshot)
-    assert not read_graph._shared  # nothing kept once results are gone
+    assert not read_buffers._shared  # nothing kept once results are gone
     del persisted, from_persisted
     sliced = ds["B1"].data[:, 5:-3, 7:].compute(scheduler="sync")
     np.testing.assert_array_equal(sliced, snapshot[:, 5:-3, 7:])
@@ -154,10 +158,53 @@ def test_decode_chunk_layouts(shared):
         work = ChunkWork(spec, shape, 9.0, 0, reads, name)
         placement = None
         if shared:
-            placement = read_graph.Placement(f"test-{name}", (len(cases), 20, 24), "<u2",
+            placement = Placement(f"test-{name}", (len(cases), 20, 24), "<u2",
                                              (t, 2, 3))
         got = read_graph.decode_chunk(payloads, work, placement)
         assert got.shape == (1, *shape) and got.dtype == np.uint16, name
         np.testing.assert_array_equal(got[0], want, err_msg=name)
         if shared:
             assert got.base is not None and got.base.shape == (len(cases), 20, 24)
+
+
+def test_a_waiting_decode_task_decodes_the_chunks_that_arrived(monkeypatch):
+    """Chunk 0's tile is still in flight: its task decodes chunks 1 and 2 meanwhile, once each,
+    and their own tasks return those results; a helper's decode error is raised by its owner."""
+    from rasteret_dask.read import chunks as read_chunks
+    from rasteret_dask.read import pending as read_pending
+
+    rng = np.random.default_rng(5)
+    tiles = [rng.integers(0, 65535, (16, 16), dtype=np.uint16) for _ in range(3)]
+    spec = DecodeSpec(8, 1, "uint16", 16, 16, 1, 1)
+    futures: list[Future] = [Future() for _ in range(4)]
+    for i in (1, 2):
+        futures[i].set_result(imagecodecs.zlib_encode(tiles[i].tobytes()))
+    futures[3].set_result(b"not deflate")
+    whole = (0, 16, 0, 16)
+    jobs = [(ChunkWork(spec, (16, 16), 0.0, 0, (TileRead(i, whole, whole),), f"chunk {i}"), None)
+            for i in range(4)]
+    decoded: list[str] = []
+    original = read_chunks.decode_chunk
+
+    def counting(payloads, work, placement=None):
+        decoded.append(work.label)
+        return original(payloads, work, placement)
+
+    monkeypatch.setattr(read_pending, "decode_chunk", counting)
+    pending = read_graph.PendingPayloads(futures, tuple(f"tile {i}" for i in range(4)), 0, jobs)
+    results: dict[int, np.ndarray] = {}
+    owner = threading.Thread(target=lambda: results.setdefault(0, read_graph.read_chunk(pending, 0)))
+    owner.start()
+    deadline = time.monotonic() + 10
+    while len(decoded) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sorted(decoded) == ["chunk 1", "chunk 2", "chunk 3"] and owner.is_alive()
+    futures[0].set_result(imagecodecs.zlib_encode(tiles[0].tobytes()))
+    owner.join(timeout=10)
+    for i in (1, 2):
+        results[i] = read_graph.read_chunk(pending, i)
+    with pytest.raises(RasterReadError, match="chunk 3"):
+        read_graph.read_chunk(pending, 3)
+    assert sorted(decoded) == ["chunk 0", "chunk 1", "chunk 2", "chunk 3"]  # once each
+    for i in range(3):
+        np.testing.assert_array_equal(results[i][0], tiles[i])

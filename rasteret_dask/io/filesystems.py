@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -28,6 +28,7 @@ from fsspec.spec import AbstractFileSystem
 __all__ = [
     "CONFIG_KEY",
     "HTTPStatusError",
+    "Progress",
     "RangePayload",
     "ShortReadError",
     "clear_cache",
@@ -163,10 +164,14 @@ async def close_loop_filesystems() -> None:
             await fs._s3.close()
 
 
+Progress = Callable[[memoryview, int], None]
+"""Called as a streamed body arrives: (the body's buffer, bytes of it received so far)."""
+
+
 class RangePayload(NamedTuple):
     """One range read: bytes from the range start and what is known of the object's end."""
 
-    data: bytes
+    data: bytes | memoryview
     size: int | None  # the object's size, when the backend reported it
     past_end: bool  # the object is known to end at or before the range start
 
@@ -202,11 +207,40 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return first, total
 
 
-async def _http_read(fs: Any, url: str, start: int, end: int) -> RangePayload:
+async def _stream_body(
+    response: Any, want: int, progress: Progress, buffer: memoryview | None = None
+) -> memoryview:
+    """Receive a body of (at most) ``want`` bytes into ``buffer`` (or a new one), reporting
+    each arrival.
+
+    One copy, as ``response.read()`` makes, but callers can use the first bytes (tiles) while
+    the rest is still on the wire.
+    """
+    view = buffer if buffer is not None and buffer.nbytes == want else memoryview(bytearray(want))
+    received = 0
+    async for piece in response.content.iter_any():
+        take = min(len(piece), want - received)
+        view[received:received + take] = piece[:take] if take < len(piece) else piece
+        received += take
+        progress(view, received)
+        if received >= want:
+            break
+    return view if received == want else view[:received]
+
+
+async def _http_read(
+    fs: Any,
+    url: str,
+    start: int,
+    end: int,
+    progress: Progress | None = None,
+    buffer: memoryview | None = None,
+) -> RangePayload:
     """GET one range on the HTTPFileSystem's own session, seeing the status it answers.
 
     fsspec's ``_cat_file`` returns any body, so a server that ignores Range (200 and the
-    whole object) would go unnoticed; here 200 is sliced and 206 is checked.
+    whole object) would go unnoticed; here 200 is sliced and 206 is checked. A 206 body is
+    streamed through ``progress`` when one is given, into ``buffer`` when that fits.
     """
     session = await fs.set_session()
     kwargs = dict(fs.kwargs)
@@ -219,12 +253,15 @@ async def _http_read(fs: Any, url: str, start: int, end: int) -> RangePayload:
             return RangePayload(b"", total, True)
         if status >= 300:
             raise HTTPStatusError(status)
-        body = await response.read()
         content_range = response.headers.get("Content-Range")
-    if status == 206:
         first, total = _content_range(content_range)
-        if first is not None and first != start:
+        if status == 206 and first is not None and first != start:
             raise ShortReadError(f"server answered Content-Range {content_range!r}")
+        if status == 206 and progress is not None:
+            body = await _stream_body(response, end - start, progress, buffer)
+            return RangePayload(body, total, False)
+        body = await response.read()
+    if status == 206:
         return RangePayload(body, total, False)
     if status == 200:
         return RangePayload(body[start:end], len(body), False)
@@ -246,10 +283,19 @@ def _is_invalid_range(exc: BaseException) -> bool:
     return False
 
 
-async def read_range(fs: AbstractFileSystem, path: str, start: int, end: int) -> RangePayload:
+async def read_range(
+    fs: AbstractFileSystem,
+    path: str,
+    start: int,
+    end: int,
+    progress: Progress | None = None,
+    buffer: memoryview | None = None,
+) -> RangePayload:
     """Read ``[start, end)`` of ``path`` once (no retry), on the running loop.
 
-    Async filesystems are awaited; sync-only ones (local files) run on a thread pool.
+    Async filesystems are awaited; sync-only ones (local files) run on a thread pool. Over
+    HTTP the body is streamed through ``progress`` into ``buffer`` (``end - start`` bytes,
+    optional); other backends return it whole.
     """
     if not is_async_filesystem(fs):
         loop = asyncio.get_running_loop()
@@ -261,7 +307,7 @@ async def read_range(fs: AbstractFileSystem, path: str, start: int, end: int) ->
     from fsspec.implementations.http import HTTPFileSystem
 
     if isinstance(fs, HTTPFileSystem):
-        return await _http_read(fs, path, start, end)
+        return await _http_read(fs, path, start, end, progress, buffer)
     try:
         data = await fs._cat_file(path, start=start, end=end)
     except Exception as exc:

@@ -94,6 +94,7 @@ class RangeServerProcess:
     reset = _Remote()
     set_status = _Remote()
     set_truncate = _Remote()
+    set_stall = _Remote()
     clear_faults = _Remote()
     url = RangeServer.url
     href = RangeServer.href

@@ -37,6 +37,7 @@ class RequestRecord:
 class _Truncation:
     keep: int
     disconnect: bool
+    stall: float = 0.0  # > 0: pause this long after ``keep`` bytes, then send the rest
 
 
 def _request_key(name: str, kind: type) -> Any:
@@ -252,8 +253,18 @@ class RangeServer:
             else:
                 self._truncations[_norm(path)] = _Truncation(max(0, int(keep)), disconnect)
 
+    def set_stall(self, path: str, after: int | None, seconds: float = 0.0) -> None:
+        """Send the first ``after`` body bytes for ``path``, pause ``seconds``, then the rest
+        (a slow link mid-body; None removes it). Replaces a truncation of ``path``."""
+        with self._lock:
+            if after is None:
+                self._truncations.pop(_norm(path), None)
+            else:
+                fault = _Truncation(max(0, int(after)), False, max(float(seconds), 1e-3))
+                self._truncations[_norm(path)] = fault
+
     def clear_faults(self) -> None:
-        """Remove every fault: fail rate, fail-first, status overrides and truncations."""
+        """Remove every fault: fail rate, fail-first, status overrides, truncations, stalls."""
         with self._lock:
             self._fail_rate = 0.0
             self._fail_first = 0
@@ -333,11 +344,15 @@ class RangeServer:
         body = data[: truncation.keep]
         response = web.StreamResponse(status=206 if request.headers.get("Range") else 200)
         response.headers["Content-Range"] = f"bytes {first}-{stop - 1}/{size}"
-        response.content_length = len(data) if truncation.disconnect else len(body)
-        request[_NBYTES] = len(body)
+        whole = truncation.disconnect or truncation.stall > 0
+        response.content_length = len(data) if whole else len(body)
+        request[_NBYTES] = len(data) if truncation.stall > 0 else len(body)
         await response.prepare(request)
         await response.write(body)
-        if truncation.disconnect:
+        if truncation.stall > 0:
+            await asyncio.sleep(truncation.stall)
+            await response.write(data[truncation.keep:])
+        elif truncation.disconnect:
             if request.transport is not None:
                 request.transport.close()
             return response

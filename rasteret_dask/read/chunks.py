@@ -1,0 +1,79 @@
+"""Decode one output chunk: its tiles' bytes -> decoded tiles -> cropped into a (1, h, w) array."""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from ..decode import DecodeError, DecodeSpec, decode_tile
+from ..io.fetch import Payload
+from .buffers import Placement, claim, on_distributed_worker
+from .plan import ChunkWork, TileRead
+
+__all__ = ["RasterReadError", "TileSource", "decode_chunk"]
+
+
+class RasterReadError(OSError):
+    """A tile could not be fetched or decoded; the message names record, band and href."""
+
+
+class TileSource(Protocol):
+    """Where a chunk's tile bytes come from: ``get(i)`` waits for range ``i`` of its group."""
+
+    def get(self, index: int) -> Payload: ...
+
+
+_scratch = threading.local()
+_SCRATCH_BYTES = 16 * 1024 * 1024
+
+
+def _scratch_tile(spec: DecodeSpec) -> np.ndarray:
+    """A buffer to decode a tile of ``spec`` into: this thread's reusable one (kept between
+    tasks, so hot in cache and without page faults) unless the tile is very large."""
+    native = np.dtype(spec.dtype).newbyteorder("=")
+    buffer = getattr(_scratch, "tile", None)
+    if buffer is None or buffer.shape != spec.shape or buffer.dtype != native:
+        buffer = np.empty(spec.shape, native)
+        if buffer.nbytes <= _SCRATCH_BYTES:
+            _scratch.tile = buffer
+    return buffer
+
+
+def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
+            out: np.ndarray) -> np.ndarray:
+    data = payloads.get(read.payload)
+    try:
+        return decode_tile(data, work.spec, out)
+    except DecodeError as exc:
+        raise RasterReadError(f"{work.label}: {exc}") from exc
+
+
+def decode_chunk(payloads: TileSource, work: ChunkWork,
+                 placement: Placement | None = None) -> np.ndarray:
+    """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
+    a (1, h, w) array: its region of the band's shared buffer, or a new array."""
+    covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
+    full = covered == work.shape[0] * work.shape[1]  # the tiles tile the chunk exactly
+    if placement is not None and not on_distributed_worker():
+        out = claim(placement, work.shape)
+        if not full:
+            out.fill(work.fill)
+    else:
+        dtype = np.dtype(work.spec.dtype).newbyteorder("=")
+        shape = (1, *work.shape)
+        out = np.empty(shape, dtype) if full else np.full(shape, work.fill, dtype)
+        whole = (0, work.shape[0], 0, work.shape[1])
+        if (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
+                and work.tiles[0].src == whole and work.tiles[0].dst == whole):
+            # the chunk is one whole single-sample tile: decode straight into it
+            _decode(payloads, work.tiles[0], work, out.reshape(work.spec.shape))
+            return out
+    scratch = _scratch_tile(work.spec)
+    for read in work.tiles:
+        tile = _decode(payloads, read, work, scratch)
+        s0, s1, s2, s3 = read.src
+        d0, d1, d2, d3 = read.dst
+        out[0, d0:d1, d2:d3] = tile[s0:s1, s2:s3, work.sample]
+    return out

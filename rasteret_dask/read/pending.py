@@ -1,0 +1,150 @@
+"""A fetch group's tile bytes, arriving in the background, and the decoding of its chunks.
+
+Requests of one group run concurrently and finish in any order, while a scheduler runs the
+group's decode tasks in an order of its own. So a decode task whose tiles are still in flight
+does not idle: it decodes another chunk of the same group whose tiles have all arrived and
+leaves the result for that chunk's task, which then returns at once. Every chunk is decoded
+once; a chunk's errors are raised by its own task.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from ..io import FetchError
+from ..io.fetch import Payload
+from .buffers import Placement
+from .chunks import RasterReadError, decode_chunk
+from .plan import ChunkWork
+
+__all__ = ["ChunkJob", "PendingPayloads"]
+
+ChunkJob = tuple[ChunkWork, Placement | None]
+"""One chunk of a group: its work and, for a shared band buffer, its placement."""
+
+_IDLE, _BUSY, _DONE, _TAKEN = 0, 1, 2, 3
+
+
+class PendingPayloads:
+    """A fetch group's ranges (futures) and chunk jobs; :meth:`chunk` decodes one chunk.
+
+    Pickling waits for every range, so the object can travel between processes; decoded chunks
+    waiting for their tasks stay behind.
+    """
+
+    __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_cond", "_state", "_missing",
+                 "_users", "_ready", "_results")
+
+    def __init__(self, futures: list[Future], labels: tuple[str, ...], nbytes: int,
+                 jobs: Sequence[ChunkJob] = ()) -> None:
+        self._futures = futures
+        self._labels = labels
+        self._nbytes = nbytes
+        self._jobs = tuple(jobs)
+        self._cond = threading.Condition()
+        self._state = [_IDLE] * len(self._jobs)
+        self._results: dict[int, tuple[np.ndarray | None, BaseException | None]] = {}
+        self._users: list[list[int]] = [[] for _ in futures]  # range -> chunks reading it
+        self._missing = [0] * len(self._jobs)  # chunk -> ranges still in flight
+        for k, (work, _) in enumerate(self._jobs):
+            for index in {read.payload for read in work.tiles}:
+                self._users[index].append(k)
+                self._missing[k] += 1
+        self._ready = deque(k for k, n in enumerate(self._missing) if n == 0)
+        for index, future in enumerate(futures):
+            future.add_done_callback(functools.partial(self._arrived, index))
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def get(self, index: int) -> Payload:
+        """The bytes of range ``index``, once fetched; a failed fetch raises RasterReadError."""
+        try:
+            return self._futures[index].result()
+        except FetchError as exc:
+            raise RasterReadError(f"{self._labels[index]}: {exc}") from exc
+
+    def chunk(self, k: int) -> np.ndarray:
+        """Chunk ``k``'s array; while its tiles are in flight, decode other arrived chunks."""
+        while True:
+            with self._cond:
+                while True:
+                    if self._state[k] == _DONE:
+                        return self._take(k)
+                    pick = self._next(k)
+                    if pick is not None:
+                        self._state[pick] = _BUSY
+                        break
+                    self._cond.wait()
+            self._run(pick, own=pick == k)
+
+    def _next(self, k: int) -> int | None:
+        """The chunk to decode now (under the lock): ``k`` once its tiles are in, else the
+        earliest other chunk whose tiles all arrived and that nobody decodes yet."""
+        if self._state[k] in (_IDLE, _TAKEN) and self._missing[k] == 0:
+            return k
+        while self._ready:
+            other = self._ready.popleft()
+            if self._state[other] == _IDLE:
+                return other
+        return None
+
+    def _run(self, k: int, own: bool) -> None:
+        work, placement = self._jobs[k]
+        value, error = None, None
+        try:
+            value = decode_chunk(self, work, placement)
+        except BaseException as exc:  # stored for chunk k's own task, which raises it
+            error = exc
+        with self._cond:
+            self._results[k] = (value, error)
+            self._state[k] = _DONE
+            self._cond.notify_all()
+        if error is not None and not own and not isinstance(error, Exception):
+            raise error  # an interrupt is not a decode error: stop helping
+
+    def _take(self, k: int) -> np.ndarray:
+        value, error = self._results.pop(k)
+        self._state[k] = _TAKEN  # computed again (a retried task): decoded again, by itself
+        if error is not None:
+            raise error
+        assert value is not None
+        return value
+
+    def _arrived(self, index: int, future: Future) -> None:
+        with self._cond:
+            for k in self._users[index]:
+                self._missing[k] -= 1
+                if self._missing[k] == 0:
+                    self._ready.append(k)
+            self._cond.notify_all()
+
+    def __sizeof__(self) -> int:
+        return self._nbytes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        outcomes = []
+        for future in self._futures:
+            error = future.exception()
+            outcomes.append(error if error is not None else bytes(future.result()))
+        return (_completed, (outcomes, self._labels, self._nbytes, self._jobs))
+
+
+def _completed(outcomes: list[bytes | BaseException], labels: tuple[str, ...], nbytes: int,
+               jobs: tuple[ChunkJob, ...] = ()) -> PendingPayloads:
+    futures: list[Future] = []
+    for outcome in outcomes:
+        future: Future = Future()
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+        futures.append(future)
+    return PendingPayloads(futures, labels, nbytes, jobs)
