@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .. import schema as S
 from .geoparquet import CollectionInfo, read_collection_info, with_metadata
+from .order import spatial_sort
 
 __all__ = [
     "PART_NAME",
@@ -46,7 +47,19 @@ PART_NAME = "part-0.parquet"
 COMMON_METADATA = "_common_metadata"
 JOURNAL = "_rasteret_txn.json"
 COMPRESSION = "zstd"
-ROW_GROUP_SIZE = 65_536
+ROW_GROUP_BYTES = 8 * 1024 * 1024
+"""Target in-memory size of a Parquet row group. Files are Hilbert-sorted (``index/order.py``),
+so a group holds neighbouring scenes and a bbox filter skips the groups an AOI misses; enriched
+records (kilobytes of tile offsets each) get groups of a few thousand rows."""
+ROW_GROUP_ROWS = (1_024, 65_536)
+"""Bounds on the rows of a row group, whatever the records' size."""
+
+
+def row_group_size(table: pa.Table) -> int:
+    """Rows per row group for ``table``: about :data:`ROW_GROUP_BYTES`, within the bounds."""
+    per_row = table.nbytes / max(table.num_rows, 1)
+    low, high = ROW_GROUP_ROWS
+    return int(min(max(ROW_GROUP_BYTES / max(per_row, 1.0), low), high))
 
 
 def partitioning(partition_by: Sequence[str] = S.PARTITION_COLUMNS) -> ds.Partitioning:
@@ -73,11 +86,32 @@ def partition_values(root: Path, file: Path) -> dict[str, int]:
     return values
 
 
+_DELTA_LEAVES = (".tile_offsets.list.element", ".tile_byte_counts.list.element")
+
+
+def _leaf_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
+    """(leaf columns that may use dictionaries, delta-encoded leaves) of ``schema``.
+
+    Tile offsets and byte counts are nearly unique integers: dictionaries only bloat them
+    (by a quarter in row groups of a few thousand records), while delta encoding of the
+    increasing offsets makes the index smaller than with one big row group.
+    """
+    probe = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), probe)
+    leaves = [column.path for column in pq.ParquetFile(pa.BufferReader(probe.getvalue())).schema]
+    delta = [leaf for leaf in leaves if leaf.endswith(_DELTA_LEAVES)]
+    return [leaf for leaf in leaves if leaf not in delta], dict.fromkeys(delta,
+                                                                        "DELTA_BINARY_PACKED")
+
+
 def _write_file(table: pa.Table, path: Path) -> None:
+    table = spatial_sort(table)
+    dictionary, encodings = _leaf_encodings(table.schema)
     with open(path, "wb") as sink:
         pq.write_table(
-            table, sink, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE,
-            write_statistics=True,
+            table, sink, compression=COMPRESSION, row_group_size=row_group_size(table),
+            write_statistics=True, use_dictionary=dictionary or False,
+            column_encoding=encodings or None,
         )
         sink.flush()
         os.fsync(sink.fileno())
