@@ -151,6 +151,14 @@ def test_offset_records_share_one_union_grid(tmp_path, dtype, nodata, shift):
         for time, path in enumerate(paths[::-1]):
             want = expected(ds, path, 0, geometry=shapes[k])
             assert_matches(ds["B1"].values[time], want)
+    # chunks a record's image does not reach are plain fills: no tiles, no fetch group
+    from rasteret_dask.read import plan_reads
+    from rasteret_dask.read.plan import NO_GROUP
+
+    band = plan_reads(collection, shapes[0], ["B1"], geometry_crs=32633)[0].bands[0]
+    fills = [work for group, work in band.chunks.values() if group == NO_GROUP]
+    assert all(not work.tiles for work in fills)
+    assert fills  # the box reaches past both images
 
 
 def test_errors_name_the_problem(files, tmp_path):

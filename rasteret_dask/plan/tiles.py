@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from rasteret_dask.plan.grid import Window
 
 __all__ = [
+    "AxisPart",
     "TileSlice",
+    "axis_tiles",
     "tile_grid_shape",
     "chunk_edges",
     "window_chunks",
@@ -92,6 +94,27 @@ class TileSlice:
         return (slice(r0, r1), slice(c0, c1))
 
 
+AxisPart = tuple[int, int, int, int, int]
+"""One tile's share of a region along one axis: (tile number, tile start, tile stop,
+region start, region stop)."""
+
+
+def axis_tiles(start: int, stop: int, tile_size: int, image_size: int) -> list[AxisPart]:
+    """Tiles along one axis covering the in-image part of [start, stop), in order.
+
+    ``tile_size`` must be positive; the region may reach outside ``[0, image_size)``.
+    """
+    lo, hi = max(start, 0), min(stop, image_size)
+    parts: list[AxisPart] = []
+    if lo >= hi:
+        return parts
+    for tile in range(lo // tile_size, (hi - 1) // tile_size + 1):
+        edge = tile * tile_size
+        a, b = max(lo, edge), min(hi, edge + tile_size)
+        parts.append((tile, a - edge, b - edge, a - start, b - start))
+    return parts
+
+
 def tiles_for_region(
     row0: int,
     row1: int,
@@ -110,27 +133,14 @@ def tiles_for_region(
     _, across = tile_grid_shape(image_width, image_height, tile_width, tile_height)
     if row1 < row0 or col1 < col0:
         raise ValueError(f"empty or inverted region rows [{row0}, {row1}) cols [{col0}, {col1})")
-    r_lo, r_hi = max(row0, 0), min(row1, image_height)
-    c_lo, c_hi = max(col0, 0), min(col1, image_width)
-    if r_lo >= r_hi or c_lo >= c_hi:
-        return []
-    out = []
-    for tile_row in range(r_lo // tile_height, (r_hi - 1) // tile_height + 1):
-        top = tile_row * tile_height
-        a, b = max(r_lo, top), min(r_hi, top + tile_height)
-        for tile_col in range(c_lo // tile_width, (c_hi - 1) // tile_width + 1):
-            left = tile_col * tile_width
-            c, d = max(c_lo, left), min(c_hi, left + tile_width)
-            out.append(
-                TileSlice(
-                    tile_index=tile_row * across + tile_col,
-                    tile_row=tile_row,
-                    tile_col=tile_col,
-                    src=(a - top, b - top, c - left, d - left),
-                    dst=(a - row0, b - row0, c - col0, d - col0),
-                )
-            )
-    return out
+    rows = axis_tiles(row0, row1, tile_height, image_height)
+    cols = axis_tiles(col0, col1, tile_width, image_width) if rows else []
+    return [
+        TileSlice(tile_index=tile_row * across + tile_col, tile_row=tile_row, tile_col=tile_col,
+                  src=(s0, s1, s2, s3), dst=(d0, d1, d2, d3))
+        for tile_row, s0, s1, d0, d1 in rows
+        for tile_col, s2, s3, d2, d3 in cols
+    ]
 
 
 def tiles_for_window(

@@ -50,10 +50,11 @@ def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
         raise RasterReadError(f"{work.label}: {exc}") from exc
 
 
-def decode_chunk(payloads: TileSource, work: ChunkWork,
+def decode_chunk(payloads: TileSource | None, work: ChunkWork,
                  placement: Placement | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
-    a (1, h, w) array: its region of the band's shared buffer, or a new array."""
+    a (1, h, w) array: its region of the band's shared buffer, or a new array. A chunk without
+    tiles (``payloads`` may be None) is filled with nodata."""
     covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
     full = covered == work.shape[0] * work.shape[1]  # the tiles tile the chunk exactly
     if placement is not None and not on_distributed_worker():

@@ -22,7 +22,7 @@ from ..io import RangeReader
 from .buffers import Placement, SharedBandArray
 from .chunks import RasterReadError, decode_chunk
 from .pending import ChunkJob, PendingPayloads
-from .plan import BandPlan, FetchGroup, ReadPlan
+from .plan import NO_GROUP, BandPlan, FetchGroup, ReadPlan
 
 __all__ = ["RasterReadError", "PendingPayloads", "SHARED_OUTPUT_BYTES", "fetch_group",
            "read_chunk", "decode_chunk", "band_array"]
@@ -59,14 +59,16 @@ def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader) -> da.Array:
     for (t, i, j), (g, work) in band.chunks.items():
         placement = Placement(name, shape, band.dtype.str, (t, rows[i], cols[j])) if shared \
             else None
+        if g == NO_GROUP:  # no tile of the record here: a fill, without a fetch
+            read_layer[(name, t, i, j)] = (decode_chunk, None, work, placement)
+            continue
         read_layer[(name, t, i, j)] = (read_chunk, (fetch_name, g), len(jobs[g]))
         jobs[g].append((work, placement))
     fetch_layer = {(fetch_name, g): (fetch_group, reader, group, tuple(jobs[g]))
                    for g, group in enumerate(band.groups)}
-    graph = HighLevelGraph(
-        {fetch_name: fetch_layer, name: read_layer},
-        {fetch_name: set(), name: {fetch_name}},
-    )
+    layers = {fetch_name: fetch_layer, name: read_layer} if fetch_layer else {name: read_layer}
+    graph = HighLevelGraph(layers, {fetch_name: set(), name: {fetch_name}} if fetch_layer
+                           else {name: set()})
     chunks = ((1,) * len(plan.times), band.row_chunks, band.col_chunks)
     cls = SharedBandArray if shared else da.Array
     return cls(graph, name, chunks, dtype=band.dtype)

@@ -21,13 +21,15 @@ from ..decode.spec import fill_value
 from ..io import ByteRange
 from ..plan.grid import GridSpec, Window, union_grid
 from ..plan.mask import geometry_mask
-from ..plan.tiles import chunk_edges, tiles_for_region
+from ..plan.tiles import axis_tiles, chunk_edges, tile_grid_shape
 
 __all__ = ["Record", "TileRead", "ChunkWork", "FetchGroup", "BandPlan", "ReadPlan", "plan_read",
-           "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES"]
+           "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
 
 DEFAULT_GROUP_TILES = 48
 DEFAULT_GROUP_BYTES = 96 * 1024 * 1024
+NO_GROUP = -1
+"""Fetch group of a chunk no tile of its record touches: it is filled with nodata, no fetch."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class FetchGroup:
 
 @dataclass(frozen=True)
 class BandPlan:
-    """One band's output: dtype, fill, fetch groups and per-chunk work keyed (t, i, j)."""
+    """One band's output: dtype, fill, fetch groups and per-chunk work keyed (t, i, j); a
+    chunk's group is :data:`NO_GROUP` when its record has no tile there."""
 
     band: str
     dtype: np.dtype
@@ -169,29 +172,42 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
         off_r, off_c = offsets[(band, record.id)]
         label = f"record {record.id!r}, band {band!r}, href {record.href}"
         offsets_, counts = md["tile_offsets"], md["tile_byte_counts"]
+        tile_h, tile_w = md["tile_height"], md["tile_width"]
+        _, across = tile_grid_shape(md["image_width"], md["image_height"], tile_w, tile_h)
+        # output pixel (window) -> union grid -> this record's image coordinates, per axis
+        dr, dc = window.row_off - off_r, window.col_off - off_c
+        row_parts = [axis_tiles(r0 + dr, r1 + dr, tile_h, md["image_height"])
+                     for r0, r1 in row_edges]
+        col_parts = [axis_tiles(c0 + dc, c1 + dc, tile_w, md["image_width"])
+                     for c0, c1 in col_edges]
+        empty: dict[tuple[int, int], ChunkWork] = {}  # one fill-only work per chunk shape
         for i, (r0, r1) in enumerate(row_edges):
+            rows = row_parts[i]
             for j, (c0, c1) in enumerate(col_edges):
-                # output pixel (window) -> union grid -> this record's image coordinates
-                rr0, rr1 = r0 + window.row_off - off_r, r1 + window.row_off - off_r
-                cc0, cc1 = c0 + window.col_off - off_c, c1 + window.col_off - off_c
-                slices = tiles_for_region(rr0, rr1, cc0, cc1, tile_width=md["tile_width"],
-                                          tile_height=md["tile_height"],
-                                          image_width=md["image_width"],
-                                          image_height=md["image_height"])
-                if ranges and (len(ranges) + len(slices) > group_tiles or size >= group_bytes):
+                cols = col_parts[j]
+                shape = (r1 - r0, c1 - c0)
+                if not rows or not cols:
+                    if shape not in empty:
+                        empty[shape] = ChunkWork(spec, shape, fill, sample, (), label)
+                    chunks[(t, i, j)] = (NO_GROUP, empty[shape])
+                    continue
+                if ranges and (len(ranges) + len(rows) * len(cols) > group_tiles
+                               or size >= group_bytes):
                     close_group()
                 reads = []
-                for s in slices:
-                    key = (record.href, s.tile_index)
-                    if key not in index_of:
-                        start = int(offsets_[s.tile_index])
-                        count = int(counts[s.tile_index])
-                        index_of[key] = len(ranges)
-                        ranges.append(ByteRange(record.href, start, start + count))
-                        labels.append(label)
-                        size += count
-                    reads.append(TileRead(index_of[key], s.src, s.dst))
-                work = ChunkWork(spec, (r1 - r0, c1 - c0), fill, sample, tuple(reads), label)
+                for tile_row, s0, s1, d0, d1 in rows:
+                    for tile_col, s2, s3, d2, d3 in cols:
+                        tile = tile_row * across + tile_col
+                        key = (record.href, tile)
+                        if key not in index_of:
+                            start = int(offsets_[tile])
+                            count = int(counts[tile])
+                            index_of[key] = len(ranges)
+                            ranges.append(ByteRange(record.href, start, start + count))
+                            labels.append(label)
+                            size += count
+                        reads.append(TileRead(index_of[key], (s0, s1, s2, s3), (d0, d1, d2, d3)))
+                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label)
                 chunks[(t, i, j)] = (len(groups), work)
     close_group()
     return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
