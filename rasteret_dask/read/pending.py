@@ -5,6 +5,10 @@ group's decode tasks in an order of its own. So a decode task whose tiles are st
 does not idle: it decodes another chunk of the same group whose tiles have all arrived and
 leaves the result for that chunk's task, which then returns at once. Every chunk is decoded
 once; a chunk's errors are raised by its own task.
+
+Helping only happens while a task would otherwise wait, so it costs no wall time; when a
+computation needs only some chunks of a group (a culled graph), the others may still be decoded
+in that idle time and are dropped with the group once its last needed chunk is done.
 """
 
 from __future__ import annotations
