@@ -402,7 +402,9 @@ class RangeReader:
             try:
                 async with semaphore:
                     async with asyncio.timeout(self.timeout):
-                        payload = await read_range(fs, path, start, end, progress, buffer)
+                        # a retry gets a fresh buffer: ranges streamed by a failed attempt may be in use
+                        target = buffer if attempts == 1 else None
+                        payload = await read_range(fs, path, start, end, progress, target)
                 data, size = _check_length(payload, start, end, allow_short)
                 return data, attempts, size
             except Exception as exc:
