@@ -138,3 +138,49 @@ def test_cluster_option_uses_an_existing_scheduler(table_path, tmp_path, capsys)
                                "--cluster", cluster.scheduler_address, "--quiet"], capsys)
     assert code == 0, err
     assert "cluster:" in err
+
+
+def test_version_help_and_flags_after_the_subcommand(capsys):
+    from rasteret_dask import __version__
+    from rasteret_dask.cli import build_parser
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"rasteret-dask {__version__}"
+    parser = build_parser()
+    args = parser.parse_args(["enrich", "idx", "--debug", "--quiet", "--cluster", "x"])
+    assert (args.debug, args.quiet, args.cluster) == (True, True, "x")
+    args = parser.parse_args(["--debug", "workflow", "reenrich", "--index", "idx"])
+    assert (args.debug, args.quiet, args.cluster) == (True, False, None)
+    with pytest.raises(SystemExit):
+        main(["workflow", "composite", "--help"])
+    usage = capsys.readouterr().out
+    assert usage.count("composite") >= 1 and "workflow composite composite" not in usage
+    for command in (["--help"], ["read", "--help"], ["workflow", "export-chips", "--help"]):
+        with pytest.raises(SystemExit):
+            main(command)
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text
+    # every option of every subcommand has a help line
+    actions = []
+    pending = [parser]
+    while pending:
+        current = pending.pop()
+        for action in current._actions:
+            if isinstance(action, __import__("argparse")._SubParsersAction):
+                pending.extend(action.choices.values())
+            else:
+                actions.append(action)
+    assert all(a.help for a in actions), [a.dest for a in actions if not a.help]
+
+
+def test_info_into_a_closed_pipe_ends_quietly(table_path, tmp_path):
+    subprocess.run([*CLI, "build-table", str(table_path), "--name", "p", "--workspace",
+                    str(tmp_path), "--href-column", "red", "--band-map", "B04=red", "--quiet",
+                    "--no-enrich"], check=True, capture_output=True)
+    # the reader is gone before the command writes (what `info INDEX | head -1` can meet)
+    child = subprocess.Popen([*CLI, "info", str(tmp_path / "p")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    assert child.wait(timeout=60) == 0
+    assert child.stderr.read() == b""

@@ -1,4 +1,6 @@
-"""The subcommands of ``rasteret-dask``: each parses nothing, runs one library call, prints."""
+"""The subcommands of ``rasteret-dask``: each parses nothing, runs one library call, prints.
+
+Their parsers are in ``cli/parser.py``."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from typing import Any
 
 from . import args as A
 
-__all__ = ["demo", "info", "build_stac", "build_table", "enrich", "read", "workflow",
-           "WORKFLOWS"]
+__all__ = ["demo", "info", "build_stac", "build_table", "enrich", "read", "reenrich", "composite",
+           "export_chips"]
 
 
 @contextlib.contextmanager
@@ -118,23 +120,23 @@ def read(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reenrich(args: argparse.Namespace) -> int:
-    from ..workflows.reenrich import reenrich
+def reenrich(args: argparse.Namespace) -> int:
+    from ..workflows.reenrich import reenrich as run_reenrich
 
     with _client(args.cluster) as client:
-        report = reenrich(args.index, client=client, bands=args.bands, stac=not args.no_stac,
+        report = run_reenrich(args.index, client=client, bands=args.bands, stac=not args.no_stac,
                           until=args.until, report_path=args.report, progress=_progress(args))
     print(report.summary())
     print(f"report: {report.report_path}")
     return report.exit_code
 
 
-def _composite(args: argparse.Namespace) -> int:
-    from ..workflows import composite
+def composite(args: argparse.Namespace) -> int:
+    from ..workflows import composite as run_composite
 
     filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
     with _client(args.cluster) as client:
-        report = composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
+        report = run_composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
                            out=args.out, tile_size=args.tile_size,
                            date_range=A.date_range(args.date_range), red=args.red,
                            nir=args.nir, ndvi=not args.no_ndvi, client=client,
@@ -143,12 +145,12 @@ def _composite(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_chips(args: argparse.Namespace) -> int:
-    from ..workflows import export_chips
+def export_chips(args: argparse.Namespace) -> int:
+    from ..workflows import export_chips as run_export_chips
 
     filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
     with _client(args.cluster) as client:
-        report = export_chips(args.index, bands=args.bands, out=args.out,
+        report = run_export_chips(args.index, bands=args.bands, out=args.out,
                               chip_size=args.chip_size, geometry_column=args.geometry_column,
                               geometry_crs=args.geometry_crs, mode=args.mode,
                               split_column=args.split_column, label_column=args.label_column,
@@ -156,64 +158,3 @@ def _export_chips(args: argparse.Namespace) -> int:
                               overwrite=args.overwrite, **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0
-
-
-def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
-    p = commands.add_parser("reenrich", parents=[common],
-                            help="new STAC items + missing/failed metadata; JSON report")
-    p.add_argument("--index", required=True)
-    p.add_argument("--bands", type=A.bands)
-    p.add_argument("--until", help="search STAC up to this date (default: now)")
-    p.add_argument("--no-stac", action="store_true", help="only enrich, do not search STAC")
-    p.add_argument("--report", help="report path (default: INDEX/_reports/reenrich-*.json)")
-    p.set_defaults(run=_reenrich)
-
-    p = commands.add_parser("composite", parents=[common],
-                            help="monthly median composite (+NDVI) over an AOI into Zarr")
-    p.add_argument("--index", required=True)
-    p.add_argument("--aoi", type=A.aoi, required=True)
-    p.add_argument("--aoi-crs", default="EPSG:4326")
-    p.add_argument("--bands", type=A.bands, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--date-range", nargs=2, metavar=("START", "END"))
-    p.add_argument("--cloud-cover-lt", type=float)
-    p.add_argument("--red", default="B04")
-    p.add_argument("--nir", default="B08")
-    p.add_argument("--no-ndvi", action="store_true", help="do not write the ndvi variable")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.set_defaults(run=_composite)
-
-    p = commands.add_parser("export-chips", parents=[common],
-                            help="training chips by split/label into per-split Zarr")
-    p.add_argument("--index", required=True)
-    p.add_argument("--bands", type=A.bands, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--chip-size", type=int, default=256)
-    p.add_argument("--geometry-column", type=A.optional, default="aoi",
-                   help="WKB column of AOIs to centre chips on ('none': the image centre)")
-    p.add_argument("--geometry-crs", default="EPSG:4326")
-    p.add_argument("--mode", choices=("center", "grid"), default="center")
-    p.add_argument("--split-column", default="split")
-    p.add_argument("--label-column", type=A.optional, default="label")
-    p.add_argument("--batch-size", type=int, default=32, help="chips per region and shard")
-    p.add_argument("--cloud-cover-lt", type=float)
-    p.add_argument("--overwrite", action="store_true", help="replace existing split stores")
-    p.set_defaults(run=_export_chips)
-
-
-WORKFLOWS = ("reenrich", "composite", "export-chips")
-
-
-def workflow(args: argparse.Namespace) -> int:
-    """``workflow NAME ...``: parse the workflow's own arguments and run it."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cluster", help="connect() target: address or cluster YAML")
-    common.add_argument("--quiet", action="store_true")
-    parser = argparse.ArgumentParser(prog=f"rasteret-dask workflow {args.name}")
-    commands = parser.add_subparsers(dest="name", required=True)
-    _workflow_parsers(commands, common)
-    options = parser.parse_args([args.name, *args.rest])
-    if options.cluster is None and args.cluster is not None:
-        options.cluster = args.cluster
-    return options.run(options)
