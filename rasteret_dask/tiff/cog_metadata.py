@@ -1,0 +1,209 @@
+"""``CogMetadata``: one typed, immutable value for a record's ``{band}_metadata`` struct.
+
+The index stores each band's cached header as an Arrow struct (``schema.METADATA_TYPE``). This
+module turns one such struct (a row's ``as_py()`` dict or a ``pyarrow.StructScalar``) into a
+frozen value with the tile, sample, grid and overview arithmetic the planning layers need, so
+they stop reading string keys. It is pure: no I/O, and nothing here allocates from
+header-declared sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+__all__ = ["CogMetadata", "OverviewLevel", "MetadataError"]
+
+_REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype", "transform",
+             "tile_offsets", "tile_byte_counts")
+
+
+class MetadataError(ValueError):
+    """A ``{band}_metadata`` struct that is null, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewLevel:
+    """A reduced-resolution image of the file (full resolution excluded)."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in values) if values is not None else ()
+
+
+def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
+    if hasattr(struct, "as_py"):  # pyarrow StructScalar
+        struct = struct.as_py()
+    return struct
+
+
+@dataclass(frozen=True, slots=True)
+class CogMetadata:
+    """A band's cached COG header: image and tile layout, samples, codec, georeferencing.
+
+    The tile arrays hold one tile grid: all samples of a pixel-interleaved file, or the
+    record's own plane of a planar one (``tiff.TiffHeader.band_tiles``).
+
+    Build it with :meth:`from_struct`; the field names are those of ``schema.METADATA_TYPE``
+    (``transform`` becomes an ``affine.Affine``, ``dtype`` a NumPy dtype, lists tuples).
+    """
+
+    image_width: int
+    image_height: int
+    tile_width: int
+    tile_height: int
+    dtype: np.dtype
+    transform: Affine
+    tile_offsets: tuple[int, ...]
+    tile_byte_counts: tuple[int, ...]
+    compression: int = 1
+    predictor: int = 1
+    nodata: float | None = None
+    samples_per_pixel: int = 1
+    planar_configuration: int = 1
+    photometric: int = 1
+    extra_samples: tuple[int, ...] = ()
+    crs_epsg: int | None = None
+    jpeg_tables: bytes | None = None
+    lerc_parameters: tuple[int, ...] | None = None
+    overviews: tuple[OverviewLevel, ...] = ()
+    header_bytes: int | None = None
+
+    @classmethod
+    def from_struct(cls, struct: Mapping[str, Any] | Any, *, context: str = "") -> CogMetadata:
+        """Build from a ``{band}_metadata`` struct; ``context`` (record, band, href) prefixes
+        every error message.
+
+        Raises
+        ------
+        MetadataError
+            When the struct is null (the band is not enriched), lacks a required field, or its
+            tile arrays do not match its image and tile sizes.
+        """
+        prefix = f"{context}: " if context else ""
+        md = _as_dict(struct)
+        if md is None:
+            raise MetadataError(f"{prefix}metadata is null (band not enriched)")
+        missing = [k for k in _REQUIRED if md.get(k) is None]
+        if missing:
+            raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}")
+        coeffs = [float(v) for v in md["transform"]]
+        if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
+            coeffs = coeffs[:6]
+        if len(coeffs) != 6:
+            raise MetadataError(f"{prefix}transform must have 6 coefficients, got {coeffs}")
+        lerc = md.get("lerc_parameters")
+        tables = md.get("jpeg_tables")
+        nodata = md.get("nodata")
+        value = cls(
+            image_width=int(md["image_width"]),
+            image_height=int(md["image_height"]),
+            tile_width=int(md["tile_width"]),
+            tile_height=int(md["tile_height"]),
+            dtype=np.dtype(md["dtype"]),
+            transform=Affine(*coeffs),
+            tile_offsets=_ints(md["tile_offsets"]),
+            tile_byte_counts=_ints(md["tile_byte_counts"]),
+            compression=int(md.get("compression") or 1),
+            predictor=int(md.get("predictor") or 1),
+            nodata=None if nodata is None else float(nodata),
+            samples_per_pixel=int(md.get("samples_per_pixel") or 1),
+            planar_configuration=int(md.get("planar_configuration") or 1),
+            photometric=int(md.get("photometric") if md.get("photometric") is not None else 1),
+            extra_samples=_ints(md.get("extra_samples")),
+            crs_epsg=None if md.get("crs_epsg") is None else int(md["crs_epsg"]),
+            jpeg_tables=bytes(tables) if tables else None,
+            lerc_parameters=None if lerc is None else _ints(lerc),
+            overviews=tuple(OverviewLevel(int(o["width"]), int(o["height"]),
+                                          int(o["tile_width"]), int(o["tile_height"]))
+                            for o in md.get("overviews") or ()),
+            header_bytes=None if md.get("header_bytes") is None else int(md["header_bytes"]),
+        )
+        value._check(prefix)
+        return value
+
+    def _check(self, prefix: str) -> None:
+        if min(self.tile_width, self.tile_height) <= 0:
+            raise MetadataError(f"{prefix}tile size must be positive, got "
+                                f"{self.tile_width} x {self.tile_height}")
+        if min(self.image_width, self.image_height) < 0:
+            raise MetadataError(f"{prefix}image size must be >= 0, got "
+                                f"{self.image_width} x {self.image_height}")
+        expected = self.tiles_down * self.tiles_across
+        if len(self.tile_offsets) != expected or len(self.tile_byte_counts) != expected:
+            raise MetadataError(
+                f"{prefix}{len(self.tile_offsets)} tile offsets and "
+                f"{len(self.tile_byte_counts)} byte counts for {expected} tiles "
+                f"({self.tiles_down} x {self.tiles_across})")
+
+    # --- layout ---------------------------------------------------------------------
+    @property
+    def planar(self) -> bool:
+        """Whether samples are stored band-separate (one tile grid per sample)."""
+        return self.planar_configuration == 2
+
+    @property
+    def samples_per_tile(self) -> int:
+        """Samples decoded from one tile (1 when planar)."""
+        return 1 if self.planar else self.samples_per_pixel
+
+    @property
+    def tiles_across(self) -> int:
+        return -(-self.image_width // self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        return -(-self.image_height // self.tile_height)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the full-resolution image."""
+        return (self.image_height, self.image_width)
+
+    @property
+    def tile_nbytes(self) -> int:
+        """Bytes of one decoded tile."""
+        return self.tile_width * self.tile_height * self.samples_per_tile * self.dtype.itemsize
+
+    def tile_index(self, tile_row: int, tile_col: int) -> int:
+        """Position of a tile in the offset arrays (row-major; for a planar file the arrays
+        hold the record's own plane only, as enrichment stores them)."""
+        if not (0 <= tile_row < self.tiles_down and 0 <= tile_col < self.tiles_across):
+            raise IndexError(f"tile ({tile_row}, {tile_col}) is outside the "
+                             f"{self.tiles_down} x {self.tiles_across} tile grid")
+        return tile_row * self.tiles_across + tile_col
+
+    def tile_range(self, index: int) -> tuple[int, int]:
+        """Byte range [start, end) of tile ``index``; (offset, offset) for a sparse tile."""
+        start = self.tile_offsets[index]
+        return start, start + self.tile_byte_counts[index]
+
+    def sample_plane(self, band_index: int) -> int:
+        """The sample a record's ``band_index`` selects within a decoded tile."""
+        return 0 if self.planar else int(band_index)
+
+    # --- georeferencing -------------------------------------------------------------
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """(x, y) pixel size in CRS units (positive), for axis-aligned grids."""
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def is_axis_aligned(self) -> bool:
+        return self.transform.b == 0.0 and self.transform.d == 0.0
+
+    def overview_transform(self, level: int) -> Affine:
+        """Transform of overview ``level`` (0 = the first reduced level), GDAL's way: the full
+        extent divided by the overview's size."""
+        overview = self.overviews[level]
+        return self.transform * Affine.scale(self.image_width / overview.width,
+                                             self.image_height / overview.height)
