@@ -205,5 +205,5 @@ class CogMetadata:
         """Transform of overview ``level`` (0 = the first reduced level), GDAL's way: the full
         extent divided by the overview's size."""
         overview = self.overviews[level]
-        return self.transform * Affine.scale(self.image_width / overview.width,
+        return self.transform @ Affine.scale(self.image_width / overview.width,
                                              self.image_height / overview.height)
