@@ -97,6 +97,8 @@ def redact_url(href: str) -> str:
         The redacted href (idempotent: redacting twice gives the same text).
     """
     text = str(href)
+    if "?" not in text and "#" not in text and "@" not in text:
+        return text  # nothing to mask (the common case, kept cheap: plans label every record)
     match = _URL.match(text)
     if match is not None and match.end() == len(text):
         out = match["scheme"] + _authority(match["authority"]) + match["path"]
