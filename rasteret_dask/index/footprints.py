@@ -173,7 +173,7 @@ def split_at_antimeridian(geom: BaseGeometry) -> BaseGeometry:
         pieces = None
         if shapely.get_type_id(part) == _POLYGON and crossing_mask(np.array([part], dtype=object))[0]:
             pieces = _split_polygon(part)
-        if pieces is None:
+        if not pieces:  # not split (a polar ring), or nothing with an area came out
             parts.append(part)
         else:
             parts.extend(pieces)
