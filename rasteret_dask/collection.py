@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 
 from . import schema as S
 from .index import filters as F
+from .index.footprints import union_bounds
 from .index.geoparquet import CollectionInfo
 from .index.normalize import normalize_table
 from .index.storage import open_dataset, partitioning, write_partitioned
@@ -102,13 +103,12 @@ class Collection:
 
     @property
     def bounds(self) -> tuple[float, float, float, float] | None:
-        """Union bbox of the (filtered) footprints in CRS84, read from the bbox columns only."""
+        """Union bbox of the (filtered) footprints in CRS84, read from the bbox columns only
+        (west > east when it crosses the antimeridian, as in RFC 7946)."""
         table = self._dataset.to_table(columns=list(S.BBOX_COLUMNS), filter=self.filter)
         if table.num_rows == 0:
             return None
-        mins = [pc.min(table[c]).as_py() for c in S.BBOX_COLUMNS[:2]]
-        maxs = [pc.max(table[c]).as_py() for c in S.BBOX_COLUMNS[2:]]
-        return (mins[0], mins[1], maxs[0], maxs[1])
+        return union_bounds(*(table[c].to_numpy() for c in S.BBOX_COLUMNS))
 
     @property
     def epsg(self) -> list[int]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..redact import describe_callable, redact_mapping, redact_text, redact_url
+
 __all__ = ["DatasetDescriptor", "Signer"]
 
 Signer = Callable[[str], str]
@@ -86,23 +88,35 @@ class DatasetDescriptor:
         return _plain(self.storage_options) or None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable description (the signer is named, never serialised)."""
-        signer = None
-        if self.signer is not None:
-            signer = f"{getattr(self.signer, '__module__', '?')}.{getattr(self.signer, '__qualname__', '?')}"
+        """A JSON-serialisable description, safe to print, log or store: it is redacted.
+
+        Storage options keep their keys, but the values of secret-looking keys (``key``,
+        ``secret``, ``token``, ``Authorization`` headers, ...) are ``"***"``; URLs lose their
+        query and userinfo (``rasteret_dask.redact``); the signer is named, never serialised.
+        It is a description, not a configuration: the descriptor itself (and its pickle,
+        which is how it travels to workers) keeps the real values, and
+        :meth:`storage_options_dict` returns them.
+        """
         return {
             "id": self.id,
-            "stac_api": self.stac_api,
+            "stac_api": None if self.stac_api is None else redact_url(self.stac_api),
             "stac_collection": self.stac_collection,
-            "geoparquet_uri": self.geoparquet_uri,
+            "geoparquet_uri": None if self.geoparquet_uri is None else redact_url(self.geoparquet_uri),
             "band_map": dict(self.band_map),
             "band_index_map": dict(self.band_index_map),
-            "url_rewrite_patterns": dict(self.url_rewrite_patterns),
-            "storage_options": _plain(self.storage_options),
-            "signer": signer,
+            "url_rewrite_patterns": {redact_text(k): redact_text(v)
+                                     for k, v in self.url_rewrite_patterns.items()},
+            "storage_options": redact_mapping(self.storage_options),
+            "signer": describe_callable(self.signer),
             "column_map": dict(self.column_map),
             "description": self.description,
         }
+
+    def __repr__(self) -> str:
+        shown = self.to_dict()
+        fields = ", ".join(f"{name}={value!r}" for name, value in shown.items()
+                           if value not in (None, {}, ""))
+        return f"DatasetDescriptor({fields})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # MappingProxyType does not pickle: rebuild from plain dicts (descriptors ride in graphs)

@@ -14,6 +14,8 @@ import urllib.request
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from ..redact import redact_text, redact_url
+
 __all__ = ["planetary_computer_signer", "SAS_ENDPOINT_ENV", "clear_token_cache"]
 
 SAS_ENDPOINT_ENV = "RASTERET_DASK_PC_SAS_URL"
@@ -51,10 +53,13 @@ def _token(endpoint: str, account: str, container: str) -> str:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             document = json.load(response)
-    except OSError as exc:
-        raise OSError(f"could not get a SAS token for {account}/{container} from {endpoint}: "
-                      f"{exc}") from exc
-    token = document["token"]
+    except (OSError, ValueError) as exc:
+        raise OSError(f"could not get a SAS token for {account}/{container} from "
+                      f"{redact_url(endpoint)}: {redact_text(exc)}") from exc
+    token = document.get("token") if isinstance(document, dict) else None
+    if not isinstance(token, str) or not token:
+        raise OSError(f"the SAS endpoint {redact_url(endpoint)} answered no token for "
+                      f"{account}/{container}")
     with _lock:
         _tokens[key] = (token, _expiry(document))
     return token

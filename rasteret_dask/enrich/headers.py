@@ -8,7 +8,7 @@ tile tables lie beyond the prefix go to further rounds that fetch exactly the mi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..io import ByteRange, FetchError, RangeReader
 from ..tiff import NeedBytes, SparseBuffer, TiffError, TiffHeader, parse_tiff_header
@@ -21,9 +21,13 @@ MAX_ROUNDS = 8
 
 @dataclass(frozen=True)
 class HeaderFailure:
-    """Why one href's header could not be read (kept per record, never raised for the run)."""
+    """Why one href's header could not be read (kept per record, never raised for the run).
 
-    href: str
+    ``message`` is redacted (it comes from a redacted :class:`FetchError` or names no href);
+    ``href`` is the href as given and stays out of the repr.
+    """
+
+    href: str = field(repr=False)
     message: str
 
     def __str__(self) -> str:

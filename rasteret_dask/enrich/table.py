@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from .. import schema as S
 from ..index.normalize import conform_metadata_array
 from ..io import RangeReader
+from ..redact import redact_url
 from ..tiff import TiffError
 from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_headers
 
@@ -125,7 +126,7 @@ def enrich_table(
                 except TiffError as exc:
                     message = str(exc)
             if metadata is None:
-                message = f"record {ids[row]!r}, band {band!r}, href {href}: {message}"
+                message = f"record {ids[row]!r}, band {band!r}, href {redact_url(href)}: {message}"
                 errors[row][band] = message
                 stats.failed += 1
                 if len(stats.errors) < 20:

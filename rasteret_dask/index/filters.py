@@ -82,16 +82,27 @@ def date_range_expression(date_range: Sequence[Any]) -> ds.Expression:
 
 
 def bbox_expression(bbox: Sequence[float]) -> ds.Expression:
-    """Rows whose footprint bbox intersects ``(minx, miny, maxx, maxy)`` in CRS84."""
+    """Rows whose footprint bbox intersects ``(minx, miny, maxx, maxy)`` in CRS84.
+
+    A footprint across the antimeridian has ``bbox_minx > 0 > bbox_maxx`` (it covers
+    ``[bbox_minx, 180]`` and ``[-180, bbox_maxx]``; the index keeps such boxes narrower than
+    180 degrees, see ``index.footprints``). Every condition compares a column with a literal,
+    so Parquet row-group statistics still prune: the extra bounds on the crossing branches
+    (``bbox_maxx < maxx - 180``, ``bbox_minx > minx + 180``) follow from that width limit and
+    rule out row groups of ordinary footprints.
+    """
     if len(bbox) != 4:
         raise ValueError(f"bbox must be (minx, miny, maxx, maxy), got {bbox!r}")
     minx, miny, maxx, maxy = (float(v) for v in bbox)
     if minx > maxx or miny > maxy:
         raise ValueError(f"invalid bbox {bbox!r}: min is greater than max")
-    return (
-        (ds.field("bbox_maxx") >= minx) & (ds.field("bbox_minx") <= maxx)
-        & (ds.field("bbox_maxy") >= miny) & (ds.field("bbox_miny") <= maxy)
-    )
+    west, east = ds.field("bbox_minx"), ds.field("bbox_maxx")
+    plain = (east >= minx) & (west <= maxx)
+    crossing = (west > 0.0) & (east < 0.0)
+    reaches_east_part = (west <= maxx) & (east < maxx - 180.0)
+    reaches_west_part = (east >= minx) & (west > minx + 180.0)
+    longitude = plain | (crossing & (reaches_east_part | reaches_west_part))
+    return longitude & (ds.field("bbox_maxy") >= miny) & (ds.field("bbox_miny") <= maxy)
 
 
 def equals_expression(column: str, value: Any) -> ds.Expression:

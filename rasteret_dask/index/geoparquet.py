@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import shapely
 
 from .. import schema as S
+from .footprints import union_bounds
 
 __all__ = [
     "GEO_KEY",
@@ -73,9 +73,10 @@ def geo_metadata(table: pa.Table) -> dict[str, Any]:
         "geometry_types": _geometry_types(table[S.GEOMETRY]) if table.num_rows else [],
     }
     if table.num_rows and all(c in table.column_names for c in S.BBOX_COLUMNS):
-        mins = [pc.min(table[c]).as_py() for c in S.BBOX_COLUMNS[:2]]
-        maxs = [pc.max(table[c]).as_py() for c in S.BBOX_COLUMNS[2:]]
-        column["bbox"] = [*mins, *maxs]
+        # RFC 7946 section 5 (as GeoParquet asks): west > east across the antimeridian
+        union = union_bounds(*(table[c].to_numpy() for c in S.BBOX_COLUMNS))
+        if union is not None:
+            column["bbox"] = list(union)
     for name in (S.BBOX_STRUCT, S.BBOX_STRUCT_FALLBACK):
         if name in table.column_names and table.schema.field(name).type == S.BBOX_STRUCT_TYPE:
             column["covering"] = {

@@ -2,7 +2,11 @@
 
 Accepts Arrow tables (and anything Arrow can import), pandas and geopandas frames; assets as a
 struct, a map or a JSON string column; geometry as WKB, GeoArrow WKB, WKT or shapely objects.
-Every user column survives with its type.
+Every user column survives with its type. Footprints must be CRS84: coordinates outside
+[-180, 180] x [-90, 90] are refused, polygons crossing the antimeridian are split at +/-180
+(``index.footprints``). Derived columns (``scene_bbox``, ``bbox_*``, the ``bbox`` covering,
+``year``, ``month``) are always computed from ``geometry`` and ``datetime``; input values of
+them are replaced, never trusted.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pyarrow.compute as pc
 import shapely
 
 from .. import schema as S
+from .footprints import crossing_mask, lonlat_bounds, out_of_range_mask, split_at_antimeridian
 
 __all__ = ["as_arrow_table", "normalize_table", "conform_metadata_array", "MAX_REPORTED_IDS"]
 
@@ -132,7 +137,34 @@ def _normalize_geometry(column: pa.ChunkedArray, ids, problems: _Problems):
     if bad.any():
         problems.add(f"missing, empty or unparsable geometry at {_row_ids(ids, bad)}")
         return None, None
-    return wkb, geoms
+    bounds = shapely.bounds(geoms)
+    outside = out_of_range_mask(bounds)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        record = _row_ids(ids, np.arange(len(geoms)) == first)
+        box = ", ".join(f"{v:.6g}" for v in bounds[first])
+        more = int(outside.sum()) - 1
+        others = f" (and {more} more record{'s' if more != 1 else ''})" if more else ""
+        problems.add(
+            f"footprint of record {record} has bounds ({box}) outside CRS84 longitude/latitude "
+            f"[-180, 180] x [-90, 90]{others}: footprints must be in OGC:CRS84 (EPSG:4326 axis "
+            "order lon, lat); reproject them to EPSG:4326 before building the index"
+        )
+        return None, None
+    return _split_crossing(wkb, geoms)
+
+
+def _split_crossing(wkb: pa.ChunkedArray, geoms: np.ndarray) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Footprints crossing the antimeridian as written, split at +/-180 (WKB and shapely)."""
+    rows = np.flatnonzero(crossing_mask(geoms))
+    if not len(rows):
+        return wkb, geoms
+    geoms = geoms.copy()
+    values = np.asarray(wkb.to_numpy(zero_copy_only=False), dtype=object).copy()
+    for row in rows:
+        geoms[row] = split_at_antimeridian(geoms[row])
+        values[row] = shapely.to_wkb(geoms[row])
+    return pa.chunked_array([pa.array(values, pa.binary())]), geoms
 
 
 def _asset_struct(bands: Sequence[str], rows: list[dict | None]) -> pa.Array:
@@ -242,29 +274,29 @@ def _replace(table: pa.Table, name: str, column) -> pa.Table:
 
 
 def _derive_bbox_columns(table: pa.Table, geoms: np.ndarray) -> pa.Table:
-    bounds = shapely.bounds(geoms)
-    if S.SCENE_BBOX not in table.column_names:
-        flat = pa.array(bounds.ravel(), pa.float64())
-        table = table.append_column(S.SCENE_BBOX, pa.FixedSizeListArray.from_arrays(flat, 4))
+    """``scene_bbox``, ``bbox_*`` and the covering struct from the footprints, replacing input
+    values; a footprint across the antimeridian has west > east (``index.footprints``)."""
+    bounds = lonlat_bounds(geoms)
+    flat = pa.array(bounds.ravel(), pa.float64())
+    table = _replace(table, S.SCENE_BBOX, pa.FixedSizeListArray.from_arrays(flat, 4))
     for i, name in enumerate(S.BBOX_COLUMNS):
-        if name not in table.column_names:
-            table = table.append_column(name, pa.array(bounds[:, i], pa.float64()))
+        table = _replace(table, name, pa.array(bounds[:, i], pa.float64()))
     struct_name = S.BBOX_STRUCT
     existing = table.schema.field(struct_name).type if struct_name in table.column_names else None
     if existing is not None and existing != S.BBOX_STRUCT_TYPE:
         struct_name = S.BBOX_STRUCT_FALLBACK
-        existing = table.schema.field(struct_name).type if struct_name in table.column_names else None
-    if existing is None:
-        arrays = [pa.array(bounds[:, i], pa.float64()) for i in range(4)]
-        covering = pa.StructArray.from_arrays(arrays, fields=list(S.BBOX_STRUCT_TYPE))
-        table = table.append_column(struct_name, covering)
-    return table
+    arrays = [pa.array(bounds[:, i], pa.float64()) for i in range(4)]
+    covering = pa.StructArray.from_arrays(arrays, fields=list(S.BBOX_STRUCT_TYPE))
+    return _replace(table, struct_name, covering)
 
 
 def normalize_table(data: Any) -> pa.Table:
     """Validate ``data`` against the contract and return it with normalised and derived columns.
 
-    Raises ValueError naming each missing or mistyped column and the first offending row ids.
+    Raises ValueError naming each missing or mistyped column and the first offending row ids
+    (footprints outside CRS84 name the first offending record and its bounds). ``year`` and
+    ``month`` are recomputed from ``datetime`` (else ``start_datetime``), the bbox columns from
+    the footprints, even when the input has them.
     """
     table = as_arrow_table(data).combine_chunks()
     problems = _Problems()
@@ -314,9 +346,8 @@ def normalize_table(data: Any) -> pa.Table:
     problems.raise_if_any()
 
     table = _derive_bbox_columns(table, geoms)
+    # the partition keys are derived, never trusted: an input year/month that contradicts
+    # the timestamp (or is no month at all) would file the record where no date query finds it
     for name, fn in ((S.YEAR, pc.year), (S.MONTH, pc.month)):
-        if name not in table.column_names:
-            table = table.append_column(name, fn(when).cast(pa.int64()))
-        else:
-            table = _replace(table, name, table[name].cast(pa.int64()))
+        table = _replace(table, name, fn(when).cast(pa.int64()))
     return table.replace_schema_metadata(None)

@@ -56,6 +56,7 @@ def spatial_sort(table: pa.Table) -> pa.Table:
     minx, miny, maxx, maxy = (
         table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in _BBOX
     )
+    maxx = np.where(minx > maxx, maxx + 360.0, maxx)  # across the antimeridian: centre near 180
     key = hilbert_index(_cells(minx, maxx, -180.0, 180.0), _cells(miny, maxy, -90.0, 90.0))
     keys = pa.table({"hilbert": key})
     sort_keys = [("hilbert", "ascending")]

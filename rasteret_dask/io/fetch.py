@@ -32,6 +32,7 @@ from rasteret_dask.io.filesystems import (
     resolve,
 )
 from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
+from rasteret_dask.redact import describe_callable, redact_mapping, redact_text, redact_url
 
 __all__ = ["RETRY_STATUSES", "FetchError", "Payload", "RangeReader"]
 
@@ -45,7 +46,11 @@ _RETRY_S3_CODES = frozenset(
 
 
 class FetchError(OSError):
-    """A byte range that could not be fetched; names the href, the range and the attempts."""
+    """A byte range that could not be fetched; names the href, the range and the attempts.
+
+    The message and ``reason`` are redacted (``rasteret_dask.redact``: no URL query,
+    userinfo or secret values); ``href`` keeps the href as given, for callers to match on.
+    """
 
     def __init__(
         self,
@@ -60,9 +65,9 @@ class FetchError(OSError):
         self.start = start
         self.end = end
         self.attempts = attempts
-        self.reason = reason
+        self.reason = reason = redact_text(reason)
         self.status = status
-        where = f"bytes {start}-{end - 1} of {href}: {reason}"
+        where = f"bytes {start}-{end - 1} of {redact_url(href)}: {reason}"
         if attempts > 0:
             where += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
         super().__init__(where)
@@ -175,6 +180,15 @@ class RangeReader:
     timeout: float | None = 120.0
     signer: Callable[[str], str] | None = field(default=None, hash=False, compare=False)
     """Applied to every href right before it is opened (URL signing); never stored."""
+
+    def __repr__(self) -> str:
+        # storage options carry credentials and a signer may hold a token: show neither
+        options = None if self.storage_options is None else redact_mapping(self.storage_options)
+        return (f"RangeReader(storage_options={options!r}, max_concurrent={self.max_concurrent}, "
+                f"merge_gap={self.merge_gap}, max_merged_size={self.max_merged_size}, "
+                f"retries={self.retries}, backoff_base={self.backoff_base}, "
+                f"backoff_max={self.backoff_max}, timeout={self.timeout}, "
+                f"signer={describe_callable(self.signer)})")
 
     def __post_init__(self) -> None:
         if self.max_concurrent < 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rasteret_dask.redact import redact_url
+
 __all__ = ["ByteRange", "MergedRange", "coalesce", "split_payloads"]
 
 
@@ -22,7 +24,12 @@ class ByteRange:
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end < self.start:
-            raise ValueError(f"invalid byte range [{self.start}, {self.end}) of {self.href}")
+            raise ValueError(
+                f"invalid byte range [{self.start}, {self.end}) of {redact_url(self.href)}"
+            )
+
+    def __repr__(self) -> str:
+        return f"ByteRange(href={redact_url(self.href)!r}, start={self.start}, end={self.end})"
 
     @property
     def size(self) -> int:
@@ -31,7 +38,7 @@ class ByteRange:
 
     def describe(self) -> str:
         """Human-readable ``bytes a-b of href`` (inclusive end, as in an HTTP Range header)."""
-        return f"bytes {self.start}-{self.end - 1} of {self.href}"
+        return f"bytes {self.start}-{self.end - 1} of {redact_url(self.href)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,10 @@ class MergedRange:
     start: int
     end: int
     members: tuple[tuple[int, ByteRange], ...]
+
+    def __repr__(self) -> str:
+        return (f"MergedRange(href={redact_url(self.href)!r}, start={self.start}, "
+                f"end={self.end}, members={self.members!r})")
 
     @property
     def size(self) -> int:

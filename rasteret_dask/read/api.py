@@ -11,6 +11,7 @@ import xarray as xr
 
 from .. import schema as S
 from ..plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
+from ..redact import redact_url
 from .assemble import to_dataset
 from .plan import ReadPlan, align_records, plan_read, records_for_band
 from .source import read_source
@@ -56,8 +57,9 @@ def plan_reads(
         for band, recs in per_band.items():
             for r in recs:
                 if r.metadata.get("crs_epsg") is None:
-                    raise ValueError(f"record {r.id!r}, band {band!r}, href {r.href}: no EPSG code "
-                                     "in its header (a custom CRS); reading needs an EPSG CRS")
+                    raise ValueError(f"record {r.id!r}, band {band!r}, href {redact_url(r.href)}: "
+                                     "no EPSG code in its header (a custom CRS); reading needs "
+                                     "an EPSG CRS")
         epsg = {r.metadata.get("crs_epsg") for recs in per_band.values() for r in recs}
         if len(epsg) > 1:
             names = ", ".join(f"EPSG:{e}" for e in sorted(e for e in epsg if e is not None))

@@ -22,6 +22,7 @@ from ..io import ByteRange
 from ..plan.grid import GridSpec, Window, union_grid
 from ..plan.mask import geometry_mask
 from ..plan.tiles import axis_tiles, chunk_edges, tile_grid_shape
+from ..redact import redact_url
 
 __all__ = ["Record", "TileRead", "ChunkWork", "FetchGroup", "BandPlan", "ReadPlan", "plan_read",
            "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
@@ -122,7 +123,8 @@ class ReadPlan:
 def _grid(record: Record) -> GridSpec:
     grid = GridSpec.from_metadata(record.metadata)
     if grid.crs_epsg is None:
-        raise ValueError(f"record {record.id!r}, href {record.href}: no EPSG code in its header")
+        raise ValueError(f"record {record.id!r}, href {redact_url(record.href)}: no EPSG code "
+                         "in its header")
     return grid
 
 
@@ -170,7 +172,7 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
         planar = md.get("planar_configuration") == 2
         sample = 0 if planar else int(record.band_index)
         off_r, off_c = offsets[(band, record.id)]
-        label = f"record {record.id!r}, band {band!r}, href {record.href}"
+        label = f"record {record.id!r}, band {band!r}, href {redact_url(record.href)}"
         offsets_, counts = md["tile_offsets"], md["tile_byte_counts"]
         tile_h, tile_w = md["tile_height"], md["tile_width"]
         _, across = tile_grid_shape(md["image_width"], md["image_height"], tile_w, tile_h)

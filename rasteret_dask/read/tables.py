@@ -15,6 +15,7 @@ from ..decode import DecodeSpec, decode_tile
 from ..io import ByteRange
 from ..plan.geometry import coerce_geometries, reproject_geometries
 from ..plan.grid import GridSpec
+from ..redact import redact_text, redact_url
 from .api import geometry_crs_of, plan_reads
 from .assemble import to_dataset
 from .graph import RasterReadError
@@ -128,8 +129,9 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
             if key not in decoded:
                 payload = payloads[key]
                 if isinstance(payload, Exception):
-                    raise RasterReadError(f"record {record_id!r}, band {band!r}, href {key[0]}: "
-                                          f"{payload}") from payload
+                    raise RasterReadError(f"record {record_id!r}, band {band!r}, "
+                                          f"href {redact_url(key[0])}: "
+                                          f"{redact_text(payload)}") from payload
                 decoded[key] = decode_tile(payload, spec)
             value = decoded[key][r, c, sample]
             dtypes[band] = value.dtype
