@@ -475,5 +475,23 @@ def test_values_the_index_cannot_hold_are_refused():
         _parse(big_geokeys)
 
 
+def test_a_long_chain_of_mask_ifds_is_refused():
+    """300 IFDs, each a mask (NewSubfileType 4) pointing at the next: a walk without end."""
+    first = geotiff(16, 16, (16, 16), [100], [10])
+    count = 300
+    at = len(first)
+    ifds = b""
+    for k in range(count):
+        nxt = at + 18 * (k + 1) if k < count - 1 else 0
+        ifds += struct.pack("<HHHII", 1, 254, 4, 1, 4) + struct.pack("<I", nxt)
+    data = bytearray(first + ifds)
+    next_at = 8 + 2 + 12 * struct.unpack_from("<H", data, 8)[0]
+    struct.pack_into("<I", data, next_at, at)
+    with pytest.raises(TiffError, match="more than 256 overview and mask IFDs"):
+        _parse(bytes(data))
+    struct.pack_into("<I", data, at + 18 * 9 + 14, 0)  # cut the chain after 10 masks
+    assert _parse(bytes(data)).overviews == ()
+
+
 def test_decode_error_is_a_value_error():
     assert issubclass(TileTooLargeError, DecodeError) and issubclass(DecodeError, ValueError)

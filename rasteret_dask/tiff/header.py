@@ -52,7 +52,10 @@ from .tags import (
     sample_dtype,
 )
 
-__all__ = ["Overview", "TiffHeader", "parse_tiff_header"]
+__all__ = ["MAX_CHAINED_IFDS", "Overview", "TiffHeader", "parse_tiff_header"]
+
+MAX_CHAINED_IFDS = 256
+"""Most overview and mask IFDs walked after the image (a COG has a few dozen at most)."""
 
 Transform = tuple[float, float, float, float, float, float]
 
@@ -282,6 +285,9 @@ def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> T
     while offset:
         if offset in seen:
             raise TiffError(f"corrupt TIFF: IFD chain loops back to offset {offset}")
+        if len(seen) > MAX_CHAINED_IFDS:
+            raise TiffError(f"corrupt or hostile TIFF: more than {MAX_CHAINED_IFDS} overview "
+                            "and mask IFDs follow the image")
         seen.add(offset)
         ifd = reader.ifd(offset)
         if ifd is None:
