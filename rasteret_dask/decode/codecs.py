@@ -1,9 +1,11 @@
 """Decode one TIFF tile's bytes into a (rows, columns, samples) array, as GDAL/libtiff would.
 
 Every codec is an imagecodecs function, which releases the GIL, so tiles decode in parallel on
-threads. Byte-stream codecs (LZW, deflate, PackBits, LZMA, ZSTD, none) decompress straight into
-the output array; image codecs (JPEG, WebP, LERC, JPEG 2000, JPEG XL) return arrays that are
-checked against the tile's shape and dtype.
+threads. Every codec decodes into a tile-sized output array allocated (or given) before it
+runs: byte-stream codecs (LZW, deflate, PackBits, LZMA, ZSTD, none) decompress into its bytes;
+image codecs (JPEG, WebP, LERC, JPEG 2000, JPEG XL) get it as ``out=``, so a stream declaring
+dimensions other than the tile's fails before the codec allocates anything. That array is
+bounded by ``max_tile_bytes`` (see :mod:`.limits`), and a sparse tile allocates nothing.
 
 libtiff's behaviour followed here:
 
@@ -25,6 +27,7 @@ import imagecodecs
 import numpy as np
 
 from ..tiff.tags import compression_name
+from .limits import check_decoded_size, max_tile_bytes
 from .predictors import to_native_order, undo_predictor
 from .spec import (
     COMPRESSION_ADOBE_DEFLATE,
@@ -50,10 +53,10 @@ from .spec import (
     fill_value,
 )
 
-__all__ = ["DecodeError", "DecodeSpec", "DECODABLE_COMPRESSIONS", "decode_tile"]
+__all__ = ["DecodeError", "DecodeSpec", "DECODABLE_COMPRESSIONS", "decode_tile", "is_sparse"]
 
 ByteDecoder = Callable[..., object]
-ImageDecoder = Callable[[bytes | memoryview, DecodeSpec, np.dtype], np.ndarray]
+ImageDecoder = Callable[[bytes | memoryview, DecodeSpec, np.ndarray], np.ndarray]
 
 
 def _available(name: str) -> bool:
@@ -106,22 +109,16 @@ def _codec_error(name: str, exc: BaseException) -> DecodeError:
 
 
 def _decompress(
-    data: bytes | memoryview,
-    compression: int,
-    spec: DecodeSpec,
-    native: np.dtype,
-    out: np.ndarray | None = None,
+    data: bytes | memoryview, compression: int, out: np.ndarray
 ) -> np.ndarray:
-    """Decompress a byte-stream codec's tile into ``out`` or a new native-typed array (file
-    byte order)."""
-    tile = np.empty(spec.shape, native) if out is None else out
-    buffer = tile.reshape(-1).view(np.uint8)
+    """Decompress a byte-stream codec's tile into ``out`` (native-typed, file byte order)."""
+    buffer = out.reshape(-1).view(np.uint8)
     if compression == COMPRESSION_NONE:
         raw = np.frombuffer(data, np.uint8)
         if raw.size < buffer.size:
             raise DecodeError(f"uncompressed tile has {raw.size} bytes, expected {buffer.size}")
         buffer[:] = raw[: buffer.size]
-        return tile
+        return out
     name, decoder = _BYTE_CODECS[compression]
     try:
         result = decoder(data, out=buffer)
@@ -132,10 +129,15 @@ def _decompress(
     size = len(result)  # type: ignore[arg-type]
     if size != buffer.size:
         raise DecodeError(f"{name} tile decoded to {size} bytes, expected {buffer.size}")
-    return tile
+    return out
 
 
-def _jpeg(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
+def _target(out: np.ndarray, spec: DecodeSpec) -> np.ndarray:
+    """``out`` in the shape image codecs return: (rows, columns) for one sample."""
+    return out.reshape(spec.tile_height, spec.tile_width) if spec.samples == 1 else out
+
+
+def _jpeg(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray) -> np.ndarray:
     if spec.photometric == PHOTOMETRIC_YCBCR and spec.samples == 3:
         colorspace, out_colorspace = "YCbCr", "RGB"  # libtiff's JPEGCOLORMODE_RGB, as GDAL
     else:
@@ -143,54 +145,83 @@ def _jpeg(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.nd
         colorspace = {1: "GRAYSCALE", 3: "RGB", 4: "CMYK"}.get(spec.samples)
         out_colorspace = colorspace
     return imagecodecs.jpeg8_decode(
-        data, tables=spec.jpeg_tables, colorspace=colorspace, outcolorspace=out_colorspace
+        data, tables=spec.jpeg_tables, colorspace=colorspace, outcolorspace=out_colorspace,
+        out=_target(out, spec),
     )
 
 
-def _webp(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
-    return imagecodecs.webp_decode(data, hasalpha=spec.samples == 4)
+def _webp(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray) -> np.ndarray:
+    return imagecodecs.webp_decode(data, hasalpha=spec.samples == 4, out=_target(out, spec))
 
 
-def _jpeg2k(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
-    return imagecodecs.jpeg2k_decode(data)
+def _jpeg2k(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray) -> np.ndarray:
+    return imagecodecs.jpeg2k_decode(data, out=_target(out, spec))
 
 
-def _jpegxl(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
-    return imagecodecs.jpegxl_decode(data)
+def _jpegxl(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray) -> np.ndarray:
+    return imagecodecs.jpegxl_decode(data, out=_target(out, spec))
 
 
 def _lerc_blob(data: bytes | memoryview, spec: DecodeSpec) -> bytes | memoryview:
+    """The LERC blob under the additional compression, inflated into at most the tile's size
+    plus room for LERC's masks and headers (a deflate bomb fails instead of growing)."""
     params = spec.lerc_parameters or ()
     extra = params[1] if len(params) > 1 else LERC_ADD_NONE
     if extra == LERC_ADD_NONE:
         return data
-    if extra == LERC_ADD_DEFLATE:
-        return imagecodecs.zlib_decode(data)
-    if extra == LERC_ADD_ZSTD:
-        return imagecodecs.zstd_decode(data)
-    raise DecodeError(f"unsupported LERC additional compression {extra}")
+    if extra not in (LERC_ADD_DEFLATE, LERC_ADD_ZSTD):
+        raise DecodeError(f"unsupported LERC additional compression {extra}")
+    bound = spec.nbytes + spec.nbytes // 4 + 65536
+    decoder = imagecodecs.zlib_decode if extra == LERC_ADD_DEFLATE else imagecodecs.zstd_decode
+    try:
+        return decoder(data, out=bound)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"LERC blob does not inflate within {bound} bytes (corrupt, or "
+                          f"larger than a {spec.nbytes}-byte tile allows): {exc}") from exc
 
 
-def _lerc(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
-    values, masks = imagecodecs.lerc_decode(_lerc_blob(data, spec), masks=True)
+def _lerc_layouts(out: np.ndarray, spec: DecodeSpec) -> list[np.ndarray]:
+    """The arrays a LERC blob of the tile may decode into, in the order tried: ``out`` (one
+    band, or chunky samples), ``out``'s memory as (samples, rows, columns) (LERC "bands",
+    libtiff's layout for float data with partial NaN), and for uint8 a separate array for all
+    samples but the last, an alpha sample stored as the LERC validity mask."""
     rows, cols, samples = spec.shape
-    if samples > 1 and values.shape == (samples, rows, cols) and values.shape != spec.shape:
-        # LERC "bands" (one mask per band): libtiff's layout for float data with partial NaN
-        values = np.moveaxis(values, 0, -1)
-        masks = None if masks is None else np.moveaxis(masks, 0, -1)
-    elif values.ndim == 2:
-        values = values[:, :, np.newaxis]
-    if native == np.uint8 and samples > 1 and values.shape == (rows, cols, samples - 1):
-        # the last (alpha) sample was stored as the LERC validity mask: 0 or 255
-        alpha = np.full((rows, cols, 1), 255, np.uint8)
-        if masks is not None:
-            alpha[:, :, 0] = masks.reshape(rows, cols).astype(np.uint8) * np.uint8(255)
-        return np.concatenate([values, alpha], axis=2)
-    if masks is not None and native.kind == "f" and values.shape == spec.shape:
+    if samples == 1:
+        return [out]
+    layouts = [out, out.reshape(samples, rows, cols)]
+    if out.dtype == np.uint8:
+        layouts.append(np.empty((rows, cols, samples - 1), np.uint8))
+    return layouts
+
+
+def _lerc(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray) -> np.ndarray:
+    blob = _lerc_blob(data, spec)
+    rows, cols, samples = spec.shape
+    layouts = _lerc_layouts(out, spec)
+    for k, target in enumerate(layouts):
+        try:
+            # imagecodecs checks the blob's dimensions against ``target`` before it allocates
+            values, masks = imagecodecs.lerc_decode(blob, masks=True, out=target)
+            break
+        except ValueError:
+            if k == len(layouts) - 1:
+                raise
+    if k == 0 and not _same_memory(values, out):
+        out[...] = values.reshape(out.shape)
+    elif k == 1:  # bands: (samples, rows, cols) in out's memory
+        out[...] = np.moveaxis(values.reshape(samples, rows, cols).copy(), 0, -1)
+        if masks is not None and masks.ndim == 3:
+            masks = np.moveaxis(masks, 0, -1)
+    elif k == 2:  # uint8 colour + alpha from the validity mask: 0 or 255
+        out[:, :, :-1] = values.reshape(rows, cols, samples - 1)
+        out[:, :, -1] = 255 if masks is None else masks.reshape(rows, cols) * np.uint8(255)
+        return out
+    if masks is not None and out.dtype.kind == "f":
         valid = masks if masks.ndim == 3 else masks.reshape(rows, cols, 1)
-        values = np.array(values, order="C")
-        np.copyto(values, np.nan, where=~np.broadcast_to(valid, values.shape))
-    return values
+        np.copyto(out, np.nan, where=~np.broadcast_to(valid, out.shape))
+    return out
 
 
 _IMAGE_CODECS: dict[int, tuple[str, str, ImageDecoder]] = {
@@ -210,23 +241,35 @@ DECODABLE_COMPRESSIONS: frozenset[int] = frozenset(
 """TIFF compression codes that :func:`decode_tile` can decode with this imagecodecs build."""
 
 
-def _decode_image(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype) -> np.ndarray:
+def _same_memory(tile: np.ndarray, out: np.ndarray) -> bool:
+    """Whether ``tile`` is ``out``'s memory, laid out as ``out`` (a reshaped view of it)."""
+    return (tile.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and tile.size == out.size and tile.flags.c_contiguous)
+
+
+def _decode_image(
+    data: bytes | memoryview, spec: DecodeSpec, native: np.dtype, out: np.ndarray
+) -> np.ndarray:
+    """Decode an image codec's tile into ``out`` (the codec checks the stream's dimensions
+    against ``out`` before it allocates anything)."""
     name, _, decoder = _IMAGE_CODECS[spec.compression]
     try:
-        tile = decoder(data, spec, native)
+        tile = decoder(data, spec, out)
     except (DecodeError, MemoryError):
         raise
     except Exception as exc:
         raise _codec_error(name, exc) from exc
+    if tile is out:
+        return out
     if tile.ndim == 2:
         tile = tile[:, :, np.newaxis]
     if tile.shape != spec.shape:
         raise DecodeError(f"{name} tile decoded to shape {tile.shape}, expected {spec.shape}")
     if tile.dtype != native:
         raise DecodeError(f"{name} tile decoded to {tile.dtype}, expected {native}")
-    if not tile.flags.writeable or not tile.flags.c_contiguous:
-        tile = np.array(tile, order="C")
-    return tile
+    if not _same_memory(tile, out):
+        out[...] = tile
+    return out
 
 
 def _check_out(out: np.ndarray, spec: DecodeSpec, native: np.dtype) -> None:
@@ -237,37 +280,70 @@ def _check_out(out: np.ndarray, spec: DecodeSpec, native: np.dtype) -> None:
         )
 
 
+def is_sparse(data: bytes | memoryview) -> bool:
+    """Whether a tile's bytes are empty: a sparse tile (byte count 0, GDAL's SPARSE_OK), read
+    as the nodata value (0 without one) without decoding anything."""
+    return memoryview(data).nbytes == 0
+
+
 def decode_tile(
-    data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray | None = None
+    data: bytes | memoryview,
+    spec: DecodeSpec,
+    out: np.ndarray | None = None,
+    *,
+    max_bytes: int | str | None = None,
 ) -> np.ndarray:
     """Decode one tile's bytes into a native-order array of shape (height, width, samples).
 
-    With ``out`` (C-contiguous, that shape and dtype) the tile is decoded into it and ``out``
-    is returned. Empty ``data`` (a sparse tile) yields a tile filled with the nodata value
-    (0 without one). Raises :class:`DecodeError` on corrupt data or an unsupported
-    compression/predictor.
+    Parameters
+    ----------
+    data
+        The tile's bytes; empty for a sparse tile.
+    spec
+        The tile's decode parameters.
+    out
+        A C-contiguous array of the tile's shape and native dtype to decode into (then
+        returned); without it a new array is allocated.
+    max_bytes
+        Largest tile this call allocates (see :func:`.limits.max_tile_bytes`: default from
+        dask config ``rasteret_dask.max_tile_bytes``, else 256 MiB); only used without ``out``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The tile. A sparse tile fills ``out`` with the nodata value (0 without one), or without
+        ``out`` is a read-only array broadcast from that value (no tile-sized allocation).
+
+    Raises
+    ------
+    DecodeError
+        On corrupt data, a stream whose dimensions differ from the tile's, or an unsupported
+        compression/predictor; :class:`.limits.TileTooLargeError` (a DecodeError) when the tile
+        would need more than ``max_bytes``, before anything is allocated.
     """
     file_dtype, native = _dtypes(spec.dtype)
     if out is not None:
         _check_out(out, spec, native)
-    if memoryview(data).nbytes == 0:
+    if is_sparse(data):
+        value = fill_value(native, spec.nodata)
         if out is None:
-            return np.full(spec.shape, fill_value(native, spec.nodata), native)
-        out.fill(fill_value(native, spec.nodata))
+            return np.broadcast_to(np.array(value, native), spec.shape)
+        out.fill(value)
         return out
     compression = spec.compression
     if compression not in DECODABLE_COMPRESSIONS:
         name = compression_name(compression)
         raise DecodeError(f"unsupported TIFF compression {compression} ({name})")
+    if out is None:
+        check_decoded_size(spec, max_tile_bytes(max_bytes))
+        out = np.empty(spec.shape, native)
     if compression == COMPRESSION_NONE or compression in _BYTE_CODECS:
         predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
-        tile = _decompress(data, compression, spec, native, out)
-        tile = to_native_order(tile, file_dtype, predictor)
+        tile = to_native_order(_decompress(data, compression, out), file_dtype, predictor)
         tile = undo_predictor(tile, predictor)
     else:
-        tile = _decode_image(data, spec, native)
+        tile = _decode_image(data, spec, native, out)
         tile = to_native_order(tile, file_dtype, PREDICTOR_NONE)
-    if out is not None and tile is not out:
+    if tile is not out:
         out[...] = tile
-        return out
-    return tile
+    return out

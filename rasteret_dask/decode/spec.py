@@ -138,6 +138,11 @@ class DecodeSpec:
         """Shape of a decoded tile: (tile_height, tile_width, samples)."""
         return (self.tile_height, self.tile_width, self.samples)
 
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes of a decoded tile, as its header declares it."""
+        return self.tile_height * self.tile_width * self.samples * np.dtype(self.dtype).itemsize
+
     @classmethod
     def from_metadata(cls, md: Mapping[str, Any]) -> DecodeSpec:
         """Build the spec from a ``{band}_metadata`` struct (a dict keyed by METADATA_FIELDS)."""

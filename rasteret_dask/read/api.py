@@ -31,11 +31,15 @@ def plan_reads(
     all_touched: bool = False,
     chunks: int | None = None,
     data_source: Any = None,
+    max_tile_bytes: int | str | None = None,
     **filters: Any,
 ) -> list[ReadPlan]:
     """One read plan per geometry (pure planning: reads only index columns, never a COG).
 
-    Bands are planned under the names the index stores (see ``read.source``).
+    Bands are planned under the names the index stores (see ``read.source``). Tiles declaring
+    more than ``max_tile_bytes`` (default: dask config ``rasteret_dask.max_tile_bytes``, else
+    256 MiB) are not fetched and fail their chunks (see ``read.plan.plan_read``); ``get_xarray``,
+    ``get_numpy``, ``get_gdf`` and ``explain`` pass it on through their keyword arguments.
     """
     bands = read_source(collection, bands, data_source).stored_bands
     missing = [b for b in bands if b not in collection.enriched_bands]
@@ -68,7 +72,7 @@ def plan_reads(
         dst = pyproj.CRS.from_epsg(next(iter(epsg)))
         native = reproject_geometries([shape], src_crs, dst)[0]
         plans.append(plan_read(per_band, native, all_touched=all_touched,
-                               tiles_per_chunk=chunks or 1))
+                               tiles_per_chunk=chunks or 1, max_tile_bytes=max_tile_bytes))
     return plans
 
 

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..decode import DecodeError, DecodeSpec, decode_tile
+from ..decode import DecodeError, DecodeSpec, decode_tile, is_sparse
 from ..io.fetch import Payload
 from .buffers import Placement, claim, on_distributed_worker
 from .plan import ChunkWork, TileRead
@@ -42,9 +42,14 @@ def _scratch_tile(spec: DecodeSpec) -> np.ndarray:
 
 
 def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
-            out: np.ndarray) -> np.ndarray:
+            out: np.ndarray | None) -> np.ndarray:
+    """Tile ``read`` decoded into ``out``, or without ``out`` into this thread's scratch tile;
+    a sparse tile without ``out`` is the nodata value broadcast: nothing is allocated, whatever
+    size its header declares (the plan refused every other tile over the size limit)."""
     data = payloads.get(read.payload)
     try:
+        if out is None and not is_sparse(data):
+            out = _scratch_tile(work.spec)
         return decode_tile(data, work.spec, out)
     except DecodeError as exc:
         raise RasterReadError(f"{work.label}: {exc}") from exc
@@ -54,7 +59,10 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
                  placement: Placement | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
     a (1, h, w) array: its region of the band's shared buffer, or a new array. A chunk without
-    tiles (``payloads`` may be None) is filled with nodata."""
+    tiles (``payloads`` may be None) is filled with nodata. A chunk the plan refused (a tile
+    over the size limit, ``work.error``) raises RasterReadError before anything is allocated."""
+    if work.error is not None:
+        raise RasterReadError(f"{work.label}: {work.error}")
     covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
     full = covered == work.shape[0] * work.shape[1]  # the tiles tile the chunk exactly
     if placement is not None and not on_distributed_worker():
@@ -71,9 +79,8 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
             # the chunk is one whole single-sample tile: decode straight into it
             _decode(payloads, work.tiles[0], work, out.reshape(work.spec.shape))
             return out
-    scratch = _scratch_tile(work.spec)
     for read in work.tiles:
-        tile = _decode(payloads, read, work, scratch)
+        tile = _decode(payloads, read, work, None)
         s0, s1, s2, s3 = read.src
         d0, d1, d2, d3 = read.dst
         out[0, d0:d1, d2:d3] = tile[s0:s1, s2:s3, work.sample]

@@ -16,7 +16,7 @@ import shapely
 from affine import Affine
 
 from .. import schema as S
-from ..decode import DecodeSpec
+from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
 from ..io import ByteRange
 from ..plan.grid import GridSpec, Window, union_grid
@@ -56,7 +56,9 @@ class TileRead:
 
 @dataclass(frozen=True, slots=True)
 class ChunkWork:
-    """Everything a decode task needs for one output chunk (time, y, x) of one band."""
+    """Everything a decode task needs for one output chunk (time, y, x) of one band; ``error``
+    says why the chunk cannot be read when the plan already knows (a tile over the size limit:
+    nothing is fetched and the decode task raises it)."""
 
     spec: DecodeSpec
     shape: tuple[int, int]
@@ -64,6 +66,7 @@ class ChunkWork:
     sample: int
     tiles: tuple[TileRead, ...]
     label: str
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ def _common_grid(records_by_band: dict[str, list[Record]]) -> tuple[GridSpec, di
 
 
 def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window,
-               offsets: dict, row_edges, col_edges, group_tiles: int, group_bytes: int) -> BandPlan:
+               offsets: dict, row_edges, col_edges, group_tiles: int, group_bytes: int,
+               max_tile_bytes: int) -> BandPlan:
     first = records[0].metadata
     dtype = np.dtype(first["dtype"]).newbyteorder("=")
     nodata = first.get("nodata")
@@ -168,6 +172,7 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
             raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md['dtype']}, "
                              f"others {first['dtype']}; read bands of one dtype")
         spec = DecodeSpec.from_metadata(md)
+        oversize = spec.nbytes > max_tile_bytes  # only sparse tiles of it can be read
         fill = fill_value(dtype, nodata)
         planar = md.get("planar_configuration") == 2
         sample = 0 if planar else int(record.band_index)
@@ -197,6 +202,7 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
                                or size >= group_bytes):
                     close_group()
                 reads = []
+                refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
                     for tile_col, s2, s3, d2, d3 in cols:
                         tile = tile_row * across + tile_col
@@ -204,11 +210,19 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
                         if key not in index_of:
                             start = int(offsets_[tile])
                             count = int(counts[tile])
+                            if count < 0 or count > max_tile_bytes or (count and oversize):
+                                refused = limits.tile_size_problem(spec, count, max_tile_bytes,
+                                                                   tile)
+                                continue
                             index_of[key] = len(ranges)
                             ranges.append(ByteRange(record.href, start, start + count))
                             labels.append(label)
                             size += count
                         reads.append(TileRead(index_of[key], (s0, s1, s2, s3), (d0, d1, d2, d3)))
+                if refused is not None:  # never fetched: the decode task raises it
+                    chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),
+                                                             label, refused))
+                    continue
                 work = ChunkWork(spec, shape, fill, sample, tuple(reads), label)
                 chunks[(t, i, j)] = (len(groups), work)
     close_group()
@@ -225,8 +239,15 @@ def plan_read(
     group_tiles: int = DEFAULT_GROUP_TILES,
     group_bytes: int = DEFAULT_GROUP_BYTES,
     mask: bool = True,
+    max_tile_bytes: int | str | None = None,
 ) -> ReadPlan:
-    """Plan reading ``geometry`` (in the records' CRS) from every record of every band."""
+    """Plan reading ``geometry`` (in the records' CRS) from every record of every band.
+
+    A tile declaring more than ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
+    :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
+    raises an error naming record, band, href, the declared size and the limit.
+    """
+    limit = limits.max_tile_bytes(max_tile_bytes)
     union, offsets = _common_grid(records_by_band)
     window = union.window_for_geometry(geometry, all_touched=all_touched, clip=True)
     if window is None or window.is_empty:
@@ -239,16 +260,19 @@ def plan_read(
     md = anchor.metadata
     off_r, off_c = offsets[(first_band, anchor.id)]
     # chunk edges follow the first record's tile grid, expressed in output-window coordinates
+    # (tiles declaring more than the limit get smaller chunks: no chunk allocates more)
+    step_h, step_w = limits.bounded_tile_step(md["tile_height"], md["tile_width"],
+                                              np.dtype(md["dtype"]).itemsize, limit)
     rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
-                       md["tile_height"], tiles_per_chunk)
+                       step_h, tiles_per_chunk)
     cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
-                       md["tile_width"], tiles_per_chunk)
+                       step_w, tiles_per_chunk)
     base_r, base_c = window.row_off - off_r, window.col_off - off_c
     row_edges = [(a - base_r, b - base_r) for a, b in rows]
     col_edges = [(a - base_c, b - base_c) for a, b in cols]
     bands = tuple(
         _band_plan(band, records, union, window, offsets, row_edges, col_edges,
-                   group_tiles, group_bytes)
+                   group_tiles, group_bytes, limit)
         for band, records in records_by_band.items()
     )
     ref = records_by_band[first_band]

@@ -11,7 +11,8 @@ import pyproj
 import shapely
 
 from .. import schema as S
-from ..decode import DecodeSpec, decode_tile
+from ..decode import DecodeSpec, decode_tile, tile_size_problem
+from ..decode import max_tile_bytes as max_tile_limit
 from ..io import ByteRange
 from ..plan.geometry import coerce_geometries, reproject_geometries
 from ..plan.grid import GridSpec
@@ -67,11 +68,13 @@ def _tile_of(md: dict, row: int, col: int) -> int:
 def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
                   geometry_crs: Any = 4326, storage_options: dict | None = None,
                   max_concurrent: int = 64, data_source: Any = None,
-                  **filters: Any) -> pa.Table:
+                  max_tile_bytes: int | str | None = None, **filters: Any) -> pa.Table:
     """Pixel values at points: one row per point x record, one column per band.
 
-    Only the tiles under the points are fetched (one batched fetch, each tile once).
+    Only the tiles under the points are fetched (one batched fetch, each tile once); a tile
+    declaring more than ``max_tile_bytes`` raises before anything is fetched.
     """
+    limit = max_tile_limit(max_tile_bytes)
     source = read_source(collection, bands, data_source)
     bands = source.stored_bands
     missing = [b for b in bands if b not in collection.enriched_bands]
@@ -101,13 +104,17 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
                     continue
                 tile = _tile_of(md, row, col)
                 start = int(md["tile_offsets"][tile])
+                count = int(md["tile_byte_counts"][tile])
+                spec = DecodeSpec.from_metadata(md)
+                problem = tile_size_problem(spec, count, limit, tile)
+                if problem is not None:
+                    raise RasterReadError(f"record {record.id!r}, band {band!r}, "
+                                          f"href {redact_url(record.href)}: {problem}")
                 key = (record.href, tile)
-                wanted.setdefault(key, ByteRange(record.href, start,
-                                                 start + int(md["tile_byte_counts"][tile])))
+                wanted.setdefault(key, ByteRange(record.href, start, start + count))
                 samples.setdefault((k, record.id), {"datetime": record.datetime})[band] = (
                     key, row % md["tile_height"], col % md["tile_width"],
-                    0 if md.get("planar_configuration") == 2 else record.band_index,
-                    DecodeSpec.from_metadata(md))
+                    0 if md.get("planar_configuration") == 2 else record.band_index, spec)
     keys = list(wanted)
     reader = source.reader(storage_options, max_concurrent)
     payloads = dict(zip(keys, reader.fetch([wanted[k] for k in keys], return_exceptions=True),
@@ -132,7 +139,7 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str], *,
                     raise RasterReadError(f"record {record_id!r}, band {band!r}, "
                                           f"href {redact_url(key[0])}: "
                                           f"{redact_text(payload)}") from payload
-                decoded[key] = decode_tile(payload, spec)
+                decoded[key] = decode_tile(payload, spec, max_bytes=limit)
             value = decoded[key][r, c, sample]
             dtypes[band] = value.dtype
             out[band].append(value.item())

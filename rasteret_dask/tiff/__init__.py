@@ -7,7 +7,7 @@ drivers (`read_tiff_header`, or the enrichment layer's multi-file driver) fetch 
 from .buffer import NeedBytes, SparseBuffer, TiffError, merge_ranges
 from .driver import ReadRanges, read_tiff_header
 from .header import Overview, TiffHeader, parse_tiff_header
-from .ifd import IFD_READAHEAD
+from .ifd import IFD_READAHEAD, MAX_TILES
 from .tags import SUPPORTED_COMPRESSIONS, compression_name, sample_dtype
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "TiffError",
     "merge_ranges",
     "IFD_READAHEAD",
+    "MAX_TILES",
     "Overview",
     "TiffHeader",
     "parse_tiff_header",

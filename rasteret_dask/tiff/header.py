@@ -18,7 +18,7 @@ from .geokeys import (
     is_pixel_is_point,
     parse_geo_keys,
 )
-from .ifd import IFD_READAHEAD, Ifd, IfdReader, read_file_header
+from .ifd import IFD_READAHEAD, Ifd, IfdReader, check_tile_table, read_file_header
 from .tags import (
     BITS_PER_SAMPLE,
     COMPRESSION,
@@ -52,7 +52,10 @@ from .tags import (
     sample_dtype,
 )
 
-__all__ = ["Overview", "TiffHeader", "parse_tiff_header"]
+__all__ = ["MAX_CHAINED_IFDS", "Overview", "TiffHeader", "parse_tiff_header"]
+
+MAX_CHAINED_IFDS = 256
+"""Most overview and mask IFDs walked after the image (a COG has a few dozen at most)."""
 
 Transform = tuple[float, float, float, float, float, float]
 
@@ -201,6 +204,8 @@ def _check_layout(ifd: Ifd) -> None:
     for tag in (TILE_LENGTH, TILE_BYTE_COUNTS, IMAGE_WIDTH, IMAGE_LENGTH):
         if tag not in entries:
             raise TiffError(f"tiled TIFF without the required tag {tag}")
+    for tag in (TILE_OFFSETS, TILE_BYTE_COUNTS):
+        check_tile_table(entries[tag])
 
 
 def _values(reader: IfdReader, ifd: Ifd, tags: Sequence[int]) -> dict[int, Any]:
@@ -280,6 +285,9 @@ def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> T
     while offset:
         if offset in seen:
             raise TiffError(f"corrupt TIFF: IFD chain loops back to offset {offset}")
+        if len(seen) > MAX_CHAINED_IFDS:
+            raise TiffError(f"corrupt or hostile TIFF: more than {MAX_CHAINED_IFDS} overview "
+                            "and mask IFDs follow the image")
         seen.add(offset)
         ifd = reader.ifd(offset)
         if ifd is None:
@@ -352,7 +360,7 @@ def _build(
     )
     lerc = values.get(LERC_PARAMETERS)
     photometric = values.get(PHOTOMETRIC)
-    return TiffHeader(
+    header = TiffHeader(
         image_width=width,
         image_height=height,
         tile_width=tile_width,
@@ -380,3 +388,31 @@ def _build(
         header_bytes=header_bytes,
         geo_keys=geo_keys,
     )
+    _check_ranges(header)
+    return header
+
+
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (0, (1 << 63) - 1)
+
+
+def _check_ranges(header: TiffHeader) -> None:
+    """Refuse values the index cannot hold (int32 sizes and codes, int64 tile offsets and byte
+    counts): a corrupt header fails as its own record's error, not as its partition's write."""
+    codes: list[tuple[str, Sequence[int], tuple[int, int]]] = [
+        ("image size", (header.image_width, header.image_height), _INT32),
+        ("tile size", (header.tile_width, header.tile_height), _INT32),
+        ("Compression", (header.compression,), _INT32),
+        ("Predictor", (header.predictor,), _INT32),
+        ("Photometric", () if header.photometric is None else (header.photometric,), _INT32),
+        ("SamplesPerPixel", (header.samples_per_pixel,), _INT32),
+        ("ExtraSamples", header.extra_samples, _INT32),
+        ("LercParameters", header.lerc_parameters or (), _INT32),
+        ("overview sizes", [v for o in header.overviews for v in o.to_dict().values()], _INT32),
+        ("TileOffsets", header.tile_offsets, _INT64),
+        ("TileByteCounts", header.tile_byte_counts, _INT64),
+    ]
+    for name, numbers, (low, high) in codes:
+        if numbers and (min(numbers) < low or max(numbers) > high):
+            bad = next(v for v in numbers if not low <= v <= high)
+            raise TiffError(f"corrupt TIFF: {name} value {bad} is outside [{low}, {high}]")

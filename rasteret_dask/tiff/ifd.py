@@ -10,15 +10,22 @@ import struct
 from dataclasses import dataclass
 
 from .buffer import NeedBytes, SparseBuffer, TiffError
-from .tags import ASCII, FIELD_TYPES, FLOAT_TYPES, INTEGER_TYPES
+from .tags import ASCII, FIELD_TYPES, FLOAT_TYPES, INTEGER_TYPES, TILE_BYTE_COUNTS, TILE_OFFSETS
 
-__all__ = ["FileHeader", "IfdEntry", "Ifd", "IfdReader", "read_file_header", "IFD_READAHEAD"]
+__all__ = ["FileHeader", "IfdEntry", "Ifd", "IfdReader", "read_file_header", "IFD_READAHEAD",
+           "MAX_TILES", "MAX_VALUE_BYTES", "check_tile_table"]
 
 # Bytes requested at an IFD whose entry count is still unknown: room for ~300 classic entries
 # plus the out-of-line values libtiff and GDAL write right after the entries.
 IFD_READAHEAD = 4096
-# A single tag value larger than this is taken as corruption rather than fetched.
-MAX_VALUE_BYTES = 1 << 28
+# A tag value larger than this is taken as corruption rather than fetched: every tag the
+# parser reads besides the tile tables (GeoKeys, model tags, JPEG tables, nodata) is a few KB.
+MAX_VALUE_BYTES = 1 << 20
+# Most tiles one image (every plane of it) may declare: 2**20 tiles of 256 x 256 pixels cover
+# a 262144 x 262144 image. A header declaring more is refused before its tile tables are
+# fetched (their values become Python ints in the parser and list columns in the index).
+MAX_TILES = 1 << 20
+_TILE_TABLES = {TILE_OFFSETS: "TileOffsets", TILE_BYTE_COUNTS: "TileByteCounts"}
 
 
 @dataclass(frozen=True)
@@ -173,8 +180,13 @@ class IfdReader:
         nbytes = entry.nbytes
         if nbytes is None:
             raise TiffError(f"tag {entry.tag} has unknown field type {entry.type}")
-        if nbytes > MAX_VALUE_BYTES:
-            raise TiffError(f"corrupt TIFF: tag {entry.tag} claims a {nbytes}-byte value")
+        if entry.tag in _TILE_TABLES:
+            check_tile_table(entry)
+        elif nbytes > MAX_VALUE_BYTES:
+            raise TiffError(
+                f"corrupt TIFF: tag {entry.tag} declares a {nbytes}-byte value, more than the "
+                f"{MAX_VALUE_BYTES} bytes any tag this reader uses needs"
+            )
         return self.get(entry.value_at, nbytes)
 
     def numbers(self, entry: IfdEntry, *, integer: bool) -> tuple[int | float, ...] | None:
@@ -210,3 +222,14 @@ class IfdReader:
                 f"tag {entry.tag} has field type {entry.type}, expected BYTE (1) or UNDEFINED (7)"
             )
         return self._raw(entry)
+
+
+def check_tile_table(entry: IfdEntry) -> None:
+    """Refuse a TileOffsets/TileByteCounts entry declaring more than :data:`MAX_TILES` values,
+    before any of them is fetched."""
+    if entry.count > MAX_TILES:
+        name = _TILE_TABLES.get(entry.tag, f"tag {entry.tag}")
+        raise TiffError(
+            f"corrupt or hostile TIFF: {name} declares {entry.count} tiles, more than the "
+            f"{MAX_TILES} one image may have here"
+        )
