@@ -20,19 +20,15 @@ __all__ = ["demo", "info", "build_stac", "build_table", "enrich", "read", "reenr
 
 @contextlib.contextmanager
 def _client(target: str | None) -> Iterator[Any]:
-    """The ``--cluster`` target as a distributed Client (None: local threads), closed after."""
-    if target is None:
-        yield None
-        return
-    from ..cluster import resolve_client
+    """The ``--cluster`` target as a distributed Client (None: local threads), closed after
+    if this command created it."""
+    from ..runner import using_client
 
-    client, owned = resolve_client(target)
-    print(f"cluster: {client.dashboard_link or client.scheduler.address}", file=sys.stderr)
-    try:
+    with using_client(target) as client:
+        if client is not None:
+            print(f"cluster: {client.dashboard_link or client.scheduler.address}",
+                  file=sys.stderr)
         yield client
-    finally:
-        if owned:
-            client.close()
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -108,13 +104,9 @@ def read(args: argparse.Namespace) -> int:
     if isinstance(ds, list):
         raise ValueError("read takes one AOI geometry (a FeatureCollection gave several)")
     with _client(args.cluster) as client:
-        if client is None and _progress(args):
-            from dask.diagnostics import ProgressBar
+        from ..runner import compute
 
-            with ProgressBar(minimum=1.0):
-                ds = ds.compute(scheduler="threads")
-        elif client is not None:
-            ds = client.compute(ds).result()
+        ds = compute([ds], client, progress=_progress(args))[0]
         target = write_dataset(ds, args.out, fmt)
     print(f"wrote {target} ({fmt}): {describe_output(ds)} in {time.perf_counter() - started:.1f} s")
     return 0

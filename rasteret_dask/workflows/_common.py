@@ -11,11 +11,9 @@ exists, so deleting ``_done/<key>`` makes a rerun redo exactly that unit.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import os
 import warnings
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -24,7 +22,6 @@ import pyarrow.dataset as pads
 import shapely
 from affine import Affine
 
-from ..cluster import active_client
 from ..plan.grid import GridSpec, Window
 
 if TYPE_CHECKING:
@@ -36,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "as_collection",
     "memory_collection",
-    "run_units",
     "WorkflowStore",
     "mark_done",
     "inset_box",
@@ -85,41 +81,6 @@ def inset_box(grid: GridSpec, window: Window, inset: float = 0.25) -> shapely.Po
     xs = [t.c + t.a * c + t.b * r for c in cols for r in rows]
     ys = [t.f + t.d * c + t.e * r for c in cols for r in rows]
     return shapely.box(min(xs), min(ys), max(xs), max(ys))
-
-
-def run_units(units: Iterable[Delayed], *, client: Any = None, in_flight: int | None = None) -> int:
-    """Compute delayed units (built lazily from ``units``) and return how many finished.
-
-    With a client, at most ``in_flight`` units are submitted at once and the first failure
-    cancels the rest and is raised; without one, batches of ``in_flight`` units run on local
-    threads. Units that finished before a failure stay finished (their markers are written).
-    """
-    client = active_client(client)
-    iterator = iter(units)
-    finished = 0
-    if client is None:
-        size = in_flight or max(2, os.cpu_count() or 2)
-        while batch := list(itertools.islice(iterator, size)):
-            dask.compute(*batch, scheduler="threads")
-            finished += len(batch)
-        return finished
-    from distributed import as_completed
-
-    size = in_flight or max(2, 2 * sum(client.nthreads().values()))
-    submitted = [client.compute(u) for u in itertools.islice(iterator, size)]
-    pending = as_completed(submitted)
-    try:
-        for future in pending:
-            future.result()
-            finished += 1
-            for unit in itertools.islice(iterator, 1):
-                submitted.append(client.compute(unit))
-                pending.add(submitted[-1])
-    except BaseException:
-        for future in submitted:
-            future.cancel()
-        raise
-    return finished
 
 
 def _group_json(attributes: dict) -> bytes:

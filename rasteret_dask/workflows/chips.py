@@ -30,7 +30,8 @@ import xarray as xr
 from .. import schema as S
 from ..plan.geometry import reproject_geometries
 from ..plan.grid import GridSpec, Window, pixel_coordinates
-from ._common import WorkflowStore, as_collection, inset_box, memory_collection, run_units
+from ..runner import compute_streaming
+from ._common import WorkflowStore, as_collection, inset_box, memory_collection
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -272,7 +273,7 @@ def export_chips(
         for job in jobs:
             yield unit(*job)
 
-    written = run_units(pending(), client=client, in_flight=in_flight)
+    written = compute_streaming(pending(), client=client, in_flight=in_flight)
     return ChipsReport(
         out=root, splits={s: len(c) for s, c in sorted(plan.items())},
         chips_total=sum(len(c) for c in plan.values()), batches_total=len(jobs) + skipped,

@@ -31,7 +31,8 @@ from ..plan.mask import geometry_mask
 from ..read.api import geometry_crs_of
 from ..read.assemble import spatial_ref
 from ..read.plan import align_records, records_for_band
-from ._common import WorkflowStore, as_collection, memory_collection, run_units
+from ..runner import compute_streaming
+from ._common import WorkflowStore, as_collection, memory_collection
 from ._tiles import NAN, CompositeSetup, nan_tile, ndvi_block, tile_arrays
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ def composite(
             if key not in finished:
                 yield unit(key)
 
-    written = run_units(pending(), client=client, in_flight=in_flight)
+    written = compute_streaming(pending(), client=client, in_flight=in_flight)
     return CompositeReport(
         out=os.fspath(out), tiles_total=len(tiles), tiles_written=written,
         tiles_skipped=len(finished), tiles_empty=empty[0], months=tuple(months),
