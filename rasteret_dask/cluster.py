@@ -343,9 +343,32 @@ def _target_config(target: Any) -> dict[str, Any]:
 
 def connect(target: str | os.PathLike[str] | Client | Mapping[str, Any] | None = None,
             **kwargs: Any) -> Client:
-    """A Client for ``target``; kwargs extend the ``cluster:`` arguments (Client's for an address).
+    """A ``distributed.Client`` for ``target``.
 
-    ``None`` always starts a new LocalCluster sized to the machine; close the client to close it.
+    Parameters
+    ----------
+    target : str, os.PathLike, Client, mapping or None, default None
+        ``None`` starts a new LocalCluster sized to the machine; a Client is returned as is;
+        ``"tcp://host:port"`` or ``"host:port"`` connects to a running scheduler; a kind name
+        (``"local"``, ``"slurm"``, ``"pbs"``, ``"kubernetes"``, ``"gateway"``, ``"ssh"``) starts
+        that cluster with its defaults; a ``cluster/*.yaml`` path or an equivalent mapping is
+        validated and started.
+    **kwargs
+        Extend the config's ``cluster:`` arguments (the Client's arguments for an address).
+
+    Returns
+    -------
+    distributed.Client
+        Closing it also closes a cluster that this call started.
+
+    Raises
+    ------
+    ValueError
+        For an unrecognised target or an invalid cluster config (the message names the file).
+    ImportError
+        When the cluster kind needs an extra that is not installed (the message names it).
+    TypeError
+        For keyword arguments with an existing Client, or a target of another type.
     """
     if isinstance(target, Client):
         if kwargs:

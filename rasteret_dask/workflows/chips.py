@@ -210,8 +210,57 @@ def export_chips(
     overwrite: bool = False,
     **filters: Any,
 ) -> ChipsReport:
-    """Export ``chip_size`` chips of ``bands`` into ``out/<split>.zarr`` (rows with a null split
-    are skipped); ``filters`` go to ``Collection.subset``. Finished batches are skipped."""
+    """Export ``chip_size`` chips of ``bands`` into one Zarr store per split, ``out/<split>.zarr``.
+
+    Each record gives one chip centred on its AOI (``mode="center"``) or a grid of chips over it
+    (``"grid"``); chips are written in batches, each batch one unit of work marked done when
+    written, so a rerun skips finished batches.
+
+    Parameters
+    ----------
+    collection_or_path : Collection, str or os.PathLike
+        The index, or its path/URL (opened with ``load``).
+    bands : sequence of str
+        Bands to export (enriched).
+    out : str or os.PathLike
+        Folder or fsspec URL that receives ``<split>.zarr`` stores.
+    chip_size : int, default 256
+        Pixels per chip side.
+    geometry_column : str or None, default "aoi"
+        WKB column of AOIs to place chips on; None uses each image's centre.
+    geometry_crs : CRS-like, default 4326
+        CRS of ``geometry_column``.
+    mode : {"center", "grid"}, default "center"
+        One chip per AOI centre, or every chip of a grid over the AOI.
+    split_column : str, default "split"
+        Column naming each record's split; rows with a null split are skipped.
+    label_column : str or None, default "label"
+        Column of labels stored with the chips; None for none.
+    batch_size : int, default 32
+        Chips per unit of work and Zarr shard.
+    client : distributed.Client, optional
+        Where to run; default the active client, else local threads.
+    storage_options, out_storage_options : dict, optional
+        fsspec options for reading the COGs and for writing ``out``.
+    in_flight : int, optional
+        Batches computed at once (default: twice the cluster's threads).
+    overwrite : bool, default False
+        Replace existing split stores written with other arguments.
+    **filters
+        Passed to ``Collection.subset``.
+
+    Returns
+    -------
+    ChipsReport
+        Chips per split, batches written and skipped, rows left out and why, time.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``mode``, a ``chip_size`` or ``batch_size`` below 1, unknown or
+        unenriched bands, missing split/label/geometry columns, or stores written with other
+        arguments.
+    """
     started = time.perf_counter()
     bands = [bands] if isinstance(bands, str) else list(bands)
     if mode not in ("center", "grid"):

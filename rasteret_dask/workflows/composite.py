@@ -163,9 +163,55 @@ def composite(
 ) -> CompositeReport:
     """Monthly nan-median composite of ``bands`` (+ ``ndvi``) over ``aoi`` into Zarr ``out``.
 
-    ``filters`` go to ``Collection.subset`` (e.g. ``cloud_cover_lt=30``); ``in_flight`` bounds
-    the tiles computed at once. Finished tiles of an earlier run with the same arguments are
-    skipped.
+    The AOI's pixel window on the records' grid is cut into ``tile_size`` tiles; each tile is
+    one unit of work (read, median per calendar month, write its Zarr region, mark it done), so
+    a rerun with the same arguments skips finished tiles and a killed worker loses nothing.
+
+    Parameters
+    ----------
+    collection_or_path : Collection, str or os.PathLike
+        The index, or its path/URL (opened with ``load``).
+    aoi : geometry
+        Anything ``get_xarray`` accepts as one geometry (shapely, WKT, GeoJSON, bbox tuple).
+    bands : sequence of str
+        Bands to composite (enriched, one CRS among the records).
+    out : str or os.PathLike
+        The Zarr store to write (a path or an fsspec URL).
+    tile_size : int, default 512
+        Pixels per side of a unit of work (and of the Zarr chunks).
+    aoi_crs : CRS-like, default 4326
+        CRS of ``aoi``'s coordinates (anything pyproj accepts).
+    date_range : (start, end), optional
+        Only records in this range (ISO dates or datetimes, both included).
+    red, nir : str or None, default "B04", "B08"
+        Bands for the ``ndvi`` variable.
+    ndvi : bool, default True
+        Write ``ndvi`` when both ``red`` and ``nir`` are among ``bands``.
+    all_touched : bool, default False
+        Keep every pixel the AOI touches, not only those whose centre it holds.
+    client : distributed.Client, optional
+        Where to run; default the active client, else local threads.
+    storage_options : dict, optional
+        fsspec options for reading the COGs.
+    out_storage_options : dict, optional
+        fsspec options for writing ``out``.
+    in_flight : int, optional
+        Tiles computed at once (default: twice the cluster's threads).
+    overwrite : bool, default False
+        Replace an existing store; without it a store written with other arguments raises.
+    **filters
+        Passed to ``Collection.subset`` (e.g. ``cloud_cover_lt=30``).
+
+    Returns
+    -------
+    CompositeReport
+        Tiles total, written, skipped and empty, months, variables, shape, CRS and time.
+
+    Raises
+    ------
+    ValueError
+        For a ``tile_size`` below 1, unknown or unenriched bands, records in several CRSs, an
+        AOI that meets no record, or an existing store written with other arguments.
     """
     started = time.perf_counter()
     bands = [bands] if isinstance(bands, str) else list(bands)
