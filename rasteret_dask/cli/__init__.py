@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band-map", type=A.key_values, help="band code=asset key, e.g. B04=red")
     p.add_argument("--href-column")
     p.add_argument("--no-enrich", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing index of that name (only its own files)")
     p.set_defaults(func=C.build_table)
 
     p = commands.add_parser("enrich", parents=[common], help="fill missing COG metadata")
