@@ -16,8 +16,8 @@ import pyarrow.dataset as ds
 
 from . import schema as S
 from .index import filters as F
-from .index.geoparquet import CollectionInfo
 from .index.dataset import IndexChangedError, fragment_dataset, open_dataset
+from .index.geoparquet import CollectionInfo
 from .index.normalize import normalize_table
 from .index.objectstore import Store, open_store
 from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned

@@ -288,12 +288,13 @@ def delete(store: Store, rels: Iterable[str]) -> None:
 
 
 def arrow_filesystem(store: Store) -> Any:
-    """The filesystem handed to ``pyarrow.dataset``: Arrow's own on local disk, else fsspec's."""
-    if store.is_local:
-        import pyarrow.fs as pafs
+    """The filesystem handed to ``pyarrow.dataset``: Arrow's own on local disk, else fsspec's
+    (wrapped, so it pickles as its options and a worker opens its own)."""
+    import pyarrow.fs as pafs
 
+    if store.is_local:
         return pafs.LocalFileSystem()
-    return store.fs
+    return pafs.PyFileSystem(pafs.FSSpecHandler(store.fs))
 
 
 def is_safe_for_concurrent_writers(store: Store) -> bool:
