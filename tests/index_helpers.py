@@ -39,3 +39,15 @@ def data_files(root: Path) -> list[str]:
     """The ``*.parquet`` files under ``root`` as DuckDB's ``**/*.parquet`` glob sees them."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet")
                   if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts))
+
+
+def fingerprint(table: pa.Table) -> tuple:
+    """What identifies a version's rows: count, distinct ids, summed cloud cover, and the
+    number of records with B04 metadata."""
+    import pyarrow.compute as pc
+
+    enriched = 0
+    if S.metadata_column("B04") in table.column_names:
+        enriched = table.num_rows - table[S.metadata_column("B04")].null_count
+    total = pc.sum(table[S.CLOUD_COVER]).as_py() or 0.0
+    return (table.num_rows, len(pc.unique(table[S.ID])), round(total, 3), enriched)

@@ -12,7 +12,8 @@ no other module branches on the protocol. What each primitive promises:
 - :func:`new_file` streams a new object that appears under its name only when complete (a
   hidden temporary file renamed on local disk; a single or multipart upload on object stores,
   which is invisible until it completes).
-- Listings never come from fsspec's listing caches, so a reader sees what was committed.
+- Listings never come from fsspec's listing caches (a store's filesystem has them turned
+  off), so a reader sees what was committed and opens files other processes wrote.
 
 A ``Store`` pickles as its URL and storage options: a Dask worker resolves its own filesystem
 (credentials from explicit options or the ``rasteret_dask.storage_options`` config).
@@ -32,7 +33,7 @@ from typing import Any, BinaryIO
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from ..io.filesystems import resolve
+from ..io.filesystems import href_protocol, resolve, storage_options_for
 
 __all__ = [
     "Store",
@@ -108,7 +109,12 @@ def open_store(url: str | os.PathLike, storage_options: Mapping[str, Any] | None
     text = os.fspath(url)
     if "://" not in text:
         text = os.path.abspath(os.path.expanduser(text))
-    fs, path = resolve(text, storage_options)
+    options = storage_options_for(text, storage_options)
+    if href_protocol(text) not in ("file", "local"):
+        # a listing cached by fsspec would hide other writers' files (and make reads of them
+        # fail): every listing and every open asks the store
+        options["use_listings_cache"] = False
+    fs, path = resolve(text, options)
     return Store(os.fspath(url), path.rstrip("/") or path, fs, dict(storage_options or {}))
 
 
