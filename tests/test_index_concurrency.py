@@ -27,6 +27,7 @@ from rasteret_dask import schema as S
 from rasteret_dask.testing.tables import synthetic_table
 
 from .index_helpers import cog_table, fingerprint
+from .test_ingest_stac import BBOX, _expected, cog_server, items, s2_cogs, stac  # noqa: F401
 
 _PRELUDE = """
 import json, os, sys, time
@@ -229,3 +230,29 @@ def test_two_enrichments_of_different_bands_never_lose_one(tmp_path, cog_dir, wh
         assert 0 in codes.values()
         results.append(tuple(codes.values()))
     assert results
+
+
+def test_an_ingest_racing_an_enrichment_redoes_its_appends_on_the_new_files(
+        stac, items, tmp_path, monkeypatch):  # noqa: F811 - shared fixtures
+    from rasteret_dask.ingest import stac_build
+
+    kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+                  workspace_dir=tmp_path, enrich_cog=False, progress=False)
+    rd.build_from_stac(date_range=("2024-01-01", "2024-01-31"), max_items=5, **kwargs)
+    root = tmp_path / "s2"
+    real, rivals = stac_build.commit_changes, []
+
+    def racing(store, changes, **options):
+        if not rivals:  # an enrichment of the first five items commits first
+            rivals.append("running")
+            rivals[0] = rd.load(root).enrich(["B04"], progress=False)
+        return real(store, changes, **options)
+
+    monkeypatch.setattr(stac_build, "commit_changes", racing)
+    grown = rd.build_from_stac(date_range=("2024-01-01", "2024-02-29"), **kwargs)
+    assert rivals[0].enriched == 5
+    expected = _expected(items, "2024-01-01", "2024-02-29")
+    table = grown.to_table()
+    assert sorted(table["id"].to_pylist()) == sorted(set().union(*expected.values()))
+    assert table.num_rows - table["B04_metadata"].null_count == 5  # the rival's work is kept
+    assert grown.version == 3 and grown.info.extra["stac"]["searched"][0][1] >= "2024-02-29"

@@ -13,6 +13,7 @@ import pytest
 import rasteret_dask as rd
 from rasteret_dask import schema as S
 from rasteret_dask.build import validate_name
+from rasteret_dask.enrich import EnrichTaskError
 from rasteret_dask.index import storage
 from rasteret_dask.index.datafiles import is_owned_data_file, parse_partition
 from rasteret_dask.index.geoparquet import CollectionInfo
@@ -350,3 +351,65 @@ def test_plain_readers_after_export_and_enrichment(tmp_path, cog_dir):
             assert report.enriched == 40 and report.partitions_rewritten == 4
     schema = pq.read_schema(root / "_common_metadata")
     assert S.metadata_column("B04") in schema.names and b"rasteret_dask" in schema.metadata
+
+
+def test_failed_tasks_commit_the_other_partitions_then_raise(tmp_path, cog_dir):
+    root = tmp_path / "idx"
+    rd.build_collection_from_table(cog_table(f"{cog_dir}/", n=40, months=4), name="f").export(
+        root)
+    broken = latest_manifest(open_store(root)).files[1]
+    (root / broken.path).write_bytes(b"not parquet at all")
+    with pytest.raises(EnrichTaskError, match=(
+            r"1 partition\(s\) \(the others were committed\).*year=2024/month=2.*"
+            + broken.path.rsplit("/", 1)[-1])):
+        rd.load(root).enrich(["B04"], progress=False)
+    manifest = latest_manifest(open_store(root))
+    assert manifest.version == 2 and broken in manifest.files
+    enriched = [e for e in manifest.files if e != broken]
+    for entry in enriched:
+        assert pq.read_table(root / entry.path)["B04_metadata"].null_count == 0
+
+
+def test_an_enrichment_racing_another_one_redoes_only_the_partitions_both_touched(
+        tmp_path, cog_dir, monkeypatch):
+    from rasteret_dask.enrich import partitions
+
+    root = tmp_path / "idx"
+    rd.build_collection_from_table(cog_table(f"{cog_dir}/", n=40, months=4), name="r").export(
+        root)
+    real, rivals = partitions.commit_changes, []
+
+    def racing(store, changes, **kwargs):
+        if not rivals:  # another writer commits first: B08 of January only
+            rivals.append("running")
+            rivals[0] = rd.load(root).subset(month=1).enrich(["B08"], progress=False)
+        return real(store, changes, **kwargs)
+
+    monkeypatch.setattr(partitions, "commit_changes", racing)
+    report = rd.load(root).enrich(["B04"], progress=False)
+    assert rivals[0].partitions_rewritten == 1
+    assert report.enriched == 40 and report.partitions_rewritten == 4
+    table = rd.load(root).to_table()
+    assert table["B04_metadata"].null_count == 0
+    january = table.filter(pa.compute.equal(table["month"], 1))
+    assert january["B08_metadata"].null_count == 0
+    assert table["B08_metadata"].null_count == 40 - january.num_rows
+    assert list_versions(open_store(root)) == [1, 2, 3]
+    listed = {e.path for e in latest_manifest(open_store(root)).files}
+    assert set(data_files(root)) == listed  # the lost round's files are gone
+
+
+def test_cli_build_table_overwrites_only_when_asked(tmp_path, capsys):
+    from rasteret_dask.cli import main
+
+    source = tmp_path / "items.parquet"
+    pq.write_table(synthetic_table(30, months=2), source)
+    argv = ["build-table", str(source), "--name", "t", "--workspace", str(tmp_path / "ws"),
+            "--no-enrich", "--quiet"]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "pass overwrite=True" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert rd.load(tmp_path / "ws" / "t").version == 2
+    assert main([*argv[:3], "../t", *argv[4:]]) == 2
+    assert "invalid index name" in capsys.readouterr().err

@@ -16,16 +16,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import posixpath
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from .geoparquet import CollectionInfo, read_collection_info
-from .objectstore import Store, list_names, put_if_absent, read_bytes
+from .objectstore import Store, delete, list_names, put_if_absent, read_bytes
 
 __all__ = [
     "LOG_DIR",
@@ -235,30 +234,7 @@ def commit_manifest(store: Store, manifest: Manifest) -> None:
 
 def prune_versions(store: Store, keep: int = KEEP_VERSIONS) -> list[int]:
     """Delete all but the newest ``keep`` manifests; returns the versions deleted."""
-    from .objectstore import delete
-
     versions = list_versions(store)
     old = versions[:-keep] if keep > 0 else versions
     delete(store, [version_name(v) for v in old])
     return old
-
-
-def manifests_since(store: Store, versions: Iterable[int]) -> list[Manifest]:
-    """The kept manifests among ``versions`` (pruned ones are skipped)."""
-    out = []
-    for version in versions:
-        try:
-            out.append(read_manifest(store, version))
-        except FileNotFoundError:
-            continue
-    return out
-
-
-def entries_differ(a: Sequence[FileEntry], b: Sequence[FileEntry]) -> bool:
-    """Whether two file lists of a partition name different files."""
-    return sorted(e.path for e in a) != sorted(e.path for e in b)
-
-
-def data_dir(rel: str) -> str:
-    """The folder of a data file path."""
-    return posixpath.dirname(rel)

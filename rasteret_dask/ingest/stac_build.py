@@ -133,6 +133,9 @@ def _append(store: Store, partition: Partition, existing_files: tuple[FileEntry,
         rows = rows.filter(pc.invert(pc.is_in(rows[S.ID], value_set=known)))
     if rows.num_rows == 0:
         return AppendOutcome(partition, existing_files, None, 0)
+    # the partition keeps every column its files have (another writer's metadata included)
+    kept = {f.name: f for t in existing for f in t.schema if f.name not in schema.names}
+    schema = pa.schema([*schema, *kept.values()])
     merged = conform_table(rows.drop_columns(_PARTITION), schema)
     if existing:
         merged = pa.concat_tables([*(conform_table(t, schema) for t in existing), merged])
