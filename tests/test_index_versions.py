@@ -413,3 +413,31 @@ def test_cli_build_table_overwrites_only_when_asked(tmp_path, capsys):
     assert rd.load(tmp_path / "ws" / "t").version == 2
     assert main([*argv[:3], "../t", *argv[4:]]) == 2
     assert "invalid index name" in capsys.readouterr().err
+
+
+def test_a_long_run_whose_files_were_taken_for_orphans_redoes_them(tmp_path):
+    root = tmp_path / "idx"
+    rd.build_collection_from_table(synthetic_table(60, months=2), name="a").export(root)
+    store = open_store(root)
+    base = latest_manifest(store)
+    from rasteret_dask.index.datafiles import write_data_file
+
+    partition = sorted(base.partitions())[0]
+    entry = write_data_file(store, partition, pq.read_table(root / base.files_of(partition)[0].path))
+    (root / entry.path).unlink()  # what another writer's orphan cleanup does after an hour
+    change = PartitionChange(partition, (entry,), base.files_of(partition))
+    with pytest.raises(PartitionConflict) as info:
+        commit_changes(store, [change], schema=base.schema, update_info=lambda i: i,
+                       operation="late", written_since=time.time() - storage.ORPHAN_AGE)
+    assert info.value.partitions == (partition,)
+    assert list_versions(store) == [1] and len(rd.load(root)) == 60
+
+
+def test_stac_ingest_refuses_a_folder_that_is_not_an_index(tmp_path):
+    folder = tmp_path / "ws" / "s2"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(rd.NotAnIndexError, match="notes.txt"):
+        rd.build_from_stac(name="s2", stac_api="http://127.0.0.1:9/", collection="c",
+                           date_range=("2024-01-01", "2024-01-31"), workspace_dir=tmp_path / "ws")
+    assert os.listdir(folder) == ["notes.txt"]

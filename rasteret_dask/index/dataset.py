@@ -27,6 +27,9 @@ __all__ = ["IndexChangedError", "OpenedIndex", "open_dataset", "manifest_dataset
            "partitioning", "fragment_dataset"]
 
 
+_ATTEMPTS = 5
+
+
 class IndexChangedError(FileNotFoundError):
     """A file of the version a Collection was loaded at is gone: a later write replaced it."""
 
@@ -103,7 +106,16 @@ def open_dataset(path: str | os.PathLike | Store, *,
     store = path if isinstance(path, Store) else open_store(path, storage_options)
     if store.fs.isfile(store.root):
         return _plain(store)
-    manifest = latest_manifest(store) or legacy_manifest(store)
-    if manifest is None:
-        return _plain(store)
-    return OpenedIndex(manifest_dataset(store, manifest), manifest.info, store, manifest)
+    for attempt in range(_ATTEMPTS):
+        try:
+            manifest = latest_manifest(store) or legacy_manifest(store)
+        except FileNotFoundError:
+            # a previous-format file vanished while its footer was read: a writer is
+            # converting the index; its first version is (about to be) there
+            if attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        if manifest is None:
+            return _plain(store)
+        return OpenedIndex(manifest_dataset(store, manifest), manifest.info, store, manifest)
+    raise AssertionError("unreachable")

@@ -22,6 +22,7 @@ a file it did not write. :func:`vacuum` runs the cleanup on demand.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 import warnings
@@ -346,7 +347,7 @@ def collect_garbage(store: Store, older_than: float, *, thorough: bool = False) 
     return sorted(doomed)
 
 
-def vacuum(path, older_than: float | dt.timedelta = ORPHAN_AGE, *,
+def vacuum(path: str | os.PathLike, older_than: float | dt.timedelta = ORPHAN_AGE, *,
            storage_options: dict | None = None) -> list[str]:
     """Remove what no version of the index at ``path`` needs; returns the removed paths.
 
