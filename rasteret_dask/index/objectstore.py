@@ -85,7 +85,8 @@ class Store:
         return Store(url, self.path(rel), self.fs, self.storage_options)
 
     def __reduce__(self):
-        return open_store, (self.url, dict(self.storage_options))
+        # a local root travels absolute: a worker's working directory may differ
+        return open_store, (self.root if self.is_local else self.url, dict(self.storage_options))
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
