@@ -27,8 +27,8 @@ import scale_bench as sb  # noqa: E402  (the Europe index generator)
 
 import rasteret_dask as rd  # noqa: E402
 from rasteret_dask import schema as S  # noqa: E402
+from rasteret_dask.index import datafiles as storage  # noqa: E402
 from rasteret_dask.index import filters as F  # noqa: E402
-from rasteret_dask.index import storage  # noqa: E402
 
 EPSG, CENTRE = sb.EPSG, sb.CENTRE
 BANDS = list(sb.S2_BANDS)

@@ -5,10 +5,21 @@ from .catalog import DatasetDescriptor, descriptors, get_descriptor, register
 from .cluster import connect
 from .collection import Collection, build_collection_from_table, load
 from .enrich import enrich_table_with_cog_metadata
+from .index import (
+    ConcurrentWriteError,
+    IndexChangedError,
+    IndexExistsError,
+    NotAnIndexError,
+    vacuum,
+)
 
 __all__ = [
     "Collection",
+    "ConcurrentWriteError",
     "DatasetDescriptor",
+    "IndexChangedError",
+    "IndexExistsError",
+    "NotAnIndexError",
     "build",
     "build_collection_from_table",
     "build_from_stac",
@@ -19,5 +30,6 @@ __all__ = [
     "get_descriptor",
     "load",
     "register",
+    "vacuum",
 ]
 __version__ = "0.1.0"

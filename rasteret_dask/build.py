@@ -6,7 +6,6 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -19,9 +18,43 @@ from .collection import Collection, build_collection_from_table
 from .index.normalize import as_arrow_table
 
 __all__ = ["build_from_table", "build_from_stac", "build", "DEFAULT_WORKSPACE", "rewrite_hrefs",
-           "select_assets"]
+           "select_assets", "index_root", "validate_name"]
 
 DEFAULT_WORKSPACE = "rasteret_workspace"
+
+
+def validate_name(name: str) -> str:
+    """``name`` if it can name an index folder inside a workspace, else ``ValueError``.
+
+    A name is one path component: not empty, no ``/`` or ``\\``, not ``.`` or ``..``, not
+    absolute, no leading or trailing spaces, no control characters.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"invalid index name {name!r}: it must be a non-empty string")
+    problems = []
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        problems.append("it contains a path separator")
+    if name in (".", ".."):
+        problems.append("it names a parent or the workspace itself")
+    if os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        problems.append("it is absolute")
+    if name != name.strip():
+        problems.append("it starts or ends with white space")
+    if any(ord(c) < 32 for c in name):
+        problems.append("it contains control characters")
+    if problems:
+        raise ValueError(f"invalid index name {name!r}: {'; '.join(problems)}; use one folder "
+                         "name such as 's2-bangalore'")
+    return name
+
+
+def index_root(workspace_dir: str | os.PathLike | None, name: str) -> str:
+    """``workspace_dir/name`` (a local path or an fsspec URL), after :func:`validate_name`."""
+    workspace = os.fspath(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE)
+    validate_name(name)
+    if "://" in workspace:
+        return f"{workspace.rstrip('/')}/{name}"
+    return os.path.join(workspace, name)
 
 
 def rewrite_hrefs(assets: pa.ChunkedArray, patterns: Mapping[str, str]) -> pa.ChunkedArray:
@@ -140,13 +173,19 @@ def build_from_table(
     storage_options: dict | None = None,
     client: Any = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Collection:
     """Normalise, export (``workspace_dir/name``, partitioned) and enrich a table or Parquet file.
 
     Reads stac-geoparquet (stac-geoparquet, rustac) as is: with a descriptor (``data_source``)
     its band map, band indices, href rewriting and column map apply; without one the GeoTIFF
-    data assets become the bands. ``workspace_dir`` defaults to ``./rasteret_workspace``.
+    data assets become the bands. ``workspace_dir`` defaults to ``./rasteret_workspace`` (a
+    local folder or an fsspec URL; the index's credentials come from the
+    ``rasteret_dask.storage_options`` dask config, ``storage_options`` are the COGs'). ``name``
+    is one folder name (``ValueError`` otherwise, before anything is read or written); an
+    existing index of that name is replaced only with ``overwrite=True``.
     """
+    root = index_root(workspace_dir, name)
     descriptor = get_descriptor(data_source) if data_source is not None else None
     if descriptor is not None:
         if band_codes is None and descriptor.band_map:
@@ -182,8 +221,7 @@ def build_from_table(
             normalized.schema.get_field_index(S.ASSETS), S.ASSETS,
             rewrite_hrefs(normalized[S.ASSETS], url_rewrite_patterns))
         collection = build_collection_from_table(normalized, name=name, data_source=data_source)
-    root = Path(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE) / name
-    collection = collection.export(root)
+    collection = collection.export(root, overwrite=overwrite)
     if enrich_cog:
         report = collection.enrich(client=client, storage_options=storage_options, progress=progress)
         collection = report.collection
@@ -217,8 +255,11 @@ def build_from_stac(
     Rerunning on the same workspace adds only items whose ids are new. The descriptor comes
     from ``data_source`` or is looked up by (``stac_api``, ``collection``); its band map turns
     asset keys into band codes (``band_map`` overrides it; neither: every GeoTIFF data asset).
+    ``name`` is one folder name inside ``workspace_dir`` (``ValueError`` otherwise).
     """
     from .cluster import resolve_client
+
+    root = index_root(workspace_dir, name)
     from .ingest import StacQuery, ingest_stac
 
     descriptor = (get_descriptor(data_source) if data_source is not None
@@ -239,7 +280,6 @@ def build_from_stac(
         url_rewrite_patterns=dict(descriptor.url_rewrite_patterns) if descriptor else None,
         max_items=max_items, page_size=page_size, retries=retries,
     )
-    root = Path(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE) / name
     owned_client, owned = resolve_client(client) if client is not None else (None, False)
     try:
         ingest_stac(spec, date_range, root, name=name,
@@ -263,7 +303,7 @@ def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: S
           **kwargs: Any) -> Collection:
     """Build a registered dataset (``"earthsearch/sentinel-2-l2a"``) from its STAC API or file."""
     descriptor = get_descriptor(dataset_id)
-    name = name or descriptor.id.replace("/", "-")
+    name = validate_name(name or descriptor.id.replace("/", "-"))
     if descriptor.stac_api is not None:
         return build_from_stac(name=name, stac_api=descriptor.stac_api,
                                collection=descriptor.stac_collection, bbox=bbox,
@@ -273,8 +313,7 @@ def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: S
                                   data_source=descriptor, enrich_cog=False,
                                   **{k: v for k, v in kwargs.items() if k != "enrich_cog"})
     subset = collection.subset(date_range=date_range, bbox=bbox)
-    root = Path(workspace_dir if workspace_dir is not None else DEFAULT_WORKSPACE) / name
-    collection = subset.export(root)
+    collection = subset.export(index_root(workspace_dir, name), overwrite=True)
     if kwargs.get("enrich_cog", True):
         collection = collection.enrich(client=kwargs.get("client"),
                                        progress=kwargs.get("progress", True)).collection

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,23 @@ import pyarrow.dataset as ds
 
 from . import schema as S
 from .index import filters as F
+from .index.dataset import IndexChangedError, fragment_dataset, open_dataset
 from .index.footprints import union_bounds
 from .index.geoparquet import CollectionInfo
 from .index.normalize import normalize_table
-from .index.storage import open_dataset, partitioning, write_partitioned
+from .index.objectstore import Store, open_store
+from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned
 
 __all__ = ["Collection", "build_collection_from_table", "load"]
 
 
 class Collection:
-    """A set of records (scenes) with COG assets, backed by an Arrow dataset and a filter."""
+    """A set of records (scenes) with COG assets, backed by an Arrow dataset and a filter.
+
+    A Collection loaded from an index reads the files of the version it was loaded at
+    (``version``); once a later write has replaced them, reading raises
+    ``IndexChangedError``: ``load()`` the index again.
+    """
 
     def __init__(
         self,
@@ -33,11 +41,32 @@ class Collection:
         *,
         path: str | None = None,
         filter: ds.Expression | None = None,
+        version: int | None = None,
+        storage_options: dict | None = None,
     ) -> None:
         self._dataset = dataset
         self.info = info
         self.path = path
         self.filter = filter
+        self.version = version
+        self.storage_options = dict(storage_options or {})
+
+    def store(self) -> Store | None:
+        """Where the index lives (None in memory), with the options it was loaded with."""
+        return None if self.path is None else open_store(self.path, self.storage_options)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn a vanished file of this version into an error that says what happened."""
+        try:
+            yield
+        except FileNotFoundError as exc:
+            if self.version is None or isinstance(exc, IndexChangedError):
+                raise
+            raise IndexChangedError(
+                f"the index at {self.path} changed since this collection was loaded (version "
+                f"{self.version}; its files were replaced by a later write): load() it again"
+            ) from exc
 
     # --- identity -------------------------------------------------------------------
     @property
@@ -77,7 +106,9 @@ class Collection:
 
     def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Materialise the (filtered) records as an Arrow table, in the stored column order."""
-        table = self._dataset.to_table(columns=self._ordered_columns(columns), filter=self.filter)
+        with self._reading():
+            table = self._dataset.to_table(columns=self._ordered_columns(columns),
+                                           filter=self.filter)
         return table.replace_schema_metadata(None)
 
     def fragments(self) -> list[ds.Fragment]:
@@ -85,11 +116,13 @@ class Collection:
         return list(self._dataset.get_fragments(filter=self.filter))
 
     def __len__(self) -> int:
-        return self._dataset.count_rows(filter=self.filter)
+        with self._reading():
+            return self._dataset.count_rows(filter=self.filter)
 
     def head(self, n: int = 5) -> pa.Table:
         """The first ``n`` records."""
-        return self._dataset.head(n, columns=self._ordered_columns(None), filter=self.filter)
+        with self._reading():
+            return self._dataset.head(n, columns=self._ordered_columns(None), filter=self.filter)
 
     @property
     def bands(self) -> list[str]:
@@ -105,7 +138,8 @@ class Collection:
     def bounds(self) -> tuple[float, float, float, float] | None:
         """Union bbox of the (filtered) footprints in CRS84, read from the bbox columns only
         (west > east when it crosses the antimeridian, as in RFC 7946)."""
-        table = self._dataset.to_table(columns=list(S.BBOX_COLUMNS), filter=self.filter)
+        with self._reading():
+            table = self._dataset.to_table(columns=list(S.BBOX_COLUMNS), filter=self.filter)
         if table.num_rows == 0:
             return None
         return union_bounds(*(table[c].to_numpy() for c in S.BBOX_COLUMNS))
@@ -113,6 +147,10 @@ class Collection:
     @property
     def epsg(self) -> list[int]:
         """Distinct EPSG codes of the records (``proj:epsg``, else the enriched headers)."""
+        with self._reading():
+            return self._epsg()
+
+    def _epsg(self) -> list[int]:
         codes: set[int] = set()
         if S.EPSG in self.schema.names:
             column = self._dataset.to_table(columns=[S.EPSG], filter=self.filter)[S.EPSG]
@@ -128,7 +166,8 @@ class Collection:
 
     def date_range(self) -> tuple[Any, Any] | None:
         """(first, last) datetime of the (filtered) records."""
-        column = self._dataset.to_table(columns=[S.DATETIME], filter=self.filter)[S.DATETIME]
+        with self._reading():
+            column = self._dataset.to_table(columns=[S.DATETIME], filter=self.filter)[S.DATETIME]
         if len(column) == column.null_count:
             return None
         return pc.min(column).as_py(), pc.max(column).as_py()
@@ -137,7 +176,9 @@ class Collection:
         """A summary: records, partitions, date range, bounds, bands, enrichment per band."""
         enriched = {}
         for band in self.enriched_bands:
-            col = self._dataset.to_table(columns=[S.metadata_column(band)], filter=self.filter)
+            with self._reading():
+                col = self._dataset.to_table(columns=[S.metadata_column(band)],
+                                             filter=self.filter)
             enriched[band] = int(col.num_rows - col.column(0).null_count)
         return {
             "name": self.name,
@@ -156,7 +197,8 @@ class Collection:
     def where(self, expression: ds.Expression) -> Collection:
         """A new Collection restricted by a ``pyarrow.compute`` expression (pushed down)."""
         combined = F.and_all([self.filter, expression])
-        return Collection(self._dataset, self.info, path=self.path, filter=combined)
+        return Collection(self._dataset, self.info, path=self.path, filter=combined,
+                          version=self.version, storage_options=self.storage_options)
 
     def subset(
         self,
@@ -198,7 +240,9 @@ class Collection:
         shapes = coerce_geometries(geometries)
         union = shapely.union_all(shapes)
         narrowed = self.where(F.bbox_expression(shapely.bounds(union).tolist()))
-        table = narrowed._dataset.to_table(columns=[S.ID, S.GEOMETRY], filter=narrowed.filter)
+        with self._reading():
+            table = narrowed._dataset.to_table(columns=[S.ID, S.GEOMETRY],
+                                               filter=narrowed.filter)
         footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
         hits = table[S.ID].filter(pa.array(shapely.intersects(footprints, union)))
         return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits.combine_chunks()))
@@ -267,13 +311,33 @@ class Collection:
 
         columns = self._ordered_columns(None)
         fragments = self.fragments() if self.path else [None]
-        reader = _FragmentReader(self.path, self._dataset if not self.path else None,
+        reader = _FragmentReader(self._dataset.schema, self._dataset if not self.path else None,
                                  columns, self.filter)
         meta = _to_geodataframe(self._dataset.schema.empty_table().select(columns))
-        return dd.from_map(reader, [getattr(f, "path", None) for f in fragments], meta=meta)
+        return dd.from_map(reader, fragments, meta=meta)
 
-    def export(self, path: str | os.PathLike, partition_by: Sequence[str] = S.PARTITION_COLUMNS) -> Collection:
-        """Write a hive-partitioned GeoParquet dataset atomically and return it loaded."""
+    def export(self, path: str | os.PathLike, partition_by: Sequence[str] = S.PARTITION_COLUMNS,
+               *, overwrite: bool = False, storage_options: dict | None = None) -> Collection:
+        """Write the records as a hive-partitioned GeoParquet index and return it loaded.
+
+        ``path`` is a local folder or any fsspec URL (``s3://bucket/index``; credentials from
+        ``storage_options`` or the ``rasteret_dask.storage_options`` dask config). The write
+        is one committed version: readers see the previous index or this one, never a mix.
+
+        A new index needs an empty or absent folder (``NotAnIndexError`` otherwise: nothing
+        in it is touched). Replacing an existing index needs ``overwrite=True`` and removes
+        only its own files (``IndexExistsError`` otherwise). If another writer commits to it
+        meanwhile, ``ConcurrentWriteError`` is raised and nothing was changed.
+        """
+        store = open_store(path, storage_options)
+        base = prepare_export(store, overwrite=overwrite)
+        own = self.store()
+        if (base is not None and own is not None and self.version is not None
+                and own.root == store.root and type(own.fs) is type(store.fs)
+                and base.version != self.version):
+            raise ConcurrentWriteError(
+                f"the index at {store.url} changed (version {self.version} -> {base.version}) "
+                "since this collection was loaded; nothing was changed; load() it and run again")
         table = self.to_table()
         date = self.date_range()
         info = dataclasses.replace(
@@ -282,23 +346,21 @@ class Collection:
             date_range=None if date is None else (date[0].isoformat(), date[1].isoformat()),
             extra={**self.info.extra, "column_order": table.column_names},
         )
-        write_partitioned(table, path, info, partition_by=partition_by)
-        return load(path)
+        write_partitioned(table, store, info, base=base, partition_by=partition_by)
+        return load(path, storage_options=storage_options)
 
 
 class _FragmentReader:
     """Reads one partition file into a GeoDataFrame inside a dask task (picklable)."""
 
-    def __init__(self, root, dataset, columns, filter) -> None:
-        self.root, self.dataset, self.columns, self.filter = root, dataset, columns, filter
+    def __init__(self, schema, dataset, columns, filter) -> None:
+        self.schema, self.dataset, self.columns, self.filter = schema, dataset, columns, filter
 
-    def __call__(self, file: str | None):
-        if file is None:
+    def __call__(self, fragment: ds.Fragment | None):
+        if fragment is None:
             table = self.dataset.to_table(columns=self.columns, filter=self.filter)
         else:
-            dataset, _ = open_dataset(self.root)
-            one = ds.dataset([file], schema=dataset.schema, format="parquet",
-                             partitioning=partitioning(), partition_base_dir=str(self.root))
+            one = fragment_dataset(fragment, self.schema)
             table = one.to_table(columns=self.columns, filter=self.filter)
         return _to_geodataframe(table)
 
@@ -326,17 +388,25 @@ def build_collection_from_table(
     return Collection(ds.dataset(normalized), info)
 
 
-def load(path: str | os.PathLike, *, name: str | None = None, data_source: str | None = None) -> Collection:
-    """Open an exported index (partitioned directory) or a single (Geo)Parquet file lazily."""
-    dataset, info = open_dataset(path)
+def load(path: str | os.PathLike, *, name: str | None = None, data_source: str | None = None,
+         storage_options: dict | None = None) -> Collection:
+    """Open an index (its latest version) or a single (Geo)Parquet file lazily; never writes.
+
+    ``path`` is a local path or any fsspec URL; ``storage_options`` merge over the
+    ``rasteret_dask.storage_options`` dask config for its protocol.
+    """
+    opened = open_dataset(path, storage_options=storage_options)
+    dataset, info = opened.dataset, opened.info
     missing = [c for c in (S.ID, S.GEOMETRY, S.ASSETS) if c not in dataset.schema.names]
     if S.DATETIME not in dataset.schema.names and S.START_DATETIME not in dataset.schema.names:
         missing.append(S.DATETIME)
     if missing:
         raise ValueError(f"{path} is not a collection index: missing required column(s) {missing}")
     if info is None:
-        info = CollectionInfo(name=name or Path(str(path)).stem)
+        info = CollectionInfo(name=name or Path(str(path).rstrip("/")).stem)
     updates = {k: v for k, v in (("name", name), ("data_source", data_source)) if v is not None}
     if updates:
         info = dataclasses.replace(info, **updates)
-    return Collection(dataset, info, path=str(path))
+    version = opened.manifest.version if opened.manifest is not None else None
+    return Collection(dataset, info, path=os.fspath(path), version=version,
+                      storage_options=storage_options)

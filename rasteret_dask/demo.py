@@ -89,7 +89,8 @@ def run_demo(workspace: str | Path = "demo_workspace") -> dict:
                          dashboard_address=None) as cluster, Client(cluster) as client:
         t = _step(f"object store at {store.url}; LocalCluster with 2 worker processes", t)
         collection = build_from_table(_table(scenes, store.url), name="demo",
-                                      workspace_dir=workspace, enrich_cog=False)
+                                      workspace_dir=workspace, enrich_cog=False,
+                                      overwrite=True)  # a rerun rebuilds the demo index
         t = _step(f"index: {len(collection)} records in {len(collection.fragments())} "
                   "monthly partitions", t)
         store.reset()

@@ -43,14 +43,14 @@ def test_round_trip_is_identical(exported):
     assert back.equals(original)
     folders = sorted(p.relative_to(root).as_posix() for p in root.glob("year=*/month=*"))
     assert len(folders) == 24 and folders[0].startswith("year=2024/month=")
-    assert all((root / f / "part-0.parquet").exists() for f in folders)
+    assert all(len(list((root / f).glob("part-*.parquet"))) == 1 for f in folders)
     assert loaded.name == "s2" and loaded.data_source == "earth-search"
     assert loaded.info.date_range is not None and loaded.info.format_version == S.FORMAT_VERSION
 
 
 def test_files_carry_geoparquet_and_collection_metadata(exported):
     _, _, root = exported
-    file = next(root.glob("year=*/month=*/part-0.parquet"))
+    file = next(root.glob("year=*/month=*/part-*.parquet"))
     metadata = pq.read_schema(file).metadata
     geo = json.loads(metadata[b"geo"])
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
@@ -239,21 +239,19 @@ def test_start_end_datetime_without_datetime():
 
 _EXPORT_SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import sys
     import rasteret_dask as rd
     from rasteret_dask.index import storage
     from rasteret_dask.testing.tables import synthetic_table
     root, phase = sys.argv[1], sys.argv[2]
-    if phase == "rename":
-        real = os.replace
-        def dying_replace(src, dst):
-            real(src, dst)
-            if str(dst).endswith("part-0.parquet"):
-                os.kill(os.getpid(), 9)
-        storage.os.replace = dying_replace
+    if phase == "committed":
+        def dying_cleanup(store, previous, new):
+            import os
+            os.kill(os.getpid(), 9)
+        storage.after_commit = dying_cleanup
     table = synthetic_table(60_000, months=24, seed=7)
     print("ready", flush=True)
-    rd.build_collection_from_table(table, name="new").export(root)
+    rd.build_collection_from_table(table, name="new").export(root, overwrite=True)
     """
 )
 
@@ -263,8 +261,9 @@ def _kill_during_export(root, phase: str) -> None:
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     if phase == "write":
+        before = set(root.rglob("*.parquet"))
         deadline = time.monotonic() + 60
-        while not list(root.rglob(".*.tmp")) and time.monotonic() < deadline:
+        while set(root.rglob("*.parquet")) == before and time.monotonic() < deadline:
             time.sleep(0.002)
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -278,18 +277,24 @@ def test_sigkill_while_writing_leaves_previous_export(tmp_path):
     expected = rd.load(root).to_table().sort_by("id")
     _kill_during_export(root, "write")
     after = rd.load(root)
-    assert after.name == "old"
+    assert after.name == "old" and after.version == 1
     assert after.to_table().sort_by("id").equals(expected)
-    assert not list(root.rglob(".*.tmp"))
+    # the dead writer's files are orphans: vacuum removes them (once old enough, here now)
+    removed = rd.vacuum(root, older_than=0)
+    assert removed and all(r.startswith("year=") or "/." in f"/{r}" for r in removed)
+    assert len(ds.dataset(root, format="parquet", partitioning="hive").files) == 24
+    assert rd.load(root).to_table().sort_by("id").equals(expected)
 
 
-def test_sigkill_while_committing_rolls_forward(tmp_path):
+def test_sigkill_after_commit_leaves_the_new_version(tmp_path):
     root = tmp_path / "index"
     rd.build_collection_from_table(synthetic_table(3000, months=24, seed=5), name="old").export(root)
-    _kill_during_export(root, "rename")
-    assert (root / "_rasteret_txn.json").exists()
+    _kill_during_export(root, "committed")
     after = rd.load(root)
-    assert after.name == "new" and len(after) == 60_000
-    assert not (root / "_rasteret_txn.json").exists()
+    assert after.name == "new" and len(after) == 60_000 and after.version == 2
+    # the replaced files were left by the dead writer; the next write or vacuum removes them
+    assert len(ds.dataset(root, format="parquet", partitioning="hive").files) == 48
+    rd.vacuum(root)
     assert len(ds.dataset(root, format="parquet", partitioning="hive").files) == 24
     assert os.path.exists(root / "_common_metadata")
+    assert rd.load(root).to_table().num_rows == 60_000

@@ -10,8 +10,8 @@ import shapely
 
 import rasteret_dask as rd
 from rasteret_dask import schema as S
+from rasteret_dask.index import datafiles as storage
 from rasteret_dask.index import filters as F
-from rasteret_dask.index import storage
 from rasteret_dask.index.order import hilbert_index, spatial_sort
 from rasteret_dask.testing.tables import synthetic_table
 

@@ -14,6 +14,8 @@ import pytest
 import shapely
 
 import rasteret_dask as rd
+from rasteret_dask.index.objectstore import open_store
+from rasteret_dask.index.versions import latest_manifest
 from rasteret_dask.ingest import StacSearchError
 from rasteret_dask.testing.cogs import write_cog
 from rasteret_dask.testing.servers import RangeServer
@@ -80,12 +82,19 @@ def _expected(items: list[dict], start: str, end: str) -> dict[tuple[int, int], 
     return out
 
 
+def _listed_files(root: Path) -> dict[Path, int]:
+    """The data files the latest version lists, with their mtimes."""
+    manifest = latest_manifest(open_store(root))
+    return {root / entry.path: (root / entry.path).stat().st_mtime_ns for entry in manifest.files}
+
+
 def _partition_ids(root: Path) -> dict[tuple[int, int], set[str]]:
-    found = {}
-    for file in root.rglob("part-0.parquet"):
+    found: dict[tuple[int, int], set[str]] = {}
+    for file in _listed_files(root):
         year = int(file.parent.parent.name.split("=")[1])
         month = int(file.parent.name.split("=")[1])
-        found[(year, month)] = set(pq.read_table(file, columns=["id"])["id"].to_pylist())
+        ids = set(pq.read_table(file, columns=["id"])["id"].to_pylist())
+        found.setdefault((year, month), set()).update(ids)
     return found
 
 
@@ -136,14 +145,15 @@ def test_rerun_with_overlapping_range_adds_no_duplicates(stac, items, tmp_path):
                   workspace_dir=tmp_path, progress=False)
     rd.build_from_stac(date_range=("2024-01-01", "2024-03-31"), **kwargs)
     root = tmp_path / "s2"
-    before = {p: p.stat().st_mtime_ns for p in root.rglob("part-0.parquet")}
+    before = _listed_files(root)
     collection = rd.build_from_stac(date_range=("2024-03-01", "2024-06-30"), **kwargs)
     ids = collection.to_table(columns=["id"])["id"].to_pylist()
     assert len(ids) == len(set(ids))
     assert _partition_ids(root) == _expected(items, "2024-01-01", "2024-06-30")
     # January and February were not searched again; March gained nothing, so none was rewritten
+    after = _listed_files(root)
     for path, mtime in before.items():
-        assert path.stat().st_mtime_ns == mtime, path
+        assert after.get(path) == mtime, path
     assert collection.describe()["enriched"]["B08"] == len(ids)
     state = rd.load(root).info.extra["stac"]
     assert state["searched"][0][0].startswith("2024-01-01") and len(state["searched"]) == 1

@@ -11,11 +11,21 @@ import rasteret_dask as rd
 from rasteret_dask.testing.stac import StacServer
 from rasteret_dask.workflows.reenrich import reenrich
 
-from .test_ingest_stac import BBOX, _expected, _partition_ids, cog_server, items, s2_cogs, stac  # noqa: F401 - shared fixtures  # noqa: F401
+from .test_ingest_stac import (  # noqa: F401 - shared fixtures
+    BBOX,
+    _expected,
+    _listed_files,
+    _partition_ids,
+    cog_server,
+    items,
+    s2_cogs,
+    stac,
+)
 
 
 def _mtimes(root):
-    return {p: p.stat().st_mtime_ns for p in root.rglob("part-0.parquet")}
+    """The data files the latest version lists, with their mtimes."""
+    return _listed_files(root)
 
 
 def test_reenrich_adds_new_items_then_does_nothing(stac, items, tmp_path):  # noqa: F811

@@ -71,7 +71,7 @@ def build_table(args: argparse.Namespace) -> int:
             args.table, name=args.name, workspace_dir=args.workspace,
             data_source=args.data_source, band_codes=args.band_map,
             href_column=args.href_column, client=client, enrich_cog=not args.no_enrich,
-            progress=_progress(args))
+            progress=_progress(args), overwrite=args.overwrite)
     print(f"built {collection.path}: {len(collection)} records, bands {collection.bands}")
     return 0
 

@@ -105,6 +105,8 @@ def _build_commands(commands) -> None:
                    help="band code=asset key pairs, e.g. B04=red")
     p.add_argument("--href-column", help="a column of hrefs to use as the band's asset")
     p.add_argument("--no-enrich", action="store_true", help="do not fetch COG headers")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing index of that name (only its own files)")
 
     p = _command(commands, "enrich", C.enrich, "fill missing COG metadata")
     _index(p)

@@ -1,8 +1,15 @@
-"""Enrichment of a partitioned index as Dask tasks: one per partition (or row chunk of a large one).
+"""Enrichment of an index as Dask tasks: one per data file (or row chunk of a large one).
 
-Each partition's task reads its rows, fetches all their headers concurrently, fills the metadata
-columns and atomically replaces its own partition file. A large partition is split into row
-chunks whose results a final task splices in. Partitions with nothing to do are not rewritten.
+A file's tasks read its rows, fetch all their headers concurrently and fill the metadata
+columns; a final task per file splices the chunks and writes the result as a new, uniquely
+named data file. Workers return small typed outcomes and never touch the version log: the
+client commits every rewritten partition in one version (``index/storage.py``). A file with
+nothing to do is not rewritten, and a run that changed nothing commits nothing.
+
+Another writer may commit meanwhile. Partitions it did not touch merge; partitions it rewrote
+(or files it removed) are enriched again on its files (``only_missing`` keeps its work and
+adds ours), up to :data:`ATTEMPTS` times, then ``ConcurrentWriteError`` names them. If some
+tasks fail, the partitions that succeeded are committed first, then the failure is raised.
 """
 
 from __future__ import annotations
@@ -11,25 +18,36 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dask
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import schema as S
+from ..index.datafiles import file_table, parse_partition, read_data_file, write_data_file
 from ..index.geoparquet import CollectionInfo
-from ..index.storage import partition_values, replace_partition, update_common_schema
+from ..index.objectstore import Store, delete
+from ..index.storage import (
+    ConcurrentWriteError,
+    PartitionChange,
+    PartitionConflict,
+    commit_changes,
+    current_version,
+    open_for_write,
+)
+from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..io import RangeReader
 from .table import EnrichStats, enrich_table
 
 if TYPE_CHECKING:
     from ..collection import Collection
 
-__all__ = ["EnrichReport", "enrich_collection", "DEFAULT_CHUNK_ROWS"]
+__all__ = ["EnrichReport", "EnrichTaskError", "FileOutcome", "enrich_collection",
+           "DEFAULT_CHUNK_ROWS", "ATTEMPTS"]
 
 DEFAULT_CHUNK_ROWS = 5_000
+ATTEMPTS = 5
+"""Rounds of enrichment and commit before concurrent writers make a run give up."""
 
 
 @dataclass
@@ -53,11 +71,44 @@ class EnrichReport:
         )
 
 
-def _enrich_rows(file: str, start: int, stop: int, bands: Sequence[str], reader: RangeReader,
-                 only_missing: bool) -> tuple[pa.Table | None, EnrichStats]:
-    """Enrich rows [start, stop) of one partition file; None when nothing in them changed."""
-    table = pq.read_table(file).slice(start, stop - start)
-    enriched, stats = enrich_table(table, bands, reader=reader, only_missing=only_missing)
+class EnrichTaskError(RuntimeError):
+    """Enrichment tasks failed; the partitions that succeeded were committed."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A task that could not run: its message, and whether its input file was gone."""
+
+    message: str
+    vanished: bool = False
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What a data file's tasks did; small, it is what travels back to the client."""
+
+    source: FileEntry
+    written: FileEntry | None
+    stats: EnrichStats
+    failure: _Failed | None = None
+
+
+def _failure(store: Store, entry: FileEntry, exc: BaseException) -> _Failed:
+    where = f"{store.url}/{entry.path}"
+    if isinstance(exc, FileNotFoundError):
+        return _Failed(f"{where} is gone (replaced by another writer)", vanished=True)
+    return _Failed(f"enriching {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _enrich_rows(store: Store, entry: FileEntry, start: int, stop: int, bands: Sequence[str],
+                 reader: RangeReader, only_missing: bool
+                 ) -> tuple[pa.Table | None, EnrichStats] | _Failed:
+    """Enrich rows [start, stop) of one data file; None when nothing in them changed."""
+    try:
+        table = read_data_file(store, entry.path).slice(start, stop - start)
+        enriched, stats = enrich_table(table, bands, reader=reader, only_missing=only_missing)
+    except Exception as exc:
+        return _failure(store, entry, exc)
     if stats.enriched + stats.failed == 0:
         return None, stats
     if S.EPSG not in enriched.column_names:
@@ -75,16 +126,9 @@ def _chunk_bounds(num_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk_rows, num_rows)) for a in starts]
 
 
-def _commit(root: str, file: str, info: CollectionInfo, bounds: list[tuple[int, int]],
-            parts: list[tuple[pa.Table | None, EnrichStats]]) -> tuple[EnrichStats, bool]:
-    """Splice the row chunks' enriched columns into the partition and replace it atomically."""
-    stats = EnrichStats()
-    for _, part_stats in parts:
-        stats.add(part_stats)
-    changed = [table for table, _ in parts if table is not None]
-    if not changed:
-        return stats, False
-    table = pq.read_table(file)
+def _splice(table: pa.Table, bounds: list[tuple[int, int]],
+            parts: list[tuple[pa.Table | None, EnrichStats]]) -> pa.Table:
+    changed = [part for part, _ in parts if part is not None]
     for target in changed[0].schema:
         chunks = []
         for (a, b), (part, _) in zip(bounds, parts, strict=True):
@@ -98,30 +142,50 @@ def _commit(root: str, file: str, info: CollectionInfo, bounds: list[tuple[int, 
         index = table.schema.get_field_index(target.name)
         table = (table.append_column(target.name, column) if index < 0
                  else table.set_column(index, target.name, column))
-    replace_partition(root, partition_values(Path(root), Path(file)), table, info)
-    return stats, True
+    return table
 
 
-def _plan_tasks(files: list[tuple[str, int]], root: str, info: CollectionInfo, bands, reader,
-                only_missing: bool, chunk_rows: int) -> list[Any]:
-    """One commit task per partition, depending on one enrichment task per row chunk."""
+def _write_file(store: Store, entry: FileEntry, info: CollectionInfo,
+                bounds: list[tuple[int, int]], parts: list[Any]) -> FileOutcome:
+    """Splice the row chunks' enriched columns into the file's rows; write a new data file."""
+    stats = EnrichStats()
+    failed = [p for p in parts if isinstance(p, _Failed)]
+    if failed:
+        return FileOutcome(entry, None, stats, next((f for f in failed if f.vanished), failed[0]))
+    for _, part_stats in parts:
+        stats.add(part_stats)
+    if all(part is None for part, _ in parts):
+        return FileOutcome(entry, None, stats)
+    try:
+        table = _splice(read_data_file(store, entry.path), bounds, parts)
+        written = write_data_file(store, entry.partition, file_table(table, (), info))
+    except Exception as exc:
+        return FileOutcome(entry, None, stats, _failure(store, entry, exc))
+    return FileOutcome(entry, written, stats)
+
+
+def _plan_tasks(store: Store, entries: Sequence[FileEntry], info: CollectionInfo, bands, reader,
+                only_missing: bool, chunk_rows: int, attempt: int) -> list[Any]:
+    """One write task per data file, depending on one enrichment task per row chunk."""
     tasks = []
-    for number, (file, num_rows) in enumerate(files):
-        bounds = _chunk_bounds(num_rows, chunk_rows)
+    for number, entry in enumerate(entries):
+        bounds = _chunk_bounds(entry.rows, chunk_rows)
         parts = [
             dask.delayed(_enrich_rows, pure=False)(
-                file, a, b, bands, reader, only_missing,
-                dask_key_name=f"enrich-rows-{number}-{a}")
+                store, entry, a, b, bands, reader, only_missing,
+                dask_key_name=f"enrich-rows-{attempt}-{number}-{a}")
             for a, b in bounds
         ]
-        tasks.append(dask.delayed(_commit, pure=False)(
-            root, file, info, bounds, parts, dask_key_name=f"enrich-commit-{number}"))
+        tasks.append(dask.delayed(_write_file, pure=False)(
+            store, entry, info, bounds, parts, dask_key_name=f"enrich-write-{attempt}-{number}"))
     return tasks
 
 
 def _run(tasks: list[Any], client, progress: bool) -> list[Any]:
     from ..cluster import active_client
 
+    if not tasks:
+        return []
     client = active_client(client)
     if client is not None:
         futures = client.compute(tasks)
@@ -138,6 +202,99 @@ def _run(tasks: list[Any], client, progress: bool) -> list[Any]:
     return list(dask.compute(*tasks, scheduler="threads"))
 
 
+def _new_fields(collection: Collection, bands: Sequence[str]) -> list[pa.Field]:
+    fields = [pa.field(S.metadata_column(b), S.METADATA_TYPE) for b in bands]
+    fields.append(pa.field(S.ENRICH_ERRORS, S.ENRICH_ERRORS_TYPE))
+    if S.EPSG not in collection.schema.names:
+        fields.append(pa.field(S.EPSG, pa.int32()))
+    return fields
+
+
+def _with_columns(info: CollectionInfo, names: Sequence[str], fallback: Sequence[str]
+                  ) -> CollectionInfo:
+    order = list(info.extra.get("column_order", fallback))
+    order += [name for name in names if name not in order]
+    return dataclasses.replace(info, extra={**info.extra, "column_order": order})
+
+
+def _wanted_partitions(collection: Collection, store: Store, latest: Manifest) -> set[Partition]:
+    """The partitions this collection's filter reaches (every partition when unfiltered)."""
+    if collection.filter is None:
+        return set(latest.partitions())
+    wanted = set()
+    for fragment in collection.fragments():
+        partition = parse_partition(store.rel(fragment.path))
+        if partition is not None:
+            wanted.add(partition)
+    return wanted
+
+
+def _in_memory(collection: Collection, bands, reader, only_missing, started) -> EnrichReport:
+    import pyarrow.dataset as ds
+
+    from ..collection import Collection
+
+    table, stats = enrich_table(collection.to_table(), bands, reader=reader,
+                                only_missing=only_missing)
+    report = EnrichReport(enriched=stats.enriched, failed=stats.failed, skipped=stats.skipped,
+                          errors=stats.errors, partitions_total=1,
+                          partitions_rewritten=int(stats.enriched + stats.failed > 0))
+    info = dataclasses.replace(collection.info, extra={**collection.info.extra,
+                               "column_order": table.column_names})
+    report.collection = Collection(ds.dataset(table), info)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Run:
+    """The client's side of one enrichment: rounds of tasks, then one commit."""
+
+    def __init__(self, store: Store, latest: Manifest, info: CollectionInfo, run_task) -> None:
+        self.store, self.snapshot, self.info, self.run_task = store, latest, info, run_task
+        self.pending: dict[Partition, PartitionChange] = {}
+        self.stats: dict[Partition, EnrichStats] = {}
+        self.failures: dict[Partition, str] = {}
+        self.started = time.time()
+
+    def enrich(self, partitions: set[Partition], attempt: int) -> list[Partition]:
+        """Run the partitions' tasks on the snapshot's files; returns those whose files went."""
+        entries = [e for p in sorted(partitions) for e in self.snapshot.files_of(p)]
+        outcomes: dict[Partition, list[FileOutcome]] = {}
+        for outcome in self.run_task(entries, attempt):
+            outcomes.setdefault(outcome.source.partition, []).append(outcome)
+        vanished = []
+        for partition in sorted(partitions):
+            results = outcomes.get(partition, [])
+            written = [o.written for o in results if o.written is not None]
+            stats = EnrichStats()
+            for outcome in results:
+                stats.add(outcome.stats)
+            self.stats[partition] = stats
+            failures = [o.failure for o in results if o.failure is not None]
+            if failures:
+                delete(self.store, [w.path for w in written])
+                if any(f.vanished for f in failures):
+                    vanished.append(partition)
+                else:
+                    self.failures[partition] = failures[0].message
+                continue
+            self.failures.pop(partition, None)
+            if written:
+                replaced = {o.source.path: o.written for o in results if o.written is not None}
+                files = self.snapshot.files_of(partition)
+                self.pending[partition] = PartitionChange(
+                    partition, tuple(replaced.get(e.path, e) for e in files), files)
+        return vanished
+
+    def drop(self, partitions: Sequence[Partition]) -> None:
+        """Forget (and delete the files of) changes that lost to another writer."""
+        for partition in partitions:
+            change = self.pending.pop(partition, None)
+            if change is not None:
+                replaced = {e.path for e in change.replaces}
+                delete(self.store, [e.path for e in change.files if e.path not in replaced])
+
+
 def enrich_collection(
     collection: Collection,
     bands: Sequence[str] | None = None,
@@ -148,8 +305,13 @@ def enrich_collection(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool = False,
 ) -> EnrichReport:
-    """Enrich every partition of an exported collection as Dask tasks; in memory otherwise."""
-    from ..collection import Collection, load
+    """Enrich every partition of an index as Dask tasks and commit them as one new version.
+
+    A Collection not backed by an index (in memory, or a single Parquet file) is enriched in
+    memory. Raises ``ConcurrentWriteError`` when other writers keep rewriting the same
+    partitions, and :class:`EnrichTaskError` (after committing the rest) when tasks fail.
+    """
+    from ..collection import load
 
     started = time.perf_counter()
     reader = reader or RangeReader()
@@ -157,41 +319,59 @@ def enrich_collection(
     unknown = [b for b in bands if b not in collection.bands]
     if unknown:
         raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
-    report = EnrichReport()
-    if collection.path is None:
-        table, stats = enrich_table(collection.to_table(), bands, reader=reader,
-                                    only_missing=only_missing)
-        report.enriched, report.failed, report.skipped = stats.enriched, stats.failed, stats.skipped
-        report.errors, report.partitions_total = stats.errors, 1
-        report.partitions_rewritten = int(stats.enriched + stats.failed > 0)
-        import pyarrow.dataset as ds
+    if collection.path is None or collection.version is None:
+        return _in_memory(collection, bands, reader, only_missing, started)
+    store = collection.store()
+    latest = open_for_write(store)
+    if latest is None:
+        raise FileNotFoundError(f"no collection index at {collection.path}")
+    fields = _new_fields(collection, bands)
+    names = [f.name for f in fields]
+    info = _with_columns(latest.info or collection.info, names, collection.schema.names)
 
-        info = dataclasses.replace(collection.info, extra={**collection.info.extra,
-                                   "column_order": table.column_names})
-        report.collection = Collection(ds.dataset(table), info)
-        report.seconds = time.perf_counter() - started
-        return report
-    root = collection.path
-    new_fields = [pa.field(S.metadata_column(b), S.METADATA_TYPE) for b in bands]
-    new_fields.append(pa.field(S.ENRICH_ERRORS, S.ENRICH_ERRORS_TYPE))
-    if S.EPSG not in collection.schema.names:
-        new_fields.append(pa.field(S.EPSG, pa.int32()))
-    order = collection.info.extra.get("column_order", collection.schema.names)
-    order = order + [f.name for f in new_fields if f.name not in order]
-    info = dataclasses.replace(collection.info, extra={**collection.info.extra, "column_order": order})
-    update_common_schema(root, new_fields, info)
-    fragments = collection.fragments()
-    files = [(f.path, f.metadata.num_rows) for f in fragments]
-    tasks = _plan_tasks(files, root, info, bands, reader, only_missing, chunk_rows)
-    for stats, rewritten in _run(tasks, client, progress):
+    def run_task(entries: list[FileEntry], attempt: int) -> list[FileOutcome]:
+        return _run(_plan_tasks(store, entries, info, bands, reader, only_missing, chunk_rows,
+                                attempt), client, progress)
+
+    run = _Run(store, latest, info, run_task)
+    todo = _wanted_partitions(collection, store, latest)
+    total = sum(len(latest.files_of(p)) for p in todo)
+    for attempt in range(ATTEMPTS):
+        vanished = run.enrich(todo, attempt)
+        if vanished:
+            run.snapshot, todo = current_version(store), set(vanished)
+            continue
+        if not run.pending:
+            break
+        try:
+            commit_changes(store, list(run.pending.values()), schema=pa.schema(fields),
+                           update_info=lambda now: _with_columns(now or info, names, names),
+                           operation="enrich", written_since=run.started)
+            break
+        except PartitionConflict as conflict:
+            run.drop(conflict.partitions)
+            run.snapshot, todo = conflict.latest, set(conflict.partitions)
+    else:
+        run.drop(list(run.pending))
+        labels = ", ".join(partition_label(p) for p in sorted(todo))
+        raise ConcurrentWriteError(
+            f"the index at {store.url} kept changing while enriching {bands}: partitions "
+            f"{labels} were rewritten by other writers in each of {ATTEMPTS} attempts; the "
+            "other partitions were not committed either; run again")
+    report = EnrichReport(partitions_total=total, partitions_rewritten=sum(
+        sum(1 for new, old in zip(c.files, c.replaces, strict=True) if new != old)
+        for c in run.pending.values()))
+    for stats in run.stats.values():
         report.enriched += stats.enriched
         report.failed += stats.failed
         report.skipped += stats.skipped
         report.errors.extend(stats.errors[: max(0, 50 - len(report.errors))])
-        report.partitions_rewritten += int(rewritten)
-    report.partitions_total = len(files)
-    report.collection = load(root)
+    report.collection = load(collection.path, storage_options=collection.storage_options)
     if collection.filter is not None:
         report.collection = report.collection.where(collection.filter)
     report.seconds = time.perf_counter() - started
+    if run.failures:
+        details = "; ".join(f"{partition_label(p)}: {m}" for p, m in sorted(run.failures.items()))
+        raise EnrichTaskError(f"enrichment of {store.url} failed for {len(run.failures)} "
+                              f"partition(s) (the others were committed): {details}")
     return report

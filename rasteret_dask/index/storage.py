@@ -1,302 +1,374 @@
-"""Partitioned GeoParquet storage: atomic writes and lazy loads through ``pyarrow.dataset``.
+"""Writes to an index: transactions that commit a new version and delete only what they own.
 
-Layout: ``root/year=YYYY/month=M/part-0.parquet`` (one file per partition, zstd), plus
-``root/_common_metadata`` holding the unified file schema and the collection metadata.
+Every write follows the same steps, on local disk and on object stores alike:
 
-Writes follow a small commit protocol so a crash never corrupts what was there:
-1. every new file is written beside its target under a hidden temporary name;
-2. a journal listing the renames and deletions is written atomically (``_rasteret_txn.json``);
-3. the renames and deletions are applied and the journal removed.
-A crash in step 1 leaves the old index untouched (the hidden files are ignored by readers and
-cleaned up later); a crash in step 3 is rolled forward by the next open, since every new file
-is already complete. Single-partition replacement (enrichment) is one atomic ``os.replace``.
+1. new data files are written under fresh unique names (``index/datafiles.py``); nothing that
+   a reader can see changes;
+2. the next version's manifest is created exclusively (``index/versions.py``): the commit
+   point. A concurrent writer that committed first makes it fail, and the writer either
+   merges (the other writer touched other partitions) or redoes the partitions both touched,
+   or gives up with :class:`ConcurrentWriteError`; nothing is ever silently overwritten;
+3. after the commit, ``_common_metadata`` is rewritten for plain readers, the files the
+   previous version listed and the new one does not are deleted, orphans of crashed writers
+   (this format's file names, listed by no manifest, older than :data:`ORPHAN_AGE`) are
+   deleted, and all but the last 20 manifests are pruned.
+
+A crash before step 2 leaves the previous version as it was (plus orphans, removed later); a
+crash after it leaves the new version complete (plus files to clean). Only files a manifest
+listed, or files named as this format names them, are ever deleted: an export never removes
+a file it did not write. :func:`vacuum` runs the cleanup on demand.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import os
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .. import schema as S
-from .geoparquet import CollectionInfo, read_collection_info, with_metadata
-from .order import spatial_sort
+from .datafiles import file_table, is_owned_data_file, split_partitions, write_data_file
+from .geoparquet import COLLECTION_KEY, CollectionInfo
+from .legacy import COMMON_METADATA, finish_journal, legacy_manifest
+from .objectstore import Store, delete, list_names, put_atomic, walk
+from .versions import (
+    LOG_DIR,
+    FileEntry,
+    Manifest,
+    Partition,
+    VersionConflict,
+    commit_manifest,
+    latest_manifest,
+    list_versions,
+    new_txn,
+    partition_dir,
+    partition_label,
+    prune_versions,
+    read_manifest,
+    version_name,
+)
 
 __all__ = [
-    "PART_NAME",
-    "COMMON_METADATA",
-    "partition_path",
-    "partition_values",
+    "ORPHAN_AGE",
+    "COMMIT_ATTEMPTS",
+    "ConcurrentWriteError",
+    "NotAnIndexError",
+    "IndexExistsError",
+    "PartitionChange",
+    "PartitionConflict",
+    "current_version",
+    "open_for_write",
+    "prepare_export",
     "write_partitioned",
-    "replace_partition",
-    "update_common_schema",
-    "write_common_metadata",
-    "recover",
-    "open_dataset",
-    "partitioning",
+    "commit_changes",
+    "collect_garbage",
+    "vacuum",
 ]
 
-PART_NAME = "part-0.parquet"
-COMMON_METADATA = "_common_metadata"
-JOURNAL = "_rasteret_txn.json"
-COMPRESSION = "zstd"
-ROW_GROUP_BYTES = 8 * 1024 * 1024
-"""Target in-memory size of a Parquet row group. Files are Hilbert-sorted (``index/order.py``),
-so a group holds neighbouring scenes and a bbox filter skips the groups an AOI misses; enriched
-records (kilobytes of tile offsets each) get groups of a few thousand rows."""
-ROW_GROUP_ROWS = (1_024, 65_536)
-"""Bounds on the rows of a row group, whatever the records' size."""
+ORPHAN_AGE = 3600.0
+"""Seconds after which a data file that no manifest lists is taken for a crashed writer's
+orphan (younger ones may belong to a writer still running)."""
+COMMIT_ATTEMPTS = 10
+"""Commits retried on top of other writers' versions before :class:`ConcurrentWriteError`."""
+_TEMP = re.compile(r"^\..+\.tmp$")
 
 
-def row_group_size(table: pa.Table) -> int:
-    """Rows per row group for ``table``: about :data:`ROW_GROUP_BYTES`, within the bounds."""
-    per_row = table.nbytes / max(table.num_rows, 1)
-    low, high = ROW_GROUP_ROWS
-    return int(min(max(ROW_GROUP_BYTES / max(per_row, 1.0), low), high))
+class ConcurrentWriteError(RuntimeError):
+    """Another writer changed the index in a way this write cannot merge; nothing was changed."""
 
 
-def partitioning(partition_by: Sequence[str] = S.PARTITION_COLUMNS) -> ds.Partitioning:
-    """Hive partitioning with int64 keys, so year/month load with the contract's type."""
-    return ds.partitioning(
-        pa.schema([pa.field(name, pa.int64()) for name in partition_by]), flavor="hive"
-    )
+class NotAnIndexError(FileExistsError):
+    """The target folder holds files that are not a rasteret-dask index."""
 
 
-def partition_path(root: Path, values: Mapping[str, int]) -> Path:
-    """``root/year=2024/month=3`` for ``{"year": 2024, "month": 3}``."""
-    path = Path(root)
-    for name, value in values.items():
-        path = path / f"{name}={int(value)}"
-    return path
+class IndexExistsError(FileExistsError):
+    """The target already holds an index and ``overwrite=True`` was not given."""
 
 
-def partition_values(root: Path, file: Path) -> dict[str, int]:
-    """Hive key values of a partition file (the inverse of ``partition_path``)."""
-    values = {}
-    for part in Path(file).parent.relative_to(root).parts:
-        key, _, value = part.partition("=")
-        values[key] = int(value)
-    return values
+@dataclass(frozen=True)
+class PartitionChange:
+    """A partition's complete new file list, computed from ``replaces`` (its files then)."""
+
+    partition: Partition
+    files: tuple[FileEntry, ...]
+    replaces: tuple[FileEntry, ...]
 
 
-_DELTA_LEAVES = (".tile_offsets.list.element", ".tile_byte_counts.list.element")
+class PartitionConflict(Exception):
+    """Partitions a write changed were changed by another writer since it read them."""
+
+    def __init__(self, latest: Manifest | None, partitions: Sequence[Partition]) -> None:
+        labels = ", ".join(partition_label(p) for p in partitions)
+        super().__init__(f"partitions changed by another writer: {labels}")
+        self.latest = latest
+        self.partitions = tuple(partitions)
 
 
-def _leaf_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
-    """(leaf columns that may use dictionaries, delta-encoded leaves) of ``schema``.
+def current_version(store: Store) -> Manifest | None:
+    """The latest version of the index at ``store`` (version 0 for the previous format)."""
+    return latest_manifest(store) or legacy_manifest(store)
 
-    Tile offsets and byte counts are nearly unique integers: dictionaries only bloat them
-    (by a quarter in row groups of a few thousand records), while delta encoding of the
-    increasing offsets makes the index smaller than with one big row group.
+
+def _is_ours(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return (rel.startswith(f"{LOG_DIR}/") or bool(_TEMP.match(name))
+            or is_owned_data_file(rel, S.PARTITION_COLUMNS))
+
+
+def open_for_write(store: Store) -> Manifest | None:
+    """The version a write starts from; None for a new index at an empty (or absent) folder.
+
+    Raises :class:`NotAnIndexError` when the folder holds other files (nothing of them is
+    ever touched). A previous-format index's half-applied commit is rolled forward first.
     """
-    probe = pa.BufferOutputStream()
-    pq.write_table(schema.empty_table(), probe)
-    leaves = [column.path for column in pq.ParquetFile(pa.BufferReader(probe.getvalue())).schema]
-    delta = [leaf for leaf in leaves if leaf.endswith(_DELTA_LEAVES)]
-    return [leaf for leaf in leaves if leaf not in delta], dict.fromkeys(delta,
-                                                                        "DELTA_BINARY_PACKED")
+    if store.fs.isfile(store.root):
+        raise NotAnIndexError(f"{store.url} is a file, not an index folder")
+    if not list_versions(store):
+        finish_journal(store)
+    base = current_version(store)
+    if base is None:
+        foreign = sorted(f.rel for f in walk(store) if not _is_ours(f.rel))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                               else "")
+            raise NotAnIndexError(
+                f"{store.url} is not empty and is not a rasteret-dask index (it holds {shown}); "
+                "write the index into a new or empty folder")
+    return base
 
 
-def _write_file(table: pa.Table, path: Path) -> None:
-    table = spatial_sort(table)
-    dictionary, encodings = _leaf_encodings(table.schema)
-    with open(path, "wb") as sink:
-        pq.write_table(
-            table, sink, compression=COMPRESSION, row_group_size=row_group_size(table),
-            write_statistics=True, use_dictionary=dictionary or False,
-            column_encoding=encodings or None,
-        )
-        sink.flush()
-        os.fsync(sink.fileno())
-
-
-def _temp_name(target: Path, txn: str) -> Path:
-    return target.with_name(f".{target.name}.{txn}.tmp")
-
-
-def _write_json_atomic(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(document, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _apply(root: Path, journal: dict) -> None:
-    for tmp, final in journal["renames"]:
-        if (root / tmp).exists():
-            os.replace(root / tmp, root / final)
-    for rel in journal["deletes"]:
-        (root / rel).unlink(missing_ok=True)
-    for rel in journal["deletes"]:
-        parent = (root / rel).parent
-        while parent != root and parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-
-
-def recover(root: str | os.PathLike) -> None:
-    """Roll forward an interrupted commit and remove orphaned temporary files (local roots)."""
-    root = Path(root)
-    journal_path = root / JOURNAL
-    if journal_path.exists():
-        _apply(root, json.loads(journal_path.read_text()))
-        journal_path.unlink()
-    for tmp in root.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def _split_partitions(table: pa.Table, partition_by: Sequence[str]) -> Iterable[tuple[dict, pa.Table]]:
-    keys = table.select(list(partition_by)).group_by(list(partition_by)).aggregate([])
-    for row in keys.to_pylist():
-        mask = None
-        for name, value in row.items():
-            cond = pc.equal(table[name], value)
-            mask = cond if mask is None else pc.and_(mask, cond)
-        yield row, table.filter(mask)
-
-
-def _file_table(table: pa.Table, partition_by: Sequence[str], info: CollectionInfo) -> pa.Table:
-    present = [c for c in partition_by if c in table.column_names]
-    return with_metadata(table.drop_columns(present), info)
-
-
-def _common_schema(file_schema: pa.Schema, info: CollectionInfo, old: pa.Schema | None) -> pa.Schema:
-    schema = file_schema if old is None else pa.unify_schemas([old, file_schema])
-    metadata = dict(file_schema.metadata or {})
-    metadata[b"rasteret_dask"] = info.to_json()
+def _with_info(schema: pa.Schema, info: CollectionInfo) -> pa.Schema:
+    metadata = dict(schema.metadata or {})
+    metadata[COLLECTION_KEY] = info.to_json()
     return schema.with_metadata(metadata)
 
 
-def write_partitioned(
-    table: pa.Table,
-    root: str | os.PathLike,
-    info: CollectionInfo,
-    *,
-    partition_by: Sequence[str] = S.PARTITION_COLUMNS,
-    mode: str = "overwrite",
-) -> list[Path]:
-    """Write ``table`` as a hive-partitioned dataset under ``root`` in one atomic commit.
+def _version_after(base: Manifest | None) -> int:
+    return base.version + 1 if base is not None else 1
 
-    ``mode="overwrite"`` replaces the whole dataset; ``"replace_partitions"`` replaces only the
-    partitions present in ``table`` and keeps the others.
+
+def prepare_export(store: Store, *, overwrite: bool) -> Manifest | None:
+    """The version an export replaces; refuses a foreign folder or an index without
+    ``overwrite``."""
+    base = open_for_write(store)
+    if base is not None and not overwrite:
+        raise IndexExistsError(
+            f"{store.url} already holds a rasteret-dask index (version {base.version}, "
+            f"{base.rows} records); pass overwrite=True to replace it")
+    return base
+
+
+def write_partitioned(table: pa.Table, store: Store, info: CollectionInfo, *,
+                      base: Manifest | None,
+                      partition_by: Sequence[str] = S.PARTITION_COLUMNS,
+                      operation: str = "export") -> Manifest:
+    """Write ``table`` as the version after ``base`` (from :func:`prepare_export`), replacing
+    all the index's data.
+
+    Only the files of ``base`` are removed afterwards. If another writer commits after
+    ``base``, :class:`ConcurrentWriteError` is raised and nothing was changed.
     """
-    if mode not in ("overwrite", "replace_partitions"):
-        raise ValueError(f"mode must be 'overwrite' or 'replace_partitions', got {mode!r}")
     missing = [c for c in partition_by if c not in table.column_names]
     if missing:
         raise ValueError(f"cannot partition by missing column(s) {missing}")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    recover(root)
-    txn = uuid.uuid4().hex
-    renames, written = [], []
-    file_schema = None
-    for values, part in _split_partitions(table, partition_by):
-        target = partition_path(root, values) / PART_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(target, txn)
-        file_table = _file_table(part, partition_by, info)
-        _write_file(file_table, tmp)
-        file_schema = file_table.schema if file_schema is None else file_schema
-        renames.append((str(tmp.relative_to(root)), str(target.relative_to(root))))
-        written.append(target)
-    if file_schema is None:
-        file_schema = _file_table(table, partition_by, info).schema
-    old = None
-    if mode == "replace_partitions" and (root / COMMON_METADATA).exists():
-        old = pq.read_schema(root / COMMON_METADATA)
-    common_tmp = _temp_name(root / COMMON_METADATA, txn)
-    pq.write_metadata(_common_schema(file_schema, info, old), common_tmp)
-    renames.append((common_tmp.name, COMMON_METADATA))
-    deletes = []
-    if mode == "overwrite":
-        keep = {str(p.relative_to(root)) for p in written}
-        deletes = [
-            str(p.relative_to(root)) for p in root.rglob("*.parquet")
-            if str(p.relative_to(root)) not in keep and not p.name.startswith(".")
-        ]
-    journal = {"txn": txn, "renames": renames, "deletes": deletes}
-    _write_json_atomic(root / JOURNAL, journal)
-    _apply(root, journal)
-    (root / JOURNAL).unlink()
-    return written
+    entries: list[FileEntry] = []
+    try:
+        file_schema = None
+        for partition, rows in split_partitions(table, partition_by):
+            stored = file_table(rows, partition_by, info)
+            entries.append(write_data_file(store, partition, stored))
+            file_schema = file_schema or stored.schema
+        if file_schema is None:
+            file_schema = file_table(table, partition_by, info).schema
+        manifest = Manifest(version=_version_after(base), files=tuple(entries),
+                            schema=_with_info(file_schema, info),
+                            partition_by=tuple(partition_by), operation=operation,
+                            txn=new_txn())
+        commit_manifest(store, manifest)
+    except VersionConflict:
+        delete(store, [e.path for e in entries])
+        latest = latest_manifest(store)
+        was = base.version if base is not None else "none"
+        now = latest.version if latest is not None else "?"
+        raise ConcurrentWriteError(
+            f"the index at {store.url} changed (version {was} -> {now}) while exporting; "
+            "nothing was changed; run again") from None
+    except BaseException:
+        delete(store, [e.path for e in entries])
+        raise
+    after_commit(store, base, manifest)
+    return manifest
 
 
-def replace_partition(root: str | os.PathLike, values: Mapping[str, int], table: pa.Table,
-                      info: CollectionInfo) -> Path:
-    """Atomically replace one partition's file (used by per-partition enrichment tasks)."""
-    target = partition_path(Path(root), values) / PART_NAME
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(target, uuid.uuid4().hex)
-    _write_file(_file_table(table, list(values), info), tmp)
-    os.replace(tmp, target)
-    return target
+def _merge_schema(latest: pa.Schema | None, mine: pa.Schema) -> pa.Schema:
+    """The latest schema with this write's fields (new ones appended, changed ones replaced)."""
+    if latest is None:
+        return mine
+    by_name = {f.name: f for f in mine}
+    fields = [by_name.get(f.name, f) for f in latest]
+    fields += [f for f in mine if f.name not in latest.names]
+    metadata = dict(latest.metadata or {})
+    metadata.update(mine.metadata or {})
+    return pa.schema(fields, metadata=metadata)
 
 
-def update_common_schema(root: str | os.PathLike, fields: Sequence[pa.Field],
-                         info: CollectionInfo | None = None) -> None:
-    """Add columns to the dataset schema (before partitions gain them), atomically."""
-    root = Path(root)
-    old = pq.read_schema(root / COMMON_METADATA)
-    new = pa.unify_schemas([old, pa.schema(fields)])
-    metadata = dict(old.metadata or {})
-    if info is not None:
-        metadata[b"rasteret_dask"] = info.to_json()
-    tmp = _temp_name(root / COMMON_METADATA, uuid.uuid4().hex)
-    pq.write_metadata(new.with_metadata(metadata), tmp)
-    os.replace(tmp, root / COMMON_METADATA)
+def _apply(latest: Manifest | None, changes: Sequence[PartitionChange], schema: pa.Schema,
+           info: CollectionInfo, operation: str, partition_by: Sequence[str]) -> Manifest:
+    files = dict(latest.partitions()) if latest is not None else {}
+    for change in changes:
+        if change.files:
+            files[change.partition] = change.files
+        else:
+            files.pop(change.partition, None)
+    merged = _merge_schema(latest.schema if latest is not None else None, schema)
+    return Manifest(
+        version=_version_after(latest),
+        files=tuple(e for key in sorted(files) for e in files[key]),
+        schema=_with_info(merged, info),
+        partition_by=latest.partition_by if latest is not None else tuple(partition_by),
+        operation=operation, txn=new_txn())
 
 
-def write_common_metadata(root: str | os.PathLike, schema: pa.Schema, info: CollectionInfo,
-                          sample: pa.Table | None = None) -> None:
-    """Atomically write ``_common_metadata``: the file schema, ``geo`` (from ``sample``), info."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    metadata = dict(schema.metadata or {})
-    if sample is not None:
-        metadata.update(with_metadata(sample, info).schema.metadata)
-    metadata[b"rasteret_dask"] = info.to_json()
-    tmp = _temp_name(root / COMMON_METADATA, uuid.uuid4().hex)
-    pq.write_metadata(schema.with_metadata(metadata), tmp)
-    os.replace(tmp, root / COMMON_METADATA)
+def _lost(store: Store, changes: Sequence[PartitionChange]) -> list[Partition]:
+    """Partitions whose new files vanished (removed as orphans during a very long run)."""
+    lost = []
+    for change in changes:
+        if not change.files:
+            continue
+        names = set(list_names(store, partition_dir(change.partition)))
+        if any(e.path.rsplit("/", 1)[-1] not in names for e in change.files):
+            lost.append(change.partition)
+    return lost
 
 
-def open_dataset(path: str | os.PathLike, *, filesystem=None) -> tuple[ds.Dataset, CollectionInfo | None]:
-    """Open a partitioned directory or a single (Geo)Parquet file lazily (no row is read)."""
-    if filesystem is None and isinstance(path, str) and "://" in path and not path.startswith("file://"):
-        import fsspec
+def _paths(entries: Sequence[FileEntry]) -> list[str]:
+    return sorted(e.path for e in entries)
 
-        filesystem, path = fsspec.core.url_to_fs(path)
-    if isinstance(path, str) and path.startswith("file://"):
-        path = path[len("file://"):]
-    is_local = filesystem is None
-    if is_local:
-        path = Path(path)
-        if not path.exists():
+
+def commit_changes(store: Store, changes: Sequence[PartitionChange], *, schema: pa.Schema,
+                   update_info: Callable[[CollectionInfo | None], CollectionInfo],
+                   operation: str, partition_by: Sequence[str] = S.PARTITION_COLUMNS,
+                   written_since: float | None = None) -> Manifest:
+    """Commit partition changes on top of the latest version, merging with other writers.
+
+    ``schema`` holds the fields this write adds or changes; ``update_info`` turns the latest
+    collection metadata into the new one (it is applied again after a merge). Raises
+    :class:`PartitionConflict` when another writer changed one of these partitions since the
+    change was computed (the caller redoes them on ``latest`` and commits again), and
+    :class:`ConcurrentWriteError` when commits keep losing the race.
+    """
+    lost: list[Partition] = []
+    if written_since is not None and time.time() - written_since > ORPHAN_AGE / 2:
+        lost = _lost(store, changes)
+    for _ in range(COMMIT_ATTEMPTS):
+        latest = current_version(store)
+        conflicts = [c.partition for c in changes
+                     if _paths(latest.files_of(c.partition) if latest else ()) != _paths(c.replaces)]
+        conflicts += [p for p in lost if p not in conflicts]
+        if conflicts:
+            raise PartitionConflict(latest, conflicts)
+        info = update_info(latest.info if latest is not None else None)
+        manifest = _apply(latest, changes, schema, info, operation, partition_by)
+        try:
+            commit_manifest(store, manifest)
+        except VersionConflict:
+            continue
+        after_commit(store, latest, manifest)
+        return manifest
+    raise ConcurrentWriteError(
+        f"the index at {store.url} kept changing while committing {operation} "
+        f"({COMMIT_ATTEMPTS} attempts); nothing was changed; run again")
+
+
+def _common_metadata_bytes(schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_metadata(schema, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def after_commit(store: Store, previous: Manifest | None, new: Manifest) -> None:
+    """Step 3: ``_common_metadata``, the previous version's replaced files, orphans, old logs.
+
+    The commit already succeeded: a failure here is reported as a warning, and what it left
+    is cleaned by a later write or :func:`vacuum`.
+    """
+    try:
+        versions = list_versions(store)
+        if versions and versions[-1] == new.version:
+            put_atomic(store, COMMON_METADATA, _common_metadata_bytes(new.schema))
+        if previous is not None:
+            delete(store, previous.paths() - new.paths())
+        collect_garbage(store, ORPHAN_AGE)
+        prune_versions(store)
+    except OSError as exc:
+        warnings.warn(f"version {new.version} of {store.url} is committed, but cleaning up "
+                      f"after it failed ({exc}); a later write or vacuum() finishes it",
+                      RuntimeWarning, stacklevel=3)
+
+
+def collect_garbage(store: Store, older_than: float, *, thorough: bool = False) -> list[str]:
+    """Delete files no live version needs; returns their paths (relative to the root).
+
+    Files of this format's naming not listed by the latest manifest, and hidden temporary
+    files, go once older than ``older_than`` seconds. With ``thorough`` the files that older
+    kept manifests list and the latest does not (superseded; left by a writer that crashed
+    after its commit) go too, whatever their age.
+    """
+    latest = latest_manifest(store)
+    if latest is None:
+        return []
+    live = latest.paths()
+    superseded: set[str] = set()
+    if thorough:
+        for version in list_versions(store)[:-1]:
+            try:
+                superseded |= read_manifest(store, version).paths()
+            except FileNotFoundError:
+                continue
+        superseded -= live
+    cutoff = time.time() - older_than
+    doomed = []
+    for stored in walk(store):
+        if stored.rel in live:
+            continue
+        name = stored.rel.rsplit("/", 1)[-1]
+        owned = is_owned_data_file(stored.rel, latest.partition_by) or bool(_TEMP.match(name))
+        if stored.rel in superseded or (owned and stored.modified <= cutoff):
+            doomed.append(stored.rel)
+    delete(store, doomed)
+    return sorted(doomed)
+
+
+def vacuum(path: str | os.PathLike, older_than: float | dt.timedelta = ORPHAN_AGE, *,
+           storage_options: dict | None = None) -> list[str]:
+    """Remove what no version of the index at ``path`` needs; returns the removed paths.
+
+    Deletes data files that earlier versions listed and the latest does not, files named as
+    this format names data files that no manifest lists (orphans of crashed writers) and
+    hidden temporary files once older than ``older_than`` (seconds or a timedelta; default
+    one hour, so the files of a writer still running are safe), and prunes the version log to
+    its last 20 manifests. A previous-format index's half-applied commit is rolled forward.
+    Readers holding an older version lose its files: ``load()`` again after a vacuum.
+    """
+    from .objectstore import open_store
+
+    store = open_store(path, storage_options)
+    seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else float(older_than)
+    if not list_versions(store):
+        finish_journal(store)
+        if legacy_manifest(store) is None:
             raise FileNotFoundError(f"no collection index at {path}")
-        if path.is_dir():
-            recover(path)
-        path = str(path)
-    isdir = os.path.isdir(path) if is_local else filesystem.isdir(path)
-    if not isdir:
-        dataset = ds.dataset(path, format="parquet", filesystem=filesystem)
-        return dataset, read_collection_info(dataset.schema)
-    part = partitioning()
-    common = f"{path.rstrip('/')}/{COMMON_METADATA}"
-    exists = os.path.exists(common) if is_local else filesystem.exists(common)
-    schema = None
-    if exists:
-        file_schema = pq.read_schema(common, filesystem=filesystem)
-        schema = pa.unify_schemas([file_schema, part.schema]).with_metadata(file_schema.metadata)
-    dataset = ds.dataset(path, format="parquet", partitioning=part, schema=schema,
-                         filesystem=filesystem)
-    return dataset, read_collection_info(dataset.schema)
+        cutoff = time.time() - seconds
+        temps = [f.rel for f in walk(store)
+                 if _TEMP.match(f.rel.rsplit("/", 1)[-1]) and f.modified <= cutoff]
+        delete(store, temps)
+        return sorted(temps)
+    removed = collect_garbage(store, seconds, thorough=True)
+    removed += [version_name(v) for v in prune_versions(store)]
+    return removed

@@ -2,9 +2,12 @@
 
 Phase 1 searches every month window in parallel and keeps the rows on the workers; only small
 summaries (partition counts, schemas, bands) reach the client. Nothing is written unless every
-window succeeded. Phase 2 writes each year/month partition in its own task: existing rows are
-kept, new ids appended, and the partition is replaced atomically. Then enrichment fills the
-metadata of the new rows only.
+window succeeded. Phase 2 gives each year/month partition its own task: existing rows are kept,
+new ids appended, and the result written as a new data file; the client then commits every
+changed partition (and the search state) as one version of the index (``index/storage.py``).
+If another writer rewrote one of these partitions meanwhile, its append runs again on the new
+files (bounded); partitions it did not touch merge. Then enrichment fills the metadata of the
+new rows only.
 """
 
 from __future__ import annotations
@@ -12,25 +15,25 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .. import schema as S
-from ..index.geoparquet import CollectionInfo
+from ..index.datafiles import file_table, read_data_file, write_data_file
+from ..index.geoparquet import CollectionInfo, with_metadata
+from ..index.objectstore import Store, delete, open_store
 from ..index.storage import (
-    COMMON_METADATA,
-    PART_NAME,
-    partition_path,
-    recover,
-    replace_partition,
-    write_common_metadata,
+    ConcurrentWriteError,
+    PartitionChange,
+    PartitionConflict,
+    commit_changes,
+    open_for_write,
 )
+from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from .stac_items import conform_assets
 from .stac_search import MonthWindow, StacQuery, month_windows, search_window
 
@@ -98,28 +101,48 @@ def _first_per_id(table: pa.Table) -> pa.Table:
     return table.take(pc.sort_indices(indices))
 
 
-def _commit(root: str, year: int, month: int, tables: list[pa.Table | None], schema: pa.Schema,
-            info: CollectionInfo, cutoff: tuple[Any, str] | None) -> tuple[int, int, int]:
-    """Append new ids to one partition and replace it atomically; returns (year, month, added)."""
+@dataclasses.dataclass(frozen=True)
+class AppendOutcome:
+    """What a partition's append task did (small: it travels back to the client)."""
+
+    partition: Partition
+    replaces: tuple[FileEntry, ...]
+    written: FileEntry | None
+    added: int
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+
+
+def _append(store: Store, partition: Partition, existing_files: tuple[FileEntry, ...],
+            tables: list[pa.Table | None], schema: pa.Schema, info: CollectionInfo,
+            cutoff: tuple[Any, str] | None) -> AppendOutcome:
+    """Append new ids to one partition as a new data file (the old ones stay until commit)."""
+    year, month = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
     rows = partition_rows(tables, year, month)
     if rows is None:
-        return year, month, 0
+        return AppendOutcome(partition, existing_files, None, 0)
     if cutoff is not None:
         keep = [(t, i) <= cutoff for t, i in zip(rows[S.DATETIME].to_pylist(),
                                                   rows[S.ID].to_pylist(), strict=True)]
         rows = rows.filter(pa.array(keep))
     rows = _first_per_id(rows)
-    target = partition_path(Path(root), {S.YEAR: year, S.MONTH: month}) / PART_NAME
-    existing = pq.read_table(target) if target.exists() else None
-    if existing is not None:
-        rows = rows.filter(pc.invert(pc.is_in(rows[S.ID], value_set=existing[S.ID].combine_chunks())))
+    existing = [read_data_file(store, entry.path) for entry in existing_files]
+    existing_ids = [t[S.ID].combine_chunks() for t in existing]
+    if existing_ids:
+        known = pa.concat_arrays(existing_ids)
+        rows = rows.filter(pc.invert(pc.is_in(rows[S.ID], value_set=known)))
     if rows.num_rows == 0:
-        return year, month, 0
+        return AppendOutcome(partition, existing_files, None, 0)
+    # the partition keeps every column its files have (another writer's metadata included)
+    kept = {f.name: f for t in existing for f in t.schema if f.name not in schema.names}
+    schema = pa.schema([*schema, *kept.values()])
     merged = conform_table(rows.drop_columns(_PARTITION), schema)
-    if existing is not None:
-        merged = pa.concat_tables([conform_table(existing, schema), merged])
-    replace_partition(root, {S.YEAR: year, S.MONTH: month}, merged, info)
-    return year, month, rows.num_rows
+    if existing:
+        merged = pa.concat_tables([*(conform_table(t, schema) for t in existing), merged])
+    written = write_data_file(store, partition, file_table(merged, (), info))
+    stamps = rows[S.DATETIME]
+    return AppendOutcome(partition, existing_files, written, rows.num_rows,
+                         pc.min(stamps).as_py(), pc.max(stamps).as_py())
 
 
 def _unified_schema(schemas: list[pa.Schema], existing: pa.Schema | None, bands: list[str]
@@ -161,20 +184,67 @@ def _merged_windows(old: Sequence[Sequence[str]], new: tuple[str, str]) -> list[
     return merged
 
 
+def _span(info: CollectionInfo | None, outcomes: Sequence[AppendOutcome]) -> tuple[str, str] | None:
+    """The index's date range widened by the rows just added."""
+    stamps = [s for o in outcomes for s in (o.first, o.last) if s is not None]
+    if info is not None and info.date_range is not None:
+        stamps += [dt.datetime.fromisoformat(v) for v in info.date_range]
+    if not stamps:
+        return None
+    aware = [s if s.tzinfo else s.replace(tzinfo=dt.UTC) for s in stamps]
+    return min(aware).isoformat(), max(aware).isoformat()
+
+
+def _updated_info(now: CollectionInfo | None, base: CollectionInfo, schema: pa.Schema,
+                  stac_state: Mapping[str, Any], outcomes: Sequence[AppendOutcome]
+                  ) -> CollectionInfo:
+    """The new collection metadata over whatever version is latest at commit time."""
+    current = now or base
+    bands = list(current.bands) + [b for b in base.bands if b not in current.bands]
+    order = list(current.extra.get("column_order", []))
+    order += [n for n in [*base.extra.get("column_order", []), *schema.names] if n not in order]
+    order += [c for c in _PARTITION if c not in order]
+    old_state = current.extra.get("stac") or {}
+    state = {**stac_state, "searched": _merged_windows(
+        [*old_state.get("searched", []), *stac_state["searched"]], stac_state["searched"][-1])}
+    return dataclasses.replace(
+        current, name=base.name, data_source=base.data_source, description=base.description,
+        bands=tuple(bands), date_range=_span(now, outcomes),
+        extra={**current.extra, "column_order": order, "stac": state})
+
+
+def _append_tasks(store: Store, snapshot: Manifest | None, partitions: Sequence[Partition],
+                  tables: list[Any], summaries: list[dict], schema: pa.Schema,
+                  info: CollectionInfo, cutoff, attempt: int) -> list[Any]:
+    tasks = []
+    for partition in partitions:
+        key = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
+        inputs = [t for t, s in zip(tables, summaries, strict=True) if key in s["partitions"]]
+        existing = snapshot.files_of(partition) if snapshot is not None else ()
+        tasks.append(dask.delayed(_append, pure=False)(
+            store, partition, existing, inputs, schema, info, cutoff,
+            dask_key_name=f"stac-append-{key[0]}-{key[1]:02d}-{attempt}-"
+                          f"{dask.base.tokenize(store.url, schema, existing)}"))
+    return tasks
+
+
+ATTEMPTS = 5
+"""Rounds of appends and commit before concurrent writers make an ingest give up."""
+
+
 def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathLike, *,
                 name: str, data_source: str | None, description: str | None,
-                client: Any = None) -> StacBuildSummary:
-    """Search ``date_range`` month by month and write new items into the partitions at ``root``."""
-    from ..collection import load
+                client: Any = None, storage_options: dict | None = None) -> StacBuildSummary:
+    """Search ``date_range`` month by month and commit new items into the index at ``root``.
 
+    ``root`` is a local folder or an fsspec URL; a folder holding anything but an index is
+    refused before any search.
+    """
     windows: list[MonthWindow] = month_windows(date_range)
-    root = Path(root)
-    old_info: CollectionInfo | None = None
-    existing_schema = None
-    if (root / COMMON_METADATA).exists():
-        recover(root)
-        existing_schema = pq.read_schema(root / COMMON_METADATA)
-        old_info = load(root).info
+    store = open_store(root, storage_options)
+    base = open_for_write(store)
+    old_info = base.info if base is not None else None
+    existing_schema = base.schema if base is not None else None
     searches = [dask.delayed(search_window, pure=False)(
         spec, w, dask_key_name=f"stac-search-{w.year}-{w.month:02d}-{dask.base.tokenize(spec, w)}")
         for w in windows]
@@ -191,8 +261,7 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
         "intersects": spec.intersects, "query": spec.query,
         "band_map": dict(spec.band_map or {}) or None,
         "band_index_map": dict(spec.band_index_map or {}) or None,
-        "searched": _merged_windows((old_info.extra.get("stac") or {}).get("searched", [])
-                                    if old_info else [], searched),
+        "searched": [list(searched)],
         "last_run": dt.datetime.now(dt.UTC).isoformat(),
     }
     if not schemas and existing_schema is None:
@@ -203,29 +272,48 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
     order = list(old_info.extra.get("column_order", [])) if old_info else []
     order += [n for n in schema.names if n not in order]
     order += [c for c in _PARTITION if c not in order]
-    base = old_info or CollectionInfo(name=name)
+    start = old_info or CollectionInfo(name=name)
     info = dataclasses.replace(
-        base, name=name, data_source=data_source or base.data_source,
-        description=description or base.description, bands=tuple(bands),
-        extra={**base.extra, "column_order": order, "stac": stac_state})
-    sample = None
+        start, name=name, data_source=data_source or start.data_source,
+        description=description or start.description, bands=tuple(bands),
+        extra={**start.extra, "column_order": order})
+    commit_schema = schema
     if schemas:
         first = next(t for t, s in zip(tables, summaries, strict=True) if s["rows"])
         sample = conform_table(_run([first], client)[0].drop_columns(_PARTITION), schema)
-    write_common_metadata(root, schema, info, sample=sample)
-    keys = sorted({k for s in summaries for k in s["partitions"]})
+        commit_schema = schema.with_metadata(with_metadata(sample, info).schema.metadata)
     cutoff = _cutoff(summaries, spec.max_items)
-    commits = []
-    for year, month in keys:
-        inputs = [t for t, s in zip(tables, summaries, strict=True) if (year, month) in s["partitions"]]
-        commits.append(dask.delayed(_commit, pure=False)(
-            str(root), year, month, inputs, schema, info, cutoff,
-            dask_key_name=f"stac-commit-{year}-{month:02d}-{dask.base.tokenize(root, schema)}"))
-    for year, month, added in _run(commits, client):
-        summary.rows_added += added
-        (summary.partitions_written if added else summary.partitions_unchanged).append((year, month))
-    span = load(root).date_range()
-    if span is not None:
-        info = dataclasses.replace(info, date_range=(span[0].isoformat(), span[1].isoformat()))
-        write_common_metadata(root, pq.read_schema(root / COMMON_METADATA), info)
+    todo: list[Partition] = [((S.YEAR, y), (S.MONTH, m))
+                             for y, m in sorted({k for s in summaries for k in s["partitions"]})]
+    snapshot = base
+    outcomes: dict[Partition, AppendOutcome] = {}
+    for attempt in range(ATTEMPTS):
+        for outcome in _run(_append_tasks(store, snapshot, todo, tables, summaries, schema,
+                                          info, cutoff, attempt), client):
+            outcomes[outcome.partition] = outcome
+        changes = [PartitionChange(o.partition, (o.written,), o.replaces)
+                   for o in outcomes.values() if o.written is not None]
+        try:
+            commit_changes(store, changes, schema=commit_schema, operation="stac-ingest",
+                           update_info=lambda now: _updated_info(now, info, schema, stac_state,
+                                                                 list(outcomes.values())))
+            break
+        except PartitionConflict as conflict:
+            for partition in conflict.partitions:
+                lost = outcomes.pop(partition, None)
+                if lost is not None and lost.written is not None:
+                    delete(store, [lost.written.path])
+            snapshot, todo = conflict.latest, list(conflict.partitions)
+    else:
+        delete(store, [o.written.path for o in outcomes.values() if o.written is not None])
+        labels = ", ".join(partition_label(p) for p in todo)
+        raise ConcurrentWriteError(
+            f"the index at {store.url} kept changing while adding STAC items: partitions "
+            f"{labels} were rewritten by other writers in each of {ATTEMPTS} attempts; "
+            "nothing was changed; run again")
+    for partition in sorted(outcomes):
+        outcome = outcomes[partition]
+        key = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
+        summary.rows_added += outcome.added
+        (summary.partitions_written if outcome.added else summary.partitions_unchanged).append(key)
     return summary

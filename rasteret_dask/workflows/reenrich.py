@@ -3,8 +3,10 @@
 For an index built from STAC the search state is kept with the index (its metadata records the
 API, collection, bbox, band map and the windows searched so far); a run searches from the last
 searched month up to ``until`` and appends only new ids. Then enrichment fills what is missing
-or failed, rewriting only the partitions that changed (atomically). A JSON report is written
-beside the index; a second run in a row finds nothing and rewrites nothing.
+or failed, rewriting only the partitions that changed (each step one committed version of the
+index). A JSON report is written beside the index (``INDEX/_reports/``, one atomic put through
+fsspec, so an index on an object store gets its reports there too); a second run in a row finds
+nothing and rewrites nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import datetime as dt
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["ReenrichReport", "reenrich", "REPORTS_DIR"]
@@ -95,7 +96,8 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
     report.stac_searched = [start.isoformat(), end.isoformat()]
     summary = ingest_stac(spec, (start, end), collection.path, name=collection.name,
                           data_source=collection.data_source,
-                          description=collection.description, client=client)
+                          description=collection.description, client=client,
+                          storage_options=collection.storage_options)
     report.stac_items_found = summary.items_found
     report.stac_rows_added = summary.rows_added
     report.stac_partitions_written = [f"year={y}/month={m}" for y, m in summary.partitions_written]
@@ -103,26 +105,29 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
 
 def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] | None = None,
              stac: bool = True, until: Any = None, storage_options: dict | None = None,
-             report_path: str | os.PathLike | None = None, progress: bool = False
-             ) -> ReenrichReport:
+             report_path: str | os.PathLike | None = None, progress: bool = False,
+             index_storage_options: dict | None = None) -> ReenrichReport:
     """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
 
     ``client`` is a distributed Client or any ``connect()`` target (None: local threads).
+    ``index`` is a local folder or an fsspec URL (its credentials: ``index_storage_options``
+    or the ``rasteret_dask.storage_options`` dask config); ``storage_options`` are the COGs'.
     """
     from ..cluster import resolve_client
     from ..collection import load
+    from ..index.objectstore import put_atomic_url
 
     started = time.perf_counter()
     report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat())
     active, owned = resolve_client(client) if client is not None else (None, False)
     try:
-        collection = load(index)
-        if collection.path is None or not Path(collection.path).is_dir():
+        collection = load(index, storage_options=index_storage_options)
+        if collection.version is None:
             raise ValueError(f"{index} is not a partitioned index directory")
         state = collection.info.extra.get("stac")
         if stac and state:
             _search_new_items(collection, state, until, active, report)
-            collection = load(index)
+            collection = load(index, storage_options=index_storage_options)
         outcome = collection.enrich(bands, client=active, only_missing=True,
                                     storage_options=storage_options, progress=progress)
         report.enriched, report.failed, report.skipped = outcome.enriched, outcome.failed, \
@@ -136,11 +141,9 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     report.seconds = time.perf_counter() - started
     if report_path is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        report_path = Path(index) / REPORTS_DIR / f"reenrich-{stamp}.json"
-    report_path = Path(report_path)
-    report.report_path = str(report_path)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_path.with_name(f".{report_path.name}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    os.replace(tmp, report_path)
+        report_path = f"{os.fspath(index).rstrip('/')}/{REPORTS_DIR}/reenrich-{stamp}.json"
+    report.report_path = os.fspath(report_path)
+    put_atomic_url(report.report_path, json.dumps(report.to_dict(), indent=2,
+                                                  default=str).encode(),
+                   index_storage_options)
     return report
