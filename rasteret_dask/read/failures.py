@@ -14,7 +14,7 @@ href, byte range, reason) to the list:
   read was built (``Client.subscribe_topic``). Events travel on the same streams as the task
   results, ahead of them, so the list is complete when ``compute`` returns. A read built
   without a client (or computed on another one, or by multiprocessing) leaves its failures in
-  the workers' logs (``client.get_worker_logs()``) and in ``client.get_events(TOPIC)``.
+  the workers' log output and, on a cluster, in ``client.get_events(TOPIC)``.
 
 The list keeps each error once, in the order they happened; computing a read again adds only
 new errors.
