@@ -425,6 +425,8 @@ class RangeReader:
                 return data, attempts, size
             except Exception as exc:
                 retry, reason, status = _classify(exc)
+                if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
+                    reason = f"TimeoutError: no answer within {self.timeout:g} s"
                 if not retry or attempts >= self.retries:
                     error = FetchError(request.href, start, end, attempts, reason, status)
                     raise error from exc
