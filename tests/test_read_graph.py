@@ -186,9 +186,9 @@ def test_a_waiting_decode_task_decodes_the_chunks_that_arrived(monkeypatch):
     decoded: list[str] = []
     original = read_chunks.decode_chunk
 
-    def counting(payloads, work, placement=None):
+    def counting(payloads, work, *args):
         decoded.append(work.label)
-        return original(payloads, work, placement)
+        return original(payloads, work, *args)
 
     monkeypatch.setattr(read_pending, "decode_chunk", counting)
     pending = read_graph.PendingPayloads(futures, tuple(f"tile {i}" for i in range(4)), 0, jobs)

@@ -2,7 +2,9 @@
 
 All requests of one call run as coroutines on one event loop (fsspec's IO loop for the
 synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; each attempt is one
-:func:`~rasteret_dask.io.filesystems.read_range`.
+:func:`~rasteret_dask.io.filesystems.read_range` under the reader's timeout, local files
+included. The default timeout and attempts come from Dask config
+(``rasteret_dask.fetch.timeout``, ``rasteret_dask.fetch.retries``) when set there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import dask.config
 import fsspec.asyn
 import numpy as np
 from fsspec.exceptions import FSTimeoutError
@@ -27,6 +30,7 @@ from rasteret_dask.io.filesystems import (
     HTTPStatusError,
     Progress,
     RangePayload,
+    RangeResponseError,
     ShortReadError,
     read_range,
     resolve,
@@ -34,7 +38,11 @@ from rasteret_dask.io.filesystems import (
 from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
 from rasteret_dask.redact import describe_callable, redact_mapping, redact_text, redact_url
 
-__all__ = ["RETRY_STATUSES", "FetchError", "Payload", "RangeReader"]
+__all__ = ["CONFIG_PREFIX", "RETRY_STATUSES", "FetchError", "Payload", "RangeReader"]
+
+CONFIG_PREFIX = "rasteret_dask.fetch"
+"""Dask config holding the default ``timeout`` (seconds per attempt) and ``retries``
+(attempts) of readers built without them."""
 
 Payload = bytes | memoryview
 """A fetched range: bytes, or a zero-copy view of the merged request that covered it."""
@@ -93,6 +101,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectionError,
     aiohttp.ClientPayloadError,
     ShortReadError,
+    RangeResponseError,
     *_botocore_retryable(),
 )
 
@@ -162,22 +171,29 @@ def _semaphore(loop: asyncio.AbstractEventLoop, limit: int) -> asyncio.Semaphore
         return per_loop[limit]
 
 
+def _configured(name: str, default: Any) -> Any:
+    return dask.config.get(f"{CONFIG_PREFIX}.{name}", default=default)
+
+
 @dataclass(frozen=True)
 class RangeReader:
     """Picklable fetch configuration; filesystems are resolved (and cached) where it runs.
 
-    ``retries`` is the total number of attempts per request; ``max_concurrent`` bounds the
-    requests in flight per event loop (per process for :meth:`fetch`).
+    ``retries`` is the total number of attempts per request and ``timeout`` the seconds each
+    attempt may take, over any backend (a local read that never returns is abandoned, see
+    :mod:`.blocking`); both default to Dask config under :data:`CONFIG_PREFIX`, else 5 and
+    120 s. ``max_concurrent`` bounds the requests in flight per event loop (per process for
+    :meth:`fetch`).
     """
 
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
     max_concurrent: int = 64
     merge_gap: int = 32 * 1024
     max_merged_size: int = 16 * 1024 * 1024
-    retries: int = 5
+    retries: int = field(default_factory=lambda: int(_configured("retries", 5)))
     backoff_base: float = 0.05
     backoff_max: float = 2.0
-    timeout: float | None = 120.0
+    timeout: float | None = field(default_factory=lambda: _configured("timeout", 120.0))
     signer: Callable[[str], str] | None = field(default=None, hash=False, compare=False)
     """Applied to every href right before it is opened (URL signing); never stored."""
 
@@ -423,6 +439,8 @@ class RangeReader:
                 return data, attempts, size
             except Exception as exc:
                 retry, reason, status = _classify(exc)
+                if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
+                    reason = f"TimeoutError: no answer within {self.timeout:g} s"
                 if not retry or attempts >= self.retries:
                     error = FetchError(request.href, start, end, attempts, reason, status)
                     raise error from exc

@@ -4,7 +4,10 @@ Storage options are merged from ``dask.config`` key ``rasteret_dask.storage_opti
 keyed by protocol, e.g. ``{"s3": {"anon": True}}``) under any explicit options, so credentials
 live in configuration and never in an index. Filesystem instances are cached per process and per
 event loop; objects that travel to Dask workers carry only options, never instances.
-:func:`read_range` is the single-attempt, backend-aware read that the fetcher retries.
+:func:`read_range` is the single-attempt, backend-aware read that the fetcher retries (and
+times out): synchronous filesystems (local files) are read on daemon threads that a timeout
+abandons (:mod:`.blocking`), and a ``206`` answer is checked against the range asked before its
+bytes are used.
 """
 
 from __future__ import annotations
@@ -12,27 +15,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import stat
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import dask.config
 import fsspec
 import fsspec.asyn
 from fsspec.core import split_protocol
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import known_implementations, registry
 from fsspec.spec import AbstractFileSystem
+
+from rasteret_dask.io.blocking import BlockingCalls
 
 __all__ = [
     "CONFIG_KEY",
     "HTTPStatusError",
+    "NotRegularFileError",
     "Progress",
+    "RangeResponseError",
     "RangePayload",
     "ShortReadError",
+    "check_partial",
     "clear_cache",
     "close_loop_filesystems",
+    "content_range",
     "href_protocol",
     "is_async_filesystem",
     "read_range",
@@ -45,8 +55,9 @@ CONFIG_KEY = "rasteret_dask.storage_options"
 _lock = threading.RLock()
 _pid = os.getpid()
 _sync_cache: dict[tuple[Any, ...], AbstractFileSystem] = {}
-_executor: list[ThreadPoolExecutor] = []
+_executor: list[BlockingCalls] = []
 _LOCAL_IO_THREADS = 16
+_MAX_STALLED_READS = 64
 _loop_cache: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[Any, ...], AbstractFileSystem]
 ] = weakref.WeakKeyDictionary()
@@ -188,23 +199,78 @@ class ShortReadError(OSError):
     """Fewer bytes arrived than the object holds for the range (transient)."""
 
 
-def _local_pool() -> ThreadPoolExecutor:
+class RangeResponseError(OSError):
+    """A ``206`` answer that is not the range asked for (transient: a CDN may err once)."""
+
+
+class NotRegularFileError(OSError):
+    """A local path that is not a regular file (a FIFO, a device, a directory)."""
+
+
+def _local_pool() -> BlockingCalls:
     with _lock:
         _check_pid()
         if not _executor:
-            _executor.append(ThreadPoolExecutor(_LOCAL_IO_THREADS, thread_name_prefix="rd-io"))
+            _executor.append(BlockingCalls(_LOCAL_IO_THREADS, _MAX_STALLED_READS, "rd-io"))
         return _executor[0]
 
 
-def _content_range(header: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total size) from ``bytes a-b/N`` or ``bytes */N``; None where absent."""
+def content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
+    """(first byte, last byte, total size) of a ``Content-Range`` header (``bytes a-b/N``,
+    ``bytes a-b/*`` or ``bytes */N``); None for each part that is absent or unreadable."""
     if not header or not header.startswith("bytes "):
-        return None, None
+        return None, None, None
     span, _, total_text = header[6:].partition("/")
     total = int(total_text) if total_text.strip().isdigit() else None
-    first_text = span.split("-", 1)[0].strip()
-    first = int(first_text) if first_text.isdigit() else None
-    return first, total
+    first_text, _, last_text = span.partition("-")
+    first = int(first_text) if first_text.strip().isdigit() else None
+    last = int(last_text) if last_text.strip().isdigit() else None
+    return first, last, total
+
+
+def check_partial(header: str | None, length: int | None, start: int, end: int
+                  ) -> tuple[int, int | None]:
+    """Validate a ``206`` answer to ``Range: bytes=start-(end-1)`` before its body is used.
+
+    Parameters
+    ----------
+    header
+        The answer's ``Content-Range``.
+    length
+        Its ``Content-Length``, when given.
+    start, end
+        The half-open range asked for.
+
+    Returns
+    -------
+    tuple
+        (body bytes to expect, the object's size when the header gives it). The body may end
+        before ``end`` only where the object ends.
+
+    Raises
+    ------
+    RangeResponseError
+        No ``Content-Range``, one naming other bytes, or a longer ``Content-Length``.
+    ShortReadError
+        A shorter ``Content-Length`` (transient, as any short read).
+    """
+    asked = f"bytes {start}-{end - 1}"
+    if header is None:
+        raise RangeResponseError(f"206 answer to {asked} without Content-Range")
+    first, last, total = content_range(header)
+    if first is None or last is None or last < first:
+        raise RangeResponseError(f"206 answer to {asked} with Content-Range {header!r}")
+    clamped = total is not None and last == total - 1 and total < end  # the object ends first
+    if first != start or (last != end - 1 and not clamped):
+        raise RangeResponseError(f"206 answer to {asked} with Content-Range {header!r}")
+    span = last - first + 1
+    if length is not None and length < span:
+        raise ShortReadError(f"short read: {length} of {span} bytes announced (Content-Length) "
+                             f"for Content-Range {header!r}")
+    if length is not None and length > span:
+        raise RangeResponseError(f"206 answer to {asked} of {length} bytes (Content-Length) "
+                                 f"for Content-Range {header!r}")
+    return span, total
 
 
 async def _stream_body(
@@ -249,23 +315,37 @@ async def _http_read(
     async with session.get(fs.encode_url(url), headers=headers, **kwargs) as response:
         status = response.status
         if status == 416:
-            _, total = _content_range(response.headers.get("Content-Range"))
+            _, _, total = content_range(response.headers.get("Content-Range"))
             return RangePayload(b"", total, True)
-        if status >= 300:
+        if status not in (200, 206):
             raise HTTPStatusError(status)
-        content_range = response.headers.get("Content-Range")
-        first, total = _content_range(content_range)
-        if status == 206 and first is not None and first != start:
-            raise ShortReadError(f"server answered Content-Range {content_range!r}")
-        if status == 206 and progress is not None:
-            body = await _stream_body(response, end - start, progress, buffer)
+        if status == 200:  # Range ignored: the whole object, sliced here
+            body = await response.read()
+            return RangePayload(body[start:end], len(body), False)
+        span, total = check_partial(response.headers.get("Content-Range"),
+                                    response.content_length, start, end)
+        if progress is not None and response.content_length == span:
+            # the length is announced, so the body can be handed over as it streams
+            target = buffer[:span] if buffer is not None and buffer.nbytes >= span else None
+            body = await _stream_body(response, span, progress, target)
             return RangePayload(body, total, False)
         body = await response.read()
-    if status == 206:
-        return RangePayload(body, total, False)
-    if status == 200:
-        return RangePayload(body[start:end], len(body), False)
-    raise HTTPStatusError(status)
+    if len(body) > span:
+        raise RangeResponseError(f"206 answer to bytes {start}-{end - 1} of {len(body)} bytes "
+                                 f"for a {span}-byte Content-Range")
+    return RangePayload(body, total, False)
+
+
+def _read_blocking(fs: AbstractFileSystem, path: str, start: int, end: int) -> bytes:
+    """``fs.cat_file`` of a synchronous filesystem; a local path must be a regular file (a
+    FIFO would block in ``open`` until a writer comes)."""
+    if isinstance(fs, LocalFileSystem):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise NotRegularFileError(f"{path} is {kind}, not a regular file")
+    return fs.cat_file(path, start=start, end=end)
 
 
 def _is_invalid_range(exc: BaseException) -> bool:
@@ -293,14 +373,19 @@ async def read_range(
 ) -> RangePayload:
     """Read ``[start, end)`` of ``path`` once (no retry), on the running loop.
 
-    Async filesystems are awaited; sync-only ones (local files) run on a thread pool. Over
+    Async filesystems are awaited; sync-only ones (local files) run on daemon threads that a
+    cancelled (timed-out) read abandons, and a local path must be a regular file. Over
     HTTP the body is streamed through ``progress`` into ``buffer`` (``end - start`` bytes,
     optional); other backends return it whole.
     """
     if not is_async_filesystem(fs):
-        loop = asyncio.get_running_loop()
-        call = functools.partial(fs.cat_file, path, start=start, end=end)
-        data = await loop.run_in_executor(_local_pool(), call)
+        pool = _local_pool()
+        future = pool.submit(functools.partial(_read_blocking, fs, path, start, end))
+        try:
+            data = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:  # timed out: the thread may stay blocked, not the read
+            pool.abandon(future)
+            raise
         # A synchronous filesystem returns fewer bytes only at the end of the object.
         short = len(data) < end - start
         return RangePayload(data, start + len(data) if short else None, False)

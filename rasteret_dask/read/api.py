@@ -13,7 +13,9 @@ from .. import schema as S
 from ..plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
 from ..redact import redact_url
 from .assemble import to_dataset
+from .failures import check_errors
 from .plan import ReadPlan, align_records, plan_read, records_for_band
+from .skipped import check_on_missing, missing_records, settle_missing
 from .source import read_source
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ def plan_reads(
     chunks: int | None = None,
     data_source: Any = None,
     max_tile_bytes: int | str | None = None,
+    on_missing: str = "skip",
+    errors: str = "raise",
     **filters: Any,
 ) -> list[ReadPlan]:
     """One read plan per geometry (pure planning: reads only index columns, never a COG).
@@ -40,7 +44,12 @@ def plan_reads(
     more than ``max_tile_bytes`` (default: dask config ``rasteret_dask.max_tile_bytes``, else
     256 MiB) are not fetched and fail their chunks (see ``read.plan.plan_read``); ``get_xarray``,
     ``get_numpy``, ``get_gdf`` and ``explain`` pass it on through their keyword arguments.
+    Matching records whose band has no metadata are left out and listed in each plan's
+    ``skipped``, with a warning (``on_missing="skip"``), or raise ``MissingRecordsError``
+    (``"raise"``). ``errors`` is only checked here (it acts when the read computes).
     """
+    check_on_missing(on_missing)
+    check_errors(errors)
     bands = read_source(collection, bands, data_source).stored_bands
     missing = [b for b in bands if b not in collection.enriched_bands]
     if missing:
@@ -54,10 +63,16 @@ def plan_reads(
         hits = subset.subset(geometries=lonlat)
         columns = [S.ID, S.DATETIME, S.ASSETS] + [S.metadata_column(b) for b in bands]
         columns += [c for c in S.CLOUD_COVER_COLUMNS if c in hits.schema.names][:1]
+        columns += [S.ENRICH_ERRORS] if S.ENRICH_ERRORS in hits.schema.names else []
         table = hits.to_table(columns=columns)
+        skipped = [r for b in bands for r in missing_records(table, b)]
+        if on_missing == "raise":
+            settle_missing(skipped, on_missing, "the read")
         per_band = align_records({b: records_for_band(table, b) for b in bands}, bands)
         if not per_band[bands[0]]:
-            raise ValueError("no enriched record intersects the geometry")
+            note = (f" ({len(skipped)} matching record(s) have no metadata, e.g. {skipped[0]})"
+                    if skipped else "")
+            raise ValueError(f"no enriched record intersects the geometry{note}")
         for band, recs in per_band.items():
             for r in recs:
                 if r.metadata.get("crs_epsg") is None:
@@ -72,7 +87,8 @@ def plan_reads(
         dst = pyproj.CRS.from_epsg(next(iter(epsg)))
         native = reproject_geometries([shape], src_crs, dst)[0]
         plans.append(plan_read(per_band, native, all_touched=all_touched,
-                               tiles_per_chunk=chunks or 1, max_tile_bytes=max_tile_bytes))
+                               tiles_per_chunk=chunks or 1, max_tile_bytes=max_tile_bytes,
+                               skipped=skipped))
     return plans
 
 
@@ -85,23 +101,40 @@ def geometry_crs_of(geometries: Any, default: Any) -> Any:
 def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str], *,
                geometry_crs: Any = 4326, all_touched: bool = False, chunks: int | None = None,
                max_concurrent: int | None = None, storage_options: dict | None = None,
-               data_source: Any = None, **filters: Any) -> xr.Dataset | list[xr.Dataset]:
+               data_source: Any = None, on_missing: str = "skip", errors: str = "raise",
+               **filters: Any) -> xr.Dataset | list[xr.Dataset]:
     """Lazy Dataset(s): one for a single geometry, a list (input order) for several.
 
-    ``data_source`` (a descriptor or its id) overrides the collection's for band names,
-    storage options and URL signing.
+    Parameters
+    ----------
+    data_source
+        A descriptor or its id; overrides the collection's for band names, storage options
+        and URL signing.
+    on_missing
+        ``"skip"``: records matching the read whose band has no COG metadata (enrichment
+        failed or never ran) are left out with a warning on the ``rasteret_dask.read`` logger
+        and listed in ``attrs["skipped_records"]``; ``"raise"``: ``MissingRecordsError``.
+    errors
+        ``"raise"``: a tile that cannot be fetched or decoded fails the computation
+        (``RasterReadError`` naming record, band, href); ``"nodata"``: it is read as nodata,
+        logged, and listed in ``attrs["read_errors"]`` as chunks compute (see
+        ``read.failures``).
     """
     source = read_source(collection, bands, data_source)
     reader = source.reader(storage_options, max_concurrent)
     plans = plan_reads(collection, geometries, source.stored_bands, geometry_crs=geometry_crs,
                        all_touched=all_touched, chunks=chunks, data_source=source.descriptor,
-                       **filters)
-    datasets = [to_dataset(plan, reader).rename(source.renames) for plan in plans]
+                       on_missing=on_missing, errors=errors, **filters)
+    settle_missing((r for plan in plans for r in plan.skipped), on_missing, "get_xarray")
+    datasets = [to_dataset(plan, reader, errors=errors).rename(source.renames) for plan in plans]
     return datasets[0] if len(datasets) == 1 else datasets
 
 
 def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str], **kwargs: Any):
-    """Computed arrays [time, band, y, x]: one array for one geometry, a list for several."""
+    """Computed arrays [time, band, y, x]: one array for one geometry, a list for several.
+
+    Takes :func:`get_xarray`'s arguments (``on_missing``, ``errors`` included); skipped records
+    and tiles read as nodata are reported on the ``rasteret_dask.read`` logger only."""
     result = get_xarray(collection, geometries, bands, **kwargs)
     bands = [bands] if isinstance(bands, str) else list(bands)
 

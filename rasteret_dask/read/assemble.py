@@ -8,6 +8,7 @@ import pyproj
 import xarray as xr
 
 from ..io import RangeReader
+from .failures import check_errors, new_read_errors
 from .graph import band_array
 from .plan import ReadPlan
 
@@ -26,8 +27,15 @@ def spatial_ref(epsg: int, transform) -> xr.DataArray:
     return xr.DataArray(np.int32(0), attrs=attrs)
 
 
-def to_dataset(plan: ReadPlan, reader: RangeReader) -> xr.Dataset:
-    """One (time, y, x) variable per band, masked outside the geometry, lazily."""
+def to_dataset(plan: ReadPlan, reader: RangeReader, *, errors: str = "raise") -> xr.Dataset:
+    """One (time, y, x) variable per band, masked outside the geometry, lazily.
+
+    ``attrs["skipped_records"]`` lists the plan's skipped records and ``attrs["read_errors"]``
+    the tiles read as nodata (``errors="nodata"``; filled as chunks compute, see
+    ``read.failures``; always empty with ``errors="raise"``, where a failed tile raises).
+    """
+    check_errors(errors)
+    read_errors, failures = new_read_errors() if errors == "nodata" else ([], None)
     x, y = plan.grid.coords(plan.window)
     coords = {
         "time": ("time", np.array(plan.times, dtype="datetime64[ns]")),
@@ -41,7 +49,7 @@ def to_dataset(plan: ReadPlan, reader: RangeReader) -> xr.Dataset:
             [np.nan if c is None else c for c in plan.cloud_cover], dtype="float64"))
     variables = {}
     for band in plan.bands:
-        data = band_array(plan, band, reader)
+        data = band_array(plan, band, reader, failures)
         if plan.mask is not None:
             outside = da.from_array(plan.mask, chunks=(band.row_chunks, band.col_chunks))
             fill = np.array(band.chunks[next(iter(band.chunks))][1].fill, dtype=band.dtype)
@@ -51,4 +59,5 @@ def to_dataset(plan: ReadPlan, reader: RangeReader) -> xr.Dataset:
             attrs["_FillValue"] = np.array(band.nodata).astype(band.dtype).item()
             attrs["nodata"] = attrs["_FillValue"]
         variables[band.band] = xr.DataArray(data, dims=("time", "y", "x"), attrs=attrs)
-    return xr.Dataset(variables, coords=coords)
+    attrs = {"skipped_records": [str(r) for r in plan.skipped], "read_errors": read_errors}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)

@@ -10,6 +10,7 @@ import numpy as np
 from ..decode import DecodeError, DecodeSpec, decode_tile, is_sparse
 from ..io.fetch import Payload
 from .buffers import Placement, claim, on_distributed_worker
+from .failures import TileFailures
 from .plan import ChunkWork, TileRead
 
 __all__ = ["RasterReadError", "TileSource", "decode_chunk"]
@@ -55,16 +56,35 @@ def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
         raise RasterReadError(f"{work.label}: {exc}") from exc
 
 
+def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray,
+          failures: TileFailures | None) -> np.ndarray | None:
+    """The decoded tile; None when it failed and ``failures`` takes it (read as nodata)."""
+    try:
+        return _decode(payloads, read, work, out)
+    except RasterReadError as exc:
+        if failures is None:
+            raise
+        failures.report(exc)
+        return None
+
+
 def decode_chunk(payloads: TileSource | None, work: ChunkWork,
-                 placement: Placement | None = None) -> np.ndarray:
+                 placement: Placement | None = None,
+                 failures: TileFailures | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
     a (1, h, w) array: its region of the band's shared buffer, or a new array. A chunk without
-    tiles (``payloads`` may be None) is filled with nodata. A chunk the plan refused (a tile
-    over the size limit, ``work.error``) raises RasterReadError before anything is allocated."""
+    tiles (``payloads`` may be None) is filled with nodata. A tile that cannot be fetched or
+    decoded raises :class:`RasterReadError`, or with ``failures`` is reported and its part of
+    the chunk filled with nodata. A chunk the plan refused (a tile over the size limit,
+    ``work.error``) does the same before anything tile-sized is allocated."""
     if work.error is not None:
-        raise RasterReadError(f"{work.label}: {work.error}")
+        refused = RasterReadError(f"{work.label}: {work.error}")
+        if failures is None:
+            raise refused
+        failures.report(refused)
     covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
-    full = covered == work.shape[0] * work.shape[1]  # the tiles tile the chunk exactly
+    # the tiles tile the chunk exactly (a refused chunk is all nodata)
+    full = work.error is None and covered == work.shape[0] * work.shape[1]
     if placement is not None and not on_distributed_worker():
         out = claim(placement, work.shape)
         if not full:
@@ -77,11 +97,13 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
         if (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
                 and work.tiles[0].src == whole and work.tiles[0].dst == whole):
             # the chunk is one whole single-sample tile: decode straight into it
-            _decode(payloads, work.tiles[0], work, out.reshape(work.spec.shape))
+            if _tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
+                     failures) is None:
+                out.fill(work.fill)
             return out
-    for read in work.tiles:
-        tile = _decode(payloads, read, work, None)
+    for read in () if work.error is not None else work.tiles:
+        tile = _tile(payloads, read, work, None, failures)
         s0, s1, s2, s3 = read.src
         d0, d1, d2, d3 = read.dst
-        out[0, d0:d1, d2:d3] = tile[s0:s1, s2:s3, work.sample]
+        out[0, d0:d1, d2:d3] = work.fill if tile is None else tile[s0:s1, s2:s3, work.sample]
     return out

@@ -21,6 +21,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..io import RangeReader
 from .buffers import Placement, SharedBandArray
 from .chunks import RasterReadError, decode_chunk
+from .failures import TileFailures
 from .pending import ChunkJob, PendingPayloads
 from .plan import NO_GROUP, BandPlan, FetchGroup, ReadPlan
 
@@ -33,11 +34,12 @@ does, so larger bands get one array per chunk: releasing chunks frees memory as 
 goes (out-of-core reductions)."""
 
 
-def fetch_group(reader: RangeReader, group: FetchGroup,
-                jobs: tuple[ChunkJob, ...] = ()) -> PendingPayloads:
-    """Start fetching every byte range of a group concurrently; returns without waiting."""
+def fetch_group(reader: RangeReader, group: FetchGroup, jobs: tuple[ChunkJob, ...] = (),
+                failures: TileFailures | None = None) -> PendingPayloads:
+    """Start fetching every byte range of a group concurrently; returns without waiting.
+    With ``failures`` its chunks read failed tiles as nodata and report them there."""
     nbytes = sum(r.end - r.start for r in group.ranges)
-    return PendingPayloads(reader.submit(group.ranges), group.labels, nbytes, jobs)
+    return PendingPayloads(reader.submit(group.ranges), group.labels, nbytes, jobs, failures)
 
 
 def read_chunk(payloads: PendingPayloads, k: int) -> np.ndarray:
@@ -45,8 +47,10 @@ def read_chunk(payloads: PendingPayloads, k: int) -> np.ndarray:
     return payloads.chunk(k)
 
 
-def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader) -> da.Array:
-    """A lazy (time, y, x) dask array for one band, chunked along the tile grid."""
+def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader,
+               failures: TileFailures | None = None) -> da.Array:
+    """A lazy (time, y, x) dask array for one band, chunked along the tile grid; with
+    ``failures`` a tile that cannot be fetched or decoded is read as nodata and reported."""
     token = uuid.uuid4().hex[:12]
     fetch_name = f"fetch-{band.band}-{token}"
     name = f"read-{band.band}-{token}"
@@ -64,7 +68,7 @@ def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader) -> da.Array:
             continue
         read_layer[(name, t, i, j)] = (read_chunk, (fetch_name, g), len(jobs[g]))
         jobs[g].append((work, placement))
-    fetch_layer = {(fetch_name, g): (fetch_group, reader, group, tuple(jobs[g]))
+    fetch_layer = {(fetch_name, g): (fetch_group, reader, group, tuple(jobs[g]), failures)
                    for g, group in enumerate(band.groups)}
     layers = {fetch_name: fetch_layer, name: read_layer} if fetch_layer else {name: read_layer}
     graph = HighLevelGraph(layers, {fetch_name: set(), name: {fetch_name}} if fetch_layer

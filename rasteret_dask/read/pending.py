@@ -26,6 +26,7 @@ from ..io import FetchError
 from ..io.fetch import Payload
 from .buffers import Placement
 from .chunks import RasterReadError, decode_chunk
+from .failures import TileFailures
 from .plan import ChunkWork
 
 __all__ = ["ChunkJob", "PendingPayloads"]
@@ -40,18 +41,20 @@ class PendingPayloads:
     """A fetch group's ranges (futures) and chunk jobs; :meth:`chunk` decodes one chunk.
 
     Pickling waits for every range, so the object can travel between processes; decoded chunks
-    waiting for their tasks stay behind.
+    waiting for their tasks stay behind. With ``failures`` (``errors="nodata"``) a tile that
+    fails is reported there and read as nodata.
     """
 
-    __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_cond", "_state", "_missing",
-                 "_users", "_ready", "_results")
+    __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_failures", "_cond", "_state",
+                 "_missing", "_users", "_ready", "_results")
 
     def __init__(self, futures: list[Future], labels: tuple[str, ...], nbytes: int,
-                 jobs: Sequence[ChunkJob] = ()) -> None:
+                 jobs: Sequence[ChunkJob] = (), failures: TileFailures | None = None) -> None:
         self._futures = futures
         self._labels = labels
         self._nbytes = nbytes
         self._jobs = tuple(jobs)
+        self._failures = failures
         self._cond = threading.Condition()
         self._state = [_IDLE] * len(self._jobs)
         self._results: dict[int, tuple[np.ndarray | None, BaseException | None]] = {}
@@ -104,7 +107,7 @@ class PendingPayloads:
         work, placement = self._jobs[k]
         value, error = None, None
         try:
-            value = decode_chunk(self, work, placement)
+            value = decode_chunk(self, work, placement, self._failures)
         except BaseException as exc:  # stored for chunk k's own task, which raises it
             error = exc
         with self._cond:
@@ -138,11 +141,12 @@ class PendingPayloads:
         for future in self._futures:
             error = future.exception()
             outcomes.append(error if error is not None else bytes(future.result()))
-        return (_completed, (outcomes, self._labels, self._nbytes, self._jobs))
+        return (_completed, (outcomes, self._labels, self._nbytes, self._jobs, self._failures))
 
 
 def _completed(outcomes: list[bytes | BaseException], labels: tuple[str, ...], nbytes: int,
-               jobs: tuple[ChunkJob, ...] = ()) -> PendingPayloads:
+               jobs: tuple[ChunkJob, ...] = (), failures: TileFailures | None = None
+               ) -> PendingPayloads:
     futures: list[Future] = []
     for outcome in outcomes:
         future: Future = Future()
@@ -151,4 +155,4 @@ def _completed(outcomes: list[bytes | BaseException], labels: tuple[str, ...], n
         else:
             future.set_result(outcome)
         futures.append(future)
-    return PendingPayloads(futures, labels, nbytes, jobs)
+    return PendingPayloads(futures, labels, nbytes, jobs, failures)

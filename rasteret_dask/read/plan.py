@@ -23,6 +23,7 @@ from ..plan.grid import GridSpec, Window, union_grid
 from ..plan.mask import geometry_mask
 from ..plan.tiles import axis_tiles, chunk_edges, tile_grid_shape
 from ..redact import redact_url
+from .skipped import SkippedRecord
 
 __all__ = ["Record", "TileRead", "ChunkWork", "FetchGroup", "BandPlan", "ReadPlan", "plan_read",
            "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
@@ -93,7 +94,8 @@ class BandPlan:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """A whole read: the output grid, the time axis, one ``BandPlan`` per band, the mask."""
+    """A whole read: the output grid, the time axis, one ``BandPlan`` per band, the mask, and
+    the matching records left out because a band of theirs has no metadata."""
 
     grid: GridSpec
     window: Window
@@ -102,6 +104,7 @@ class ReadPlan:
     cloud_cover: tuple[float | None, ...] | None
     bands: tuple[BandPlan, ...]
     mask: np.ndarray | None = field(default=None, repr=False)
+    skipped: tuple[SkippedRecord, ...] = ()
 
     @property
     def transform(self) -> Affine:
@@ -120,6 +123,7 @@ class ReadPlan:
             "fetch_groups": sum(len(b.groups) for b in self.bands),
             "tiles": tiles,
             "compressed_bytes": nbytes,
+            "skipped_records": [str(r) for r in self.skipped],
         }
 
 
@@ -240,12 +244,14 @@ def plan_read(
     group_bytes: int = DEFAULT_GROUP_BYTES,
     mask: bool = True,
     max_tile_bytes: int | str | None = None,
+    skipped: Sequence[SkippedRecord] = (),
 ) -> ReadPlan:
     """Plan reading ``geometry`` (in the records' CRS) from every record of every band.
 
     A tile declaring more than ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
     :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
-    raises an error naming record, band, href, the declared size and the limit.
+    raises an error naming record, band, href, the declared size and the limit. ``skipped``
+    lists the matching records left out (kept in the plan to be reported).
     """
     limit = limits.max_tile_bytes(max_tile_bytes)
     union, offsets = _common_grid(records_by_band)
@@ -280,7 +286,7 @@ def plan_read(
     if any(r.cloud_cover is not None for r in ref):
         cloud = tuple(r.cloud_cover for r in ref)
     return ReadPlan(union, window, tuple(r.datetime for r in ref), tuple(r.id for r in ref),
-                    cloud, bands, mask_array)
+                    cloud, bands, mask_array, tuple(skipped))
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
@@ -307,7 +313,8 @@ def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
 
 
 def records_for_band(table, band: str) -> list[Record]:
-    """Records of ``band`` from an Arrow table (rows with null metadata are skipped)."""
+    """Records of ``band`` from an Arrow table (rows without metadata or href are left out;
+    ``skipped.missing_records`` lists them)."""
     column = S.metadata_column(band)
     ids = table[S.ID].to_pylist()
     times = table[S.DATETIME].to_numpy(zero_copy_only=False)

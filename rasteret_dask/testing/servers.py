@@ -317,6 +317,9 @@ class RangeServer:
                 return web.Response(status=forced, text=f"injected {forced}\n")
             if not target.is_relative_to(self.root) or not target.is_file():
                 return web.Response(status=404, text="not found\n")
+            special = await self._answer_fault(request, path, target)
+            if special is not None:
+                return special
             if truncation is not None:
                 return await self._truncated(request, target, truncation)
             if self.ignore_range:
@@ -326,6 +329,12 @@ class RangeServer:
         except asyncio.CancelledError:  # client went away before a response started
             self._log_once(request, 499, 0)
             raise
+
+    async def _answer_fault(
+        self, request: web.Request, path: str, target: Path
+    ) -> web.StreamResponse | None:
+        """A subclass's own faulty answer to a request for an existing file, else None."""
+        return None
 
     async def _truncated(
         self, request: web.Request, target: Path, truncation: _Truncation
