@@ -254,6 +254,13 @@ def test_presigned_hrefs_in_the_table_are_masked_in_errors(served):
     message = enriched[S.ENRICH_ERRORS][0].as_py()[0][1]
     assert f"href {server.url}/missing.tif?{REDACTED}" in message
     _assert_clean([message], "enrich_errors")
+    # a later read skips the record and says why, without the signature
+    from rasteret_dask.read.skipped import missing_records
+
+    skipped = [str(r) for r in missing_records(enriched, "B04")]
+    assert skipped == [f"record 'p0', band 'B04', href {server.url}/missing.tif?{REDACTED}: "
+                       + message.split(": ", 1)[1]]
+    _assert_clean(skipped, "skipped records")
     reader = RangeReader(retries=1)
     with pytest.raises(FetchError) as info:
         reader.fetch([ByteRange(server.href(f"missing.tif?X-Amz-Signature={PRESIGNED}"), 0, 10)])

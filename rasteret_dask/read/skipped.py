@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema as S
+from ..redact import redact_url
 
 __all__ = ["ON_MISSING", "MissingRecordsError", "SkippedRecord", "check_on_missing",
            "missing_records", "settle_missing"]
@@ -39,7 +40,8 @@ class SkippedRecord:
     reason: str
 
     def __str__(self) -> str:
-        return f"record {self.id!r}, band {self.band!r}, href {self.href}: {self.reason}"
+        return (f"record {self.id!r}, band {self.band!r}, href {redact_url(self.href)}: "
+                f"{self.reason}")
 
 
 class MissingRecordsError(ValueError):
@@ -74,7 +76,7 @@ def _reason(stored: str | None, record_id: str, band: str, href: str | None) -> 
     """The stored enrichment error without the record/band/href prefix it starts with."""
     if not stored:
         return "no COG metadata (not enriched; run collection.enrich())"
-    prefix = f"record {record_id!r}, band {band!r}, href {href}: "
+    prefix = f"record {record_id!r}, band {band!r}, href {redact_url(href)}: "
     return stored[len(prefix):] if stored.startswith(prefix) else stored
 
 
