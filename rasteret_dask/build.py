@@ -257,7 +257,7 @@ def build_from_stac(
     asset keys into band codes (``band_map`` overrides it; neither: every GeoTIFF data asset).
     ``name`` is one folder name inside ``workspace_dir`` (``ValueError`` otherwise).
     """
-    from .cluster import resolve_client
+    from .runner import using_client
 
     root = index_root(workspace_dir, name)
     from .ingest import StacQuery, ingest_stac
@@ -280,22 +280,18 @@ def build_from_stac(
         url_rewrite_patterns=dict(descriptor.url_rewrite_patterns) if descriptor else None,
         max_items=max_items, page_size=page_size, retries=retries,
     )
-    owned_client, owned = resolve_client(client) if client is not None else (None, False)
-    try:
+    with using_client(client) as active:
         ingest_stac(spec, date_range, root, name=name,
                     data_source=descriptor.id if descriptor else None,
                     description=description or (descriptor.description if descriptor else None),
-                    client=owned_client)
+                    client=active)
         from .collection import load
 
         built = load(root)
         if enrich_cog:
-            built = built.enrich(client=owned_client, storage_options=storage_options,
+            built = built.enrich(client=active, storage_options=storage_options,
                                  progress=progress).collection
         return built
-    finally:
-        if owned:
-            owned_client.close()
 
 
 def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: Sequence[Any],

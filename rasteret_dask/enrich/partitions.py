@@ -37,6 +37,7 @@ from ..index.storage import (
 )
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..io import RangeReader
+from ..runner import compute
 from .table import EnrichStats, enrich_table
 
 if TYPE_CHECKING:
@@ -181,27 +182,6 @@ def _plan_tasks(store: Store, entries: Sequence[FileEntry], info: CollectionInfo
     return tasks
 
 
-def _run(tasks: list[Any], client, progress: bool) -> list[Any]:
-    from ..cluster import active_client
-
-    if not tasks:
-        return []
-    client = active_client(client)
-    if client is not None:
-        futures = client.compute(tasks)
-        if progress:
-            from distributed import progress as show_progress
-
-            show_progress(futures)
-        return client.gather(futures)
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(minimum=1.0):
-            return list(dask.compute(*tasks, scheduler="threads"))
-    return list(dask.compute(*tasks, scheduler="threads"))
-
-
 def _new_fields(collection: Collection, bands: Sequence[str]) -> list[pa.Field]:
     fields = [pa.field(S.metadata_column(b), S.METADATA_TYPE) for b in bands]
     fields.append(pa.field(S.ENRICH_ERRORS, S.ENRICH_ERRORS_TYPE))
@@ -330,8 +310,8 @@ def enrich_collection(
     info = _with_columns(latest.info or collection.info, names, collection.schema.names)
 
     def run_task(entries: list[FileEntry], attempt: int) -> list[FileOutcome]:
-        return _run(_plan_tasks(store, entries, info, bands, reader, only_missing, chunk_rows,
-                                attempt), client, progress)
+        return compute(_plan_tasks(store, entries, info, bands, reader, only_missing, chunk_rows,
+                                   attempt), client, progress=progress)
 
     run = _Run(store, latest, info, run_task)
     todo = _wanted_partitions(collection, store, latest)

@@ -34,6 +34,7 @@ from ..index.storage import (
     open_for_write,
 )
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
+from ..runner import compute, persist
 from .stac_items import conform_assets
 from .stac_search import MonthWindow, StacQuery, month_windows, search_window
 
@@ -165,14 +166,6 @@ def _cutoff(summaries: list[dict], max_items: int | None) -> tuple[Any, str] | N
     return stamps[max_items - 1] if max_items > 0 else (dt.datetime.min, "")
 
 
-def _run(tasks: list[Any], client: Any, persist: bool = False) -> list[Any]:
-    if client is not None:
-        return list(client.persist(tasks)) if persist else client.gather(client.compute(tasks))
-    if persist:
-        return list(dask.persist(*tasks, scheduler="threads"))
-    return list(dask.compute(*tasks, scheduler="threads"))
-
-
 def _merged_windows(old: Sequence[Sequence[str]], new: tuple[str, str]) -> list[list[str]]:
     spans = sorted([list(w) for w in old] + [list(new)])
     merged: list[list[str]] = []
@@ -248,8 +241,9 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
     searches = [dask.delayed(search_window, pure=False)(
         spec, w, dask_key_name=f"stac-search-{w.year}-{w.month:02d}-{dask.base.tokenize(spec, w)}")
         for w in windows]
-    tables = _run(searches, client, persist=True)
-    summaries = _run([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables], client)
+    tables = persist(searches, client)
+    summaries = compute([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables],
+                        client)
     summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries))
     bands = list(old_info.bands) if old_info is not None else []
     for s in summaries:
@@ -280,7 +274,7 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
     commit_schema = schema
     if schemas:
         first = next(t for t, s in zip(tables, summaries, strict=True) if s["rows"])
-        sample = conform_table(_run([first], client)[0].drop_columns(_PARTITION), schema)
+        sample = conform_table(compute([first], client)[0].drop_columns(_PARTITION), schema)
         commit_schema = schema.with_metadata(with_metadata(sample, info).schema.metadata)
     cutoff = _cutoff(summaries, spec.max_items)
     todo: list[Partition] = [((S.YEAR, y), (S.MONTH, m))
@@ -288,7 +282,7 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
     snapshot = base
     outcomes: dict[Partition, AppendOutcome] = {}
     for attempt in range(ATTEMPTS):
-        for outcome in _run(_append_tasks(store, snapshot, todo, tables, summaries, schema,
+        for outcome in compute(_append_tasks(store, snapshot, todo, tables, summaries, schema,
                                           info, cutoff, attempt), client):
             outcomes[outcome.partition] = outcome
         changes = [PartitionChange(o.partition, (o.written,), o.replaces)

@@ -113,14 +113,13 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     ``index`` is a local folder or an fsspec URL (its credentials: ``index_storage_options``
     or the ``rasteret_dask.storage_options`` dask config); ``storage_options`` are the COGs'.
     """
-    from ..cluster import resolve_client
     from ..collection import load
     from ..index.objectstore import put_atomic_url
+    from ..runner import using_client
 
     started = time.perf_counter()
     report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat())
-    active, owned = resolve_client(client) if client is not None else (None, False)
-    try:
+    with using_client(client) as active:
         collection = load(index, storage_options=index_storage_options)
         if collection.version is None:
             raise ValueError(f"{index} is not a partitioned index directory")
@@ -135,9 +134,6 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         report.partitions_total = outcome.partitions_total
         report.partitions_rewritten = outcome.partitions_rewritten
         report.errors = list(outcome.errors)
-    finally:
-        if owned:
-            active.close()
     report.seconds = time.perf_counter() - started
     if report_path is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
