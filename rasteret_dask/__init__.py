@@ -13,13 +13,20 @@ from .index import (
     vacuum,
 )
 
+# The read path (dask.array, xarray) is imported with the package, not inside the first read:
+# every user of the package reads, and importing it there made a fresh process's first read
+# ~0.25 s slower than later ones (benchmarks/read_bench.py, "first read of a fresh process").
+from .read import MissingRecordsError, RasterReadError  # isort: skip
+
 __all__ = [
     "Collection",
     "ConcurrentWriteError",
     "DatasetDescriptor",
     "IndexChangedError",
     "IndexExistsError",
+    "MissingRecordsError",
     "NotAnIndexError",
+    "RasterReadError",
     "build",
     "build_collection_from_table",
     "build_from_stac",
