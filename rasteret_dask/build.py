@@ -179,11 +179,54 @@ def build_from_table(
 
     Reads stac-geoparquet (stac-geoparquet, rustac) as is: with a descriptor (``data_source``)
     its band map, band indices, href rewriting and column map apply; without one the GeoTIFF
-    data assets become the bands. ``workspace_dir`` defaults to ``./rasteret_workspace`` (a
-    local folder or an fsspec URL; the index's credentials come from the
-    ``rasteret_dask.storage_options`` dask config, ``storage_options`` are the COGs'). ``name``
-    is one folder name (``ValueError`` otherwise, before anything is read or written); an
-    existing index of that name is replaced only with ``overwrite=True``.
+    data assets become the bands.
+
+    Parameters
+    ----------
+    table_or_path : table or path
+        An Arrow table, pandas/geopandas frame, or a Parquet path; None with a descriptor that
+        publishes a GeoParquet index.
+    name : str
+        One folder name inside ``workspace_dir`` (no separators, not ``..``, not empty).
+    workspace_dir : str or os.PathLike, optional
+        Default ``./rasteret_workspace``; a local folder or an fsspec URL (the index's
+        credentials come from the ``rasteret_dask.storage_options`` dask config).
+    enrich_cog : bool, default True
+        Fetch the COG headers after the export.
+    band_codes : mapping or sequence of str, optional
+        Band code -> asset key (or the asset keys to keep as bands).
+    column_map : mapping, optional
+        Renames input columns to the contract's (``{"scene_id": "id"}``).
+    href_column : str or mapping, optional
+        A column of hrefs (or band -> column) that becomes the ``assets`` struct.
+    band_index_map : mapping, optional
+        Band -> sample index within its file (several bands in one file).
+    url_rewrite_patterns : mapping, optional
+        Href prefix rewrites (``{"s3://bucket/": "https://bucket.s3.amazonaws.com/"}``).
+    data_source : str or DatasetDescriptor, optional
+        A descriptor whose band map, band indices, rewrites, column map and storage options
+        apply where the arguments give none.
+    storage_options : dict, optional
+        fsspec options for the COGs.
+    client : distributed.Client, optional
+        Where enrichment runs; default the active client, else local threads.
+    progress : bool, default True
+        Show enrichment progress.
+    overwrite : bool, default False
+        Replace an existing index of that name (only its own files are removed).
+
+    Returns
+    -------
+    Collection
+        The exported (and enriched) index, loaded.
+
+    Raises
+    ------
+    ValueError
+        For an invalid ``name`` (before anything is read or written), a table missing a
+        required column, or footprints outside CRS84's range.
+    NotAnIndexError, IndexExistsError
+        When ``workspace_dir/name`` is a foreign folder, or an index and not ``overwrite``.
     """
     root = index_root(workspace_dir, name)
     descriptor = get_descriptor(data_source) if data_source is not None else None
@@ -252,10 +295,61 @@ def build_from_stac(
 ) -> Collection:
     """Search a STAC API month by month (one Dask task per month), write, then enrich.
 
-    Rerunning on the same workspace adds only items whose ids are new. The descriptor comes
-    from ``data_source`` or is looked up by (``stac_api``, ``collection``); its band map turns
-    asset keys into band codes (``band_map`` overrides it; neither: every GeoTIFF data asset).
-    ``name`` is one folder name inside ``workspace_dir`` (``ValueError`` otherwise).
+    Rerunning on the same workspace adds only items whose ids are new; nothing is written
+    unless every month's search succeeded.
+
+    Parameters
+    ----------
+    name : str
+        One folder name inside ``workspace_dir`` (no separators, not ``..``, not empty).
+    stac_api : str
+        The STAC API's URL.
+    collection : str
+        The STAC collection id.
+    bbox : (minx, miny, maxx, maxy), optional
+        Search area in degrees.
+    date_range : (start, end)
+        Search window (ISO dates or datetimes, both ends included), split into calendar months.
+    workspace_dir : str or os.PathLike, optional
+        Default ``./rasteret_workspace``; a local folder or an fsspec URL.
+    query : dict, optional
+        A STAC ``query`` object (``{"eo:cloud_cover": {"lt": 20}}``).
+    data_source : str or DatasetDescriptor, optional
+        The descriptor; default the one registered for (``stac_api``, ``collection``).
+    band_map : mapping, optional
+        Band code -> asset key; default the descriptor's, else every GeoTIFF data asset.
+    band_index_map : mapping, optional
+        Band -> sample index within its file.
+    max_items : int, optional
+        Keep only the earliest ``max_items`` items.
+    client : distributed.Client or connect() target, optional
+        Where the searches and the enrichment run; a target given here is closed afterwards.
+    enrich_cog : bool, default True
+        Fetch the COG headers after writing.
+    intersects : geometry, optional
+        Search geometry (instead of ``bbox``).
+    storage_options : dict, optional
+        fsspec options for the COGs.
+    description : str, optional
+        Stored in the collection metadata.
+    page_size : int, default 100
+        Items per search page.
+    retries : int, default 5
+        Attempts for 429 and 5xx answers.
+    progress : bool, default True
+        Show enrichment progress.
+
+    Returns
+    -------
+    Collection
+        The index, loaded.
+
+    Raises
+    ------
+    ValueError
+        For an invalid ``name`` or date range, or a search that found no items.
+    StacSearchError
+        When a month's search keeps failing (nothing is written).
     """
     from .runner import using_client
 
@@ -297,7 +391,33 @@ def build_from_stac(
 def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: Sequence[Any],
           workspace_dir: str | os.PathLike | None = None, name: str | None = None,
           **kwargs: Any) -> Collection:
-    """Build a registered dataset (``"earthsearch/sentinel-2-l2a"``) from its STAC API or file."""
+    """Build a registered dataset (``"earthsearch/sentinel-2-l2a"``) from its STAC API or file.
+
+    Parameters
+    ----------
+    dataset_id : str
+        A registered descriptor id (``rasteret_dask.descriptors()``).
+    bbox : (minx, miny, maxx, maxy), optional
+        Area in degrees.
+    date_range : (start, end)
+        ISO dates or datetimes, both ends included.
+    workspace_dir : str or os.PathLike, optional
+        Default ``./rasteret_workspace``.
+    name : str, optional
+        The index folder's name; default the id with ``/`` replaced by ``-``.
+    **kwargs
+        Passed to ``build_from_stac`` (or ``build_from_table`` for file-backed datasets).
+
+    Returns
+    -------
+    Collection
+        The index, loaded (and enriched unless ``enrich_cog=False``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown dataset id (the message lists the registered ones).
+    """
     descriptor = get_descriptor(dataset_id)
     name = validate_name(name or descriptor.id.replace("/", "-"))
     if descriptor.stac_api is not None:

@@ -195,7 +195,19 @@ class Collection:
 
     # --- filtering ------------------------------------------------------------------
     def where(self, expression: ds.Expression) -> Collection:
-        """A new Collection restricted by a ``pyarrow.compute`` expression (pushed down)."""
+        """A new Collection restricted by a ``pyarrow.compute`` expression (pushed down).
+
+        Parameters
+        ----------
+        expression : pyarrow.dataset.Expression
+            E.g. ``pc.field("platform") == "sentinel-2a"``; combined with this collection's
+            filter by AND. Partition keys and bbox columns in it prune files and row groups.
+
+        Returns
+        -------
+        Collection
+            A lazy view; nothing is read.
+        """
         combined = F.and_all([self.filter, expression])
         return Collection(self._dataset, self.info, path=self.path, filter=combined,
                           version=self.version, storage_options=self.storage_options)
@@ -211,7 +223,37 @@ class Collection:
         split_column: str = "split",
         **equals: Any,
     ) -> Collection:
-        """A new Collection of the records matching every given condition."""
+        """A new Collection of the records matching every given condition (AND).
+
+        Parameters
+        ----------
+        cloud_cover_lt : float, optional
+            Records whose ``eo:cloud_cover`` (or ``cloud_cover``) is below this.
+        date_range : (start, end), optional
+            ISO dates or datetimes, both ends included (a date end means the whole day);
+            prunes month partitions.
+        bbox : (minx, miny, maxx, maxy), optional
+            In degrees (CRS84); records whose footprint bbox meets it (west > east crosses the
+            antimeridian). Prunes row groups by their bbox statistics.
+        geometries : geometry or geometries, optional
+            Anything ``get_xarray`` accepts (CRS84): exact footprint intersection.
+        split : str or sequence of str, optional
+            Records whose ``split_column`` equals this value (or one of these).
+        split_column : str, default "split"
+            The column ``split`` refers to.
+        **equals
+            ``column=value`` (or a list of values) for any other column.
+
+        Returns
+        -------
+        Collection
+            A lazy view; only ``geometries`` reads the footprints of the bbox candidates.
+
+        Raises
+        ------
+        ValueError
+            For a column the collection does not have, or an invalid date range or bbox.
+        """
         names = self.schema.names
         for column in [*equals, *([split_column] if split is not None else [])]:
             if column not in names:
@@ -261,9 +303,42 @@ class Collection:
     ):
         """Fill ``{band}_metadata`` from COG headers: one Dask task per partition.
 
-        Uses ``client`` or the active ``distributed`` client, else local threads. Returns an
-        ``EnrichReport`` (counts, and ``.collection``, the enriched collection). The data
-        source's storage options and URL signer apply, as for reads.
+        Each task fetches its records' headers concurrently (one GET per GDAL COG in the usual
+        case), writes its partition's new file, and the client commits one new version of the
+        index; another writer's concurrent changes are merged or the affected partitions
+        redone. A header that fails leaves that record's band metadata null with the reason in
+        ``enrich_errors``.
+
+        Parameters
+        ----------
+        bands : sequence of str, optional
+            Bands to enrich; default all of the collection's bands.
+        client : distributed.Client, optional
+            Where to run; default the active ``distributed`` client, else local threads.
+        only_missing : bool, default True
+            Fetch only headers whose metadata is null (missing or failed); False re-reads all.
+        storage_options : dict, optional
+            fsspec options for the COGs (default: the data source's, merged over the
+            ``rasteret_dask.storage_options`` dask config).
+        max_concurrent : int, default 64
+            Requests in flight per task.
+        progress : bool, default True
+            Show a progress bar.
+        data_source : str or DatasetDescriptor, optional
+            Overrides the collection's data source (band aliases, storage options, signer).
+
+        Returns
+        -------
+        EnrichReport
+            Records enriched, failed and skipped, partitions rewritten, the first errors, and
+            ``.collection``, the enriched collection (this collection's filter kept).
+
+        Raises
+        ------
+        ValueError
+            For a band the collection does not have.
+        ConcurrentWriteError
+            When another writer kept changing the same partitions (after 5 attempts).
         """
         from .enrich import enrich_collection
         from .read.source import read_source
@@ -320,14 +395,34 @@ class Collection:
                *, overwrite: bool = False, storage_options: dict | None = None) -> Collection:
         """Write the records as a hive-partitioned GeoParquet index and return it loaded.
 
-        ``path`` is a local folder or any fsspec URL (``s3://bucket/index``; credentials from
-        ``storage_options`` or the ``rasteret_dask.storage_options`` dask config). The write
-        is one committed version: readers see the previous index or this one, never a mix.
+        The write is one committed version: readers see the previous index or this one, never
+        a mix.
 
-        A new index needs an empty or absent folder (``NotAnIndexError`` otherwise: nothing
-        in it is touched). Replacing an existing index needs ``overwrite=True`` and removes
-        only its own files (``IndexExistsError`` otherwise). If another writer commits to it
-        meanwhile, ``ConcurrentWriteError`` is raised and nothing was changed.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A local folder or any fsspec URL (``s3://bucket/index``).
+        partition_by : sequence of str, default ("year", "month")
+            Hive partition keys.
+        overwrite : bool, default False
+            Replace an existing index at ``path`` (only its own files are removed).
+        storage_options : dict, optional
+            fsspec options for ``path`` (merged over the ``rasteret_dask.storage_options``
+            dask config).
+
+        Returns
+        -------
+        Collection
+            The written index, loaded.
+
+        Raises
+        ------
+        NotAnIndexError
+            ``path`` is a non-empty folder that is not an index (nothing in it is touched).
+        IndexExistsError
+            ``path`` holds an index and ``overwrite`` is False.
+        ConcurrentWriteError
+            Another writer committed to ``path`` meanwhile; nothing was changed.
         """
         store = open_store(path, storage_options)
         base = prepare_export(store, overwrite=overwrite)
@@ -392,8 +487,29 @@ def load(path: str | os.PathLike, *, name: str | None = None, data_source: str |
          storage_options: dict | None = None) -> Collection:
     """Open an index (its latest version) or a single (Geo)Parquet file lazily; never writes.
 
-    ``path`` is a local path or any fsspec URL; ``storage_options`` merge over the
-    ``rasteret_dask.storage_options`` dask config for its protocol.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path or any fsspec URL: an index folder, or one (Geo)Parquet file.
+    name : str, optional
+        Overrides the stored collection name.
+    data_source : str, optional
+        Overrides the stored data source (a descriptor id).
+    storage_options : dict, optional
+        fsspec options for ``path``, merged over the ``rasteret_dask.storage_options`` dask
+        config for its protocol.
+
+    Returns
+    -------
+    Collection
+        A lazy collection of the latest committed version (no row is read).
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        The data lacks a required column (``id``, ``datetime``, ``geometry``, ``assets``).
     """
     opened = open_dataset(path, storage_options=storage_options)
     dataset, info = opened.dataset, opened.info
