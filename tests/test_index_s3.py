@@ -22,7 +22,7 @@ from rasteret_dask.index.versions import (
     commit_manifest,
     latest_manifest,
 )
-from rasteret_dask.io.filesystems import CONFIG_KEY
+from rasteret_dask.io.options import CONFIG_KEY
 from rasteret_dask.testing.tables import synthetic_table
 from rasteret_dask.workflows.reenrich import reenrich
 

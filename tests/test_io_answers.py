@@ -9,12 +9,8 @@ from pathlib import Path
 import pytest
 
 from rasteret_dask.io import ByteRange, FetchError, RangeReader
-from rasteret_dask.io.filesystems import (
-    RangeResponseError,
-    ShortReadError,
-    check_partial,
-    content_range,
-)
+from rasteret_dask.io.backends import check_partial, content_range
+from rasteret_dask.io.errors import RangeResponseError, ShortReadError
 from rasteret_dask.testing.faulty import BAD_RANGE_KINDS, FaultyRangeServer
 
 FAST = {"backoff_base": 0.001, "backoff_max": 0.01}

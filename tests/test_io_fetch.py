@@ -17,7 +17,8 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from rasteret_dask.io import ByteRange, FetchError, RangeReader, resolve, storage_options_for
-from rasteret_dask.io.filesystems import CONFIG_KEY, close_loop_filesystems
+from rasteret_dask.io.options import CONFIG_KEY
+from rasteret_dask.io.state import close_loop_filesystems
 from rasteret_dask.testing.servers import RangeServer, S3Server
 
 pytestmark = pytest.mark.timeout(60)

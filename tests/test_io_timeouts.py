@@ -21,7 +21,8 @@ from fsspec.spec import AbstractFileSystem
 import rasteret_dask as rd
 from rasteret_dask import schema as S
 from rasteret_dask.io import ByteRange, FetchError, RangeReader
-from rasteret_dask.io.blocking import BlockedCallsError, BlockingCalls
+from rasteret_dask.io.blocking import BlockingCalls
+from rasteret_dask.io.errors import BlockedCallsError
 from rasteret_dask.read import RasterReadError
 from rasteret_dask.testing.cogs import write_cog
 

@@ -33,7 +33,8 @@ from typing import Any, BinaryIO
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from ..io.filesystems import href_protocol, resolve, storage_options_for
+from ..io.options import href_protocol, storage_options_for
+from ..io.state import resolve
 
 __all__ = [
     "Store",

@@ -17,11 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["BlockedCallsError", "BlockingCalls"]
+from rasteret_dask.io.errors import BlockedCallsError
 
-
-class BlockedCallsError(TimeoutError):
-    """Too many abandoned calls are still blocked: no new call is started (a stalled mount)."""
+__all__ = ["BlockingCalls"]
 
 
 class BlockingCalls:

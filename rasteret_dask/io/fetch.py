@@ -2,173 +2,41 @@
 
 All requests of one call run as coroutines on one event loop (fsspec's IO loop for the
 synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; each attempt is one
-:func:`~rasteret_dask.io.filesystems.read_range` under the reader's timeout, local files
-included. The default timeout and attempts come from Dask config
-(``rasteret_dask.fetch.timeout``, ``rasteret_dask.fetch.retries``) when set there.
+:func:`~rasteret_dask.io.backends.read_range` under the reader's timeout, local files
+included, judged by :func:`~rasteret_dask.io.errors.classify`. The default timeout and
+attempts come from Dask config (``rasteret_dask.fetch.timeout``,
+``rasteret_dask.fetch.retries``) when set there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import threading
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import dask.config
 import fsspec.asyn
 import numpy as np
-from fsspec.exceptions import FSTimeoutError
 from fsspec.spec import AbstractFileSystem
 
-from rasteret_dask.io.filesystems import (
-    HTTPStatusError,
-    Progress,
-    RangePayload,
-    RangeResponseError,
-    ShortReadError,
-    read_range,
-    resolve,
-)
-from rasteret_dask.io.ranges import ByteRange, MergedRange, coalesce
-from rasteret_dask.redact import describe_callable, redact_mapping, redact_text, redact_url
+from rasteret_dask.io import state
+from rasteret_dask.io.backends import Progress, RangePayload, read_range
+from rasteret_dask.io.delivery import Deliver, RequestDelivery
+from rasteret_dask.io.errors import FetchError, ShortReadError, classify
+from rasteret_dask.io.ranges import ByteRange, MergedRange, Payload, coalesce
+from rasteret_dask.redact import describe_callable, redact_mapping
 
-__all__ = ["CONFIG_PREFIX", "RETRY_STATUSES", "FetchError", "Payload", "RangeReader"]
+__all__ = ["CONFIG_PREFIX", "Payload", "RangeReader"]
 
 CONFIG_PREFIX = "rasteret_dask.fetch"
 """Dask config holding the default ``timeout`` (seconds per attempt) and ``retries``
 (attempts) of readers built without them."""
 
-Payload = bytes | memoryview
-"""A fetched range: bytes, or a zero-copy view of the merged request that covered it."""
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_RETRY_S3_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
-)
-
-
-class FetchError(OSError):
-    """A byte range that could not be fetched; names the href, the range and the attempts.
-
-    The message and ``reason`` are redacted (``rasteret_dask.redact``: no URL query,
-    userinfo or secret values); ``href`` keeps the href as given, for callers to match on.
-    """
-
-    def __init__(
-        self,
-        href: str,
-        start: int,
-        end: int,
-        attempts: int,
-        reason: str,
-        status: int | None = None,
-    ) -> None:
-        self.href = href
-        self.start = start
-        self.end = end
-        self.attempts = attempts
-        self.reason = reason = redact_text(reason)
-        self.status = status
-        where = f"bytes {start}-{end - 1} of {redact_url(href)}: {reason}"
-        if attempts > 0:
-            where += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
-        super().__init__(where)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.href, self.start, self.end, self.attempts, self.reason, self.status)
-        return (FetchError, args)
-
-
-def _botocore_retryable() -> tuple[type[BaseException], ...]:
-    try:
-        from botocore.exceptions import HTTPClientError, ResponseStreamingError
-        from urllib3.exceptions import ProtocolError
-    except ImportError:  # pragma: no cover - botocore is a dependency of s3fs
-        return ()
-    return (HTTPClientError, ResponseStreamingError, ProtocolError)
-
-
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    TimeoutError,
-    ConnectionError,
-    FSTimeoutError,
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
-    ShortReadError,
-    RangeResponseError,
-    *_botocore_retryable(),
-)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 8:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _s3_status(exc: BaseException) -> tuple[int | None, str | None]:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None, None
-    meta = response.get("ResponseMetadata") or {}
-    error = response.get("Error") or {}
-    return meta.get("HTTPStatusCode"), error.get("Code")
-
-
-def _classify(exc: BaseException) -> tuple[bool, str, int | None]:
-    """(retryable, reason, HTTP status if known) for one failed attempt."""
-    if isinstance(exc, HTTPStatusError):
-        return exc.status in RETRY_STATUSES, str(exc), exc.status
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return exc.status in RETRY_STATUSES, f"HTTP {exc.status}", exc.status
-    for link in _chain(exc):
-        status, code = _s3_status(link)
-        if status is not None or code is not None:
-            retry = (status in RETRY_STATUSES) or (code in _RETRY_S3_CODES)
-            if isinstance(exc, FileNotFoundError | PermissionError):
-                retry = False
-            label = f"HTTP {status}" if status is not None else "error"
-            return retry, f"{label} ({code}: {exc})" if code else label, status
-    if isinstance(exc, FileNotFoundError):
-        return False, f"not found ({exc})", None
-    if isinstance(exc, PermissionError):
-        return False, f"permission denied ({exc})", None
-    if isinstance(exc, _TRANSIENT):
-        text = str(exc) or "no detail"
-        return True, f"{type(exc).__name__}: {text}", None
-    return False, f"{type(exc).__name__}: {exc}", None
-
-
-_state_lock = threading.Lock()
-_state_pid = os.getpid()
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _check_pid() -> None:
-    global _state_pid
-    if os.getpid() != _state_pid:
-        _semaphores.clear()
-        _state_pid = os.getpid()
-
-
-def _semaphore(loop: asyncio.AbstractEventLoop, limit: int) -> asyncio.Semaphore:
-    with _state_lock:
-        _check_pid()
-        per_loop = _semaphores.setdefault(loop, {})
-        if limit not in per_loop:
-            per_loop[limit] = asyncio.Semaphore(limit)
-        return per_loop[limit]
+Opened = tuple[AbstractFileSystem, str] | FetchError
+"""An href's filesystem and path, or why it could not be signed or opened."""
 
 
 def _configured(name: str, default: Any) -> Any:
@@ -234,7 +102,7 @@ class RangeReader:
         items = list(ranges)
         if not items:
             return []
-        loop = fsspec.asyn.get_loop()
+        loop = state.io_loop()
         try:
             return fsspec.asyn.sync(
                 loop,
@@ -273,7 +141,7 @@ class RangeReader:
                         future.set_exception(error)
 
         coroutine = self._run(items, deliver, allow_short, arena=True)
-        asyncio.run_coroutine_threadsafe(coroutine, fsspec.asyn.get_loop()).add_done_callback(
+        asyncio.run_coroutine_threadsafe(coroutine, state.io_loop()).add_done_callback(
             finished
         )
         return futures
@@ -303,7 +171,7 @@ class RangeReader:
     async def _run(
         self,
         ranges: Sequence[ByteRange],
-        deliver: Callable[[int, Payload | FetchError], None],
+        deliver: Deliver,
         allow_short: bool,
         arena: bool = False,
     ) -> None:
@@ -313,81 +181,30 @@ class RangeReader:
         With ``arena`` the streamed bodies land in one uninitialised buffer (large pages, no
         zero fill, no page fault per request): receiving costs about a quarter as much CPU.
         """
-        items = [r if isinstance(r, ByteRange) else ByteRange(*r) for r in ranges]
-        wanted: list[ByteRange] = []
-        positions: list[int] = []
-        for index, rng in enumerate(items):
-            if rng.size == 0:
-                deliver(index, b"")
-            else:
-                wanted.append(rng)
-                positions.append(index)
+        wanted, positions = _deliver_empty(ranges, deliver)
         merged = coalesce(wanted, gap=self.merge_gap, max_size=self.max_merged_size)
-        buffers: list[memoryview | None] = [None] * len(merged)
-        if arena and merged:
-            space = memoryview(np.empty(sum(request.size for request in merged), np.uint8))
-            offset = 0
-            for k, request in enumerate(merged):
-                buffers[k] = space[offset:offset + request.size]
-                offset += request.size
+        buffers = _arena(merged) if arena else [None] * len(merged)
         loop = asyncio.get_running_loop()
-        semaphore = _semaphore(loop, self.max_concurrent)
+        semaphore = state.semaphore(loop, self.max_concurrent)
+        opened = await self._open_all(merged, loop)
+        await _await_all(
+            self._serve(request, opened[request.href], semaphore, buffer, allow_short,
+                        RequestDelivery(request, positions, deliver))
+            for request, buffer in zip(merged, buffers, strict=True)
+        )
+
+    async def _open_all(
+        self, merged: Sequence[MergedRange], loop: asyncio.AbstractEventLoop
+    ) -> dict[str, Opened]:
+        """Sign (off the loop: a signer may block) and open each href once."""
         hrefs = list(dict.fromkeys(request.href for request in merged))
         targets: dict[str, str | FetchError] = dict(zip(hrefs, hrefs, strict=True))
         if self.signer is not None and hrefs:
             targets = await asyncio.to_thread(self._sign_all, hrefs)
-        filesystems: dict[str, tuple[AbstractFileSystem, str] | FetchError] = {
+        return {
             href: target if isinstance(target, FetchError) else self._open(target, loop)
             for href, target in targets.items()
         }
-
-        async def one(request: MergedRange, buffer: memoryview | None) -> None:
-            members = request.members  # by start
-            streamed: set[int] = set()  # member indices handed over while streaming
-
-            def arrived(view: memoryview, received: int) -> None:
-                # hand over each member whose bytes are all in, while the rest streams
-                available = request.start + received
-                while len(streamed) < len(members):
-                    member_index, member = members[len(streamed)]
-                    if member.end > available:
-                        break
-                    streamed.add(member_index)
-                    lo = member.start - request.start
-                    deliver(positions[member_index], view[lo:lo + member.size])
-
-            try:
-                outcome = await self._fetch_merged(
-                    request, filesystems[request.href], semaphore, allow_short, arrived, buffer
-                )
-            except FetchError as error:
-                for member_index, member in members:
-                    if member_index not in streamed:
-                        deliver(positions[member_index], _for_member(error, member))
-                return
-            data, attempts, size = outcome
-            available_end = request.start + len(data)
-            for (member_index, member), (_, chunk) in zip(
-                request.members, request.split(data), strict=True
-            ):
-                if member_index in streamed:
-                    continue
-                if member.end > available_end and not allow_short:
-                    reason = "range ends past the end of the object"
-                    reason += f" ({size} bytes)" if size is not None else ""
-                    value: Payload | FetchError = FetchError(
-                        member.href, member.start, member.end, attempts, reason
-                    )
-                else:
-                    value = chunk
-                deliver(positions[member_index], value)
-
-        outcomes = await asyncio.gather(
-            *(one(r, b) for r, b in zip(merged, buffers, strict=True)), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
 
     def _sign_all(self, hrefs: list[str]) -> dict[str, str | FetchError]:
         signed: dict[str, str | FetchError] = {}
@@ -400,20 +217,38 @@ class RangeReader:
                 signed[href] = error
         return signed
 
-    def _open(
-        self, href: str, loop: asyncio.AbstractEventLoop
-    ) -> tuple[AbstractFileSystem, str] | FetchError:
+    def _open(self, href: str, loop: asyncio.AbstractEventLoop) -> Opened:
         try:
-            return resolve(href, self.storage_options, asynchronous=True, loop=loop)
+            return state.resolve(href, self.storage_options, asynchronous=True, loop=loop)
         except Exception as exc:
             error = FetchError(href, 0, 0, 0, f"cannot open filesystem ({exc})")
             error.__cause__ = exc
             return error
 
+    async def _serve(
+        self,
+        request: MergedRange,
+        opened: Opened,
+        semaphore: asyncio.Semaphore,
+        buffer: memoryview | None,
+        allow_short: bool,
+        delivery: RequestDelivery,
+    ) -> None:
+        """Fetch one merged request and deliver its members: while its body streams, then the
+        rest (or the error)."""
+        try:
+            data, attempts, size = await self._fetch_merged(
+                request, opened, semaphore, allow_short, delivery.arrived, buffer
+            )
+        except FetchError as error:
+            delivery.fail(error)
+            return
+        delivery.finish(data, attempts, size, allow_short)
+
     async def _fetch_merged(
         self,
         request: MergedRange,
-        opened: tuple[AbstractFileSystem, str] | FetchError,
+        opened: Opened,
         semaphore: asyncio.Semaphore,
         allow_short: bool,
         progress: Progress | None = None,
@@ -421,30 +256,92 @@ class RangeReader:
     ) -> tuple[Payload, int, int | None]:
         """(payload, attempts used, object size when the payload stops at its end); a streamed
         body is reported to ``progress`` as it arrives, on every attempt."""
-        if isinstance(opened, FetchError):
-            error = FetchError(request.href, request.start, request.end, 0, opened.reason)
-            raise error from opened.__cause__
-        fs, path = opened
-        start, end = request.start, request.end
+        fs, path = _usable(request, opened)
         attempts = 0
         while True:
             attempts += 1
+            # a retry gets a fresh buffer: ranges streamed by a failed attempt may be in use
+            target = buffer if attempts == 1 else None
             try:
-                async with semaphore:
-                    async with asyncio.timeout(self.timeout):
-                        # a retry gets a fresh buffer: ranges streamed by a failed attempt may be in use
-                        target = buffer if attempts == 1 else None
-                        payload = await read_range(fs, path, start, end, progress, target)
-                data, size = _check_length(payload, start, end, allow_short)
+                payload = await self._attempt(fs, path, request, semaphore, progress, target)
+                data, size = _check_length(payload, request.start, request.end, allow_short)
                 return data, attempts, size
             except Exception as exc:
-                retry, reason, status = _classify(exc)
-                if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
-                    reason = f"TimeoutError: no answer within {self.timeout:g} s"
-                if not retry or attempts >= self.retries:
-                    error = FetchError(request.href, start, end, attempts, reason, status)
-                    raise error from exc
+                self._raise_if_final(exc, request, attempts)
             await asyncio.sleep(self.backoff(attempts))
+
+    async def _attempt(
+        self,
+        fs: AbstractFileSystem,
+        path: str,
+        request: MergedRange,
+        semaphore: asyncio.Semaphore,
+        progress: Progress | None,
+        buffer: memoryview | None,
+    ) -> RangePayload:
+        """One read of the request, among at most ``max_concurrent`` in flight on this loop,
+        within ``timeout`` seconds."""
+        async with semaphore, asyncio.timeout(self.timeout):
+            return await read_range(fs, path, request.start, request.end, progress, buffer)
+
+    def _raise_if_final(self, exc: Exception, request: MergedRange, attempts: int) -> None:
+        """Raise the request's :class:`FetchError` when ``exc`` is final or the attempts are
+        spent; return to retry."""
+        verdict = classify(exc)
+        reason = verdict.reason
+        if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
+            reason = f"TimeoutError: no answer within {self.timeout:g} s"
+        if not verdict.retryable or attempts >= self.retries:
+            error = FetchError(request.href, request.start, request.end, attempts, reason,
+                               verdict.status)
+            raise error from exc
+
+
+def _deliver_empty(
+    ranges: Sequence[ByteRange], deliver: Deliver
+) -> tuple[list[ByteRange], list[int]]:
+    """Deliver empty ranges at once; return the others and their positions in ``ranges``."""
+    items = [rng if isinstance(rng, ByteRange) else ByteRange(*rng) for rng in ranges]
+    wanted: list[ByteRange] = []
+    positions: list[int] = []
+    for index, item in enumerate(items):
+        if item.size == 0:
+            deliver(index, b"")
+        else:
+            wanted.append(item)
+            positions.append(index)
+    return wanted, positions
+
+
+def _arena(merged: Sequence[MergedRange]) -> list[memoryview | None]:
+    """One uninitialised buffer for the bodies of all ``merged``, cut into one per request."""
+    if not merged:
+        return []
+    space = memoryview(np.empty(sum(request.size for request in merged), np.uint8))
+    buffers: list[memoryview | None] = []
+    offset = 0
+    for request in merged:
+        buffers.append(space[offset:offset + request.size])
+        offset += request.size
+    return buffers
+
+
+async def _await_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``coroutines`` concurrently until every one has ended, then raise the first
+    exception any raised (none is left running behind an error)."""
+    outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+def _usable(request: MergedRange, opened: Opened) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and path of ``request``; raises its error when its href could not be
+    signed or opened (no attempt made)."""
+    if isinstance(opened, FetchError):
+        error = FetchError(request.href, request.start, request.end, 0, opened.reason)
+        raise error from opened.__cause__
+    return opened
 
 
 def _check_length(
@@ -466,11 +363,3 @@ def _check_length(
     elif size is None and allow_short:
         return data, None
     raise ShortReadError(f"short read: {len(data)} of {want} bytes")
-
-
-def _for_member(error: FetchError, member: ByteRange) -> FetchError:
-    out = FetchError(
-        member.href, member.start, member.end, error.attempts, error.reason, error.status
-    )
-    out.__cause__ = error.__cause__
-    return out

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 from rasteret_dask.redact import redact_url
 
-__all__ = ["ByteRange", "MergedRange", "coalesce", "split_payloads"]
+__all__ = ["ByteRange", "MergedRange", "Payload", "coalesce", "split_payloads"]
+
+Payload = bytes | memoryview
+"""A fetched range: bytes, or a zero-copy view of the merged request that covered it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class MergedRange:
         """The merged request as a plain :class:`ByteRange`."""
         return ByteRange(self.href, self.start, self.end)
 
-    def split(self, payload: bytes | memoryview) -> list[tuple[int, bytes | memoryview]]:
+    def split(self, payload: Payload) -> list[tuple[int, Payload]]:
         """Cut ``payload`` (the bytes from ``start``) into ``(input index, member bytes)``.
 
         Members are zero-copy memoryviews of ``payload`` (the payload itself when a member
@@ -76,7 +79,7 @@ class MergedRange:
         """
         view = memoryview(payload)
         size = view.nbytes
-        out: list[tuple[int, bytes | memoryview]] = []
+        out: list[tuple[int, Payload]] = []
         for index, member in self.members:
             lo = member.start - self.start
             hi = member.end - self.start
@@ -119,15 +122,15 @@ def coalesce(ranges: Iterable[ByteRange], *, gap: int, max_size: int) -> list[Me
 
 
 def split_payloads(
-    merged: Sequence[MergedRange], payloads: Sequence[bytes | memoryview], count: int
-) -> list[bytes | memoryview]:
+    merged: Sequence[MergedRange], payloads: Sequence[Payload], count: int
+) -> list[Payload]:
     """Split each merged payload back into member bytes (zero-copy), returned in input order.
 
     ``count`` is the number of ranges originally given to :func:`coalesce`.
     """
     if len(merged) != len(payloads):
         raise ValueError("one payload is needed per merged range")
-    out: list[bytes | memoryview | None] = [None] * count
+    out: list[Payload | None] = [None] * count
     for request, payload in zip(merged, payloads, strict=True):
         for index, data in request.split(payload):
             out[index] = data
