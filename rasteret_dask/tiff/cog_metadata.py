@@ -37,7 +37,7 @@ class OverviewLevel:
 
 
 def _ints(values: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in values) if values is not None else ()
+    return tuple(map(int, values)) if values is not None else ()
 
 
 def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
@@ -101,6 +101,10 @@ class CogMetadata:
             coeffs = coeffs[:6]
         if len(coeffs) != 6:
             raise MetadataError(f"{prefix}transform must have 6 coefficients, got {coeffs}")
+        try:
+            dtype = np.dtype(md["dtype"])
+        except TypeError as exc:
+            raise MetadataError(f"{prefix}dtype {md['dtype']!r} is not a NumPy dtype") from exc
         lerc = md.get("lerc_parameters")
         tables = md.get("jpeg_tables")
         nodata = md.get("nodata")
@@ -109,7 +113,7 @@ class CogMetadata:
             image_height=int(md["image_height"]),
             tile_width=int(md["tile_width"]),
             tile_height=int(md["tile_height"]),
-            dtype=np.dtype(md["dtype"]),
+            dtype=dtype,
             transform=Affine(*coeffs),
             tile_offsets=_ints(md["tile_offsets"]),
             tile_byte_counts=_ints(md["tile_byte_counts"]),
@@ -158,16 +162,23 @@ class CogMetadata:
 
     @property
     def tiles_across(self) -> int:
+        """Tiles in a row of the tile grid."""
         return -(-self.image_width // self.tile_width)
 
     @property
     def tiles_down(self) -> int:
+        """Tiles in a column of the tile grid."""
         return -(-self.image_height // self.tile_height)
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width) of the full-resolution image."""
         return (self.image_height, self.image_width)
+
+    @property
+    def native_dtype(self) -> np.dtype:
+        """The sample dtype in this machine's byte order (the dtype of decoded arrays)."""
+        return self.dtype.newbyteorder("=")
 
     @property
     def tile_nbytes(self) -> int:
@@ -187,6 +198,10 @@ class CogMetadata:
         start = self.tile_offsets[index]
         return start, start + self.tile_byte_counts[index]
 
+    def tile_at(self, row: int, col: int) -> int:
+        """Position in the offset arrays of the tile holding image pixel (``row``, ``col``)."""
+        return self.tile_index(row // self.tile_height, col // self.tile_width)
+
     def sample_plane(self, band_index: int) -> int:
         """The sample a record's ``band_index`` selects within a decoded tile."""
         return 0 if self.planar else int(band_index)
@@ -199,6 +214,7 @@ class CogMetadata:
 
     @property
     def is_axis_aligned(self) -> bool:
+        """Whether pixel rows run along x and columns along y (no rotation or shear)."""
         return self.transform.b == 0.0 and self.transform.d == 0.0
 
     def overview_transform(self, level: int) -> Affine:
