@@ -144,16 +144,16 @@ class FetchGroups:
                              or self._size >= self._max_bytes):
             self.close()
 
-    def payload(self, href: str, tile: int) -> int | None:
-        """Index of tile ``tile`` of ``href`` in the open group, None when it is not there."""
-        return self._index.get((href, tile))
-
     def add(self, href: str, tile: int, start: int, count: int, label: str) -> int:
-        """Add a tile's byte range to the open group; its index in the group."""
-        index = self._index[(href, tile)] = len(self._ranges)
-        self._ranges.append(ByteRange(href, start, start + count))
-        self._labels.append(label)
-        self._size += count
+        """Index of tile ``tile`` of ``href`` (bytes [start, start + count)) in the open
+        group, where it is added unless it already is."""
+        key = (href, tile)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self._ranges)
+            self._ranges.append(ByteRange(href, start, start + count))
+            self._labels.append(label)
+            self._size += count
         return index
 
     def close(self) -> tuple[FetchGroup, ...]:
@@ -210,14 +210,11 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                 for tile_row, s0, s1, d0, d1 in rows:
                     for tile_col, s2, s3, d2, d3 in cols:
                         tile = tile_row * across + tile_col
-                        index = fetch.payload(href, tile)
-                        if index is None:
-                            count = counts[tile]
-                            if count < 0 or count > max_tile_bytes or (count and oversize):
-                                refused = limits.tile_size_problem(spec, count, max_tile_bytes,
-                                                                   tile)
-                                continue
-                            index = fetch.add(href, tile, tile_offsets[tile], count, label)
+                        count = counts[tile]
+                        if count < 0 or count > max_tile_bytes or (count and oversize):
+                            refused = limits.tile_size_problem(spec, count, max_tile_bytes, tile)
+                            continue
+                        index = fetch.add(href, tile, tile_offsets[tile], count, label)
                         reads.append(TileRead(index, (s0, s1, s2, s3), (d0, d1, d2, d3)))
                 if refused is not None:  # never fetched: the decode task raises it
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),

@@ -19,6 +19,7 @@ import shapely
 
 from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
+from ..plan.grid import pixel_coordinates
 from ..tiff.cog_metadata import CogMetadata
 from .plan import (
     DEFAULT_GROUP_BYTES,
@@ -175,8 +176,8 @@ def plan_points(
             if epsg not in coordinates:
                 coordinates[epsg] = shapely.get_coordinates(selection.geometry_in(epsg))
             xy = coordinates[epsg]
-            cols, rows = ~grid.transform * (xy[:, 0], xy[:, 1])
-            planner.add(record, np.asarray(cols), np.asarray(rows))
+            cols, rows = pixel_coordinates(xy[:, 0], xy[:, 1], grid.transform)
+            planner.add(record, cols, rows)
     return PointPlan(planner.fetch.close(), tuple(planner.chunks), tuple(planner.samples))
 
 

@@ -43,7 +43,7 @@ def record_label(record_id: str, band: str, href: str | None) -> str:
     return f"record {record_id!r}, band {band!r}, href {redact_url(href)}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One record's band: where its file is and its typed header metadata (a row of the index)."""
 
@@ -86,7 +86,8 @@ def band_records(table: pa.Table, band: str) -> list[Record]:
     assets = table[S.ASSETS].combine_chunks().field(band)
     hrefs = assets.field("href").to_pylist()
     indices = assets.field("band_index").to_pylist()
-    metadata = table[S.metadata_column(band)].to_pylist()
+    metadata = CogMetadata.from_arrow(table[S.metadata_column(band)],
+                                      lambda k: record_label(ids[k], band, hrefs[k]))
     cloud = None
     for name in S.CLOUD_COVER_COLUMNS:
         if name in table.column_names:
@@ -96,9 +97,8 @@ def band_records(table: pa.Table, band: str) -> list[Record]:
     for k in range(table.num_rows):
         if metadata[k] is None or hrefs[k] is None:
             continue
-        md = CogMetadata.from_struct(metadata[k], context=record_label(ids[k], band, hrefs[k]))
         out.append(Record(ids[k], band, np.datetime64(times[k], "ns"), hrefs[k],
-                          int(indices[k] or 0), md, None if cloud is None else cloud[k]))
+                          int(indices[k] or 0), metadata[k], None if cloud is None else cloud[k]))
     return out
 
 

@@ -9,11 +9,12 @@ header-declared sizes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from affine import Affine
 
 __all__ = ["CogMetadata", "OverviewLevel", "MetadataError"]
@@ -38,6 +39,11 @@ class OverviewLevel:
 
 def _ints(values: Any) -> tuple[int, ...]:
     return tuple(map(int, values)) if values is not None else ()
+
+
+def _arrow_ints(values: list[int] | None) -> tuple[int, ...]:
+    """A list an Arrow integer list became (Python ints already)."""
+    return tuple(values) if values is not None else ()
 
 
 def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
@@ -93,6 +99,44 @@ class CogMetadata:
         md = _as_dict(struct)
         if md is None:
             raise MetadataError(f"{prefix}metadata is null (band not enriched)")
+        return cls._build(md, prefix, _ints)
+
+    @classmethod
+    def from_arrow(cls, column: pa.Array | pa.ChunkedArray,
+                   context: Callable[[int], str] | None = None) -> list[CogMetadata | None]:
+        """Build every row of a ``{band}_metadata`` column (``schema.METADATA_TYPE``): None for
+        a null row, else what :meth:`from_struct` builds, with the same checks. Faster than
+        row by row: Arrow's integer lists are taken as they are.
+
+        Parameters
+        ----------
+        column
+            The column (or a slice of it).
+        context
+            ``context(k)`` names row ``k`` (record, band, href) in an error message; called
+            only to raise.
+
+        Raises
+        ------
+        MetadataError
+            For the first non-null row that lacks a required field or is inconsistent.
+        """
+        out: list[CogMetadata | None] = []
+        for k, row in enumerate(column.to_pylist()):
+            if row is None:
+                out.append(None)
+                continue
+            try:
+                out.append(cls._build(row, "", _arrow_ints))
+            except MetadataError as exc:
+                if context is None:
+                    raise
+                raise MetadataError(f"{context(k)}: {exc}") from None
+        return out
+
+    @classmethod
+    def _build(cls, md: Mapping[str, Any], prefix: str,
+               ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
             raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}")
@@ -115,8 +159,8 @@ class CogMetadata:
             tile_height=int(md["tile_height"]),
             dtype=dtype,
             transform=Affine(*coeffs),
-            tile_offsets=_ints(md["tile_offsets"]),
-            tile_byte_counts=_ints(md["tile_byte_counts"]),
+            tile_offsets=ints(md["tile_offsets"]),
+            tile_byte_counts=ints(md["tile_byte_counts"]),
             compression=int(md.get("compression") or 1),
             predictor=int(md.get("predictor") or 1),
             nodata=None if nodata is None else float(nodata),
