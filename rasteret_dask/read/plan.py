@@ -1,4 +1,4 @@
-"""Read planning, pure: records + geometry -> output grid -> tile-aligned chunks -> byte ranges.
+"""Read planning, pure: a selection -> output grid -> tile-aligned chunks -> byte ranges.
 
 The plan is made of frozen values. Each output chunk's ``ChunkWork`` carries only its own tiles'
 positions and decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s
@@ -98,7 +98,15 @@ class ReadPlan:
         return self.grid.window_transform(self.window)
 
     def explain(self) -> dict:
-        """A dry run: records, output shape, chunks, tiles and requests, without any I/O."""
+        """A dry run of the read, without any I/O (what ``Collection.explain`` returns).
+
+        Returns
+        -------
+        dict
+            ``records`` (time steps), ``bands`` (as the index names them), ``shape`` (time, y,
+            x), ``crs_epsg``, ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
+            ``compressed_bytes`` (what will be fetched) and ``skipped_records`` (messages).
+        """
         tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
         nbytes = sum(r.end - r.start for b in self.bands for g in b.groups for r in g.ranges)
         return {
