@@ -1,9 +1,9 @@
 """``CogMetadata``: one typed, immutable value for a record's ``{band}_metadata`` struct.
 
 The index stores each band's cached header as an Arrow struct (``schema.METADATA_TYPE``). This
-module turns one such struct (a row's ``as_py()`` dict or a ``pyarrow.StructScalar``) into a
-frozen value with the tile, sample, grid and overview arithmetic the planning layers need, so
-they stop reading string keys. It is pure: no I/O, and nothing here allocates from
+module turns one such struct (a row's ``as_py()`` dict or a ``pyarrow.StructScalar``), or a
+whole column of them, into frozen values with the tile, sample, grid and overview arithmetic
+the planning layers need, so they stop reading string keys. It is pure: no I/O, and nothing here allocates from
 header-declared sizes.
 """
 
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 from affine import Affine
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["CogMetadata", "OverviewLevel", "MetadataError"]
 
