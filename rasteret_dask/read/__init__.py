@@ -6,9 +6,9 @@ from .assemble import spatial_ref
 from .failures import ReadErrors
 from .graph import RasterReadError
 from .plan import ReadPlan
-from .select import Record, Selection, band_records, query_geometries, select
+from .select import Record, Selection, band_records, query_geometries, read_bands, select
 from .skipped import MissingRecordsError, SkippedRecord
 
 __all__ = ["MissingRecordsError", "RasterReadError", "ReadErrors", "ReadPlan", "Record",
            "Selection", "SkippedRecord", "band_records", "get_numpy", "get_xarray", "plan_reads",
-           "query_geometries", "select", "spatial_ref"]
+           "query_geometries", "read_bands", "select", "spatial_ref"]

@@ -33,7 +33,8 @@ from .source import ReadSource, read_source
 if TYPE_CHECKING:
     from ..collection import Collection
 
-__all__ = ["Record", "Selection", "select", "query_geometries", "band_records", "record_label"]
+__all__ = ["Record", "Selection", "select", "read_bands", "query_geometries", "band_records",
+           "record_label"]
 
 _LONLAT = pyproj.CRS.from_epsg(4326)
 
@@ -223,6 +224,37 @@ def _check_epsg(per_band: Mapping[str, Sequence[Record]]) -> None:
                                  "reading needs an EPSG CRS")
 
 
+def read_bands(collection: Collection, bands: Sequence[str] | str,
+               data_source: Any = None) -> ReadSource:
+    """The bands of a read, checked, and its data source, resolved.
+
+    Parameters
+    ----------
+    collection
+        The index to read from.
+    bands
+        Bands as the index names them, or as the data source's band map does.
+    data_source : DatasetDescriptor or str, optional
+        Overrides the collection's data source.
+
+    Returns
+    -------
+    ReadSource
+        Requested band -> band as the index names it, and how bytes are fetched.
+
+    Raises
+    ------
+    ValueError
+        For a band the collection (or its data source) does not know, or one without a
+        ``{band}_metadata`` column (not enriched).
+    """
+    source = read_source(collection, bands, data_source)
+    missing = [b for b in source.stored_bands if b not in collection.enriched_bands]
+    if missing:
+        raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
+    return source
+
+
 def select(
     collection: Collection,
     geometries: Any,
@@ -277,11 +309,7 @@ def select(
         For a record whose metadata is incomplete (named with its band and href).
     """
     check_on_missing(on_missing)
-    source = read_source(collection, bands, data_source)
-    stored = source.stored_bands
-    missing = [b for b in stored if b not in collection.enriched_bands]
-    if missing:
-        raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
+    source = read_bands(collection, bands, data_source)
     shapes, crs = query_geometries(geometries, geometry_crs)
     subset = collection.subset(**filters) if filters else collection
     return [_select_one(subset, shape, crs, source, on_missing, align, whole_rows)

@@ -30,7 +30,7 @@ import xarray as xr
 from .. import schema as S
 from ..plan.geometry import reproject_geometries
 from ..plan.grid import GridSpec, Window, pixel_coordinates
-from ..read import band_records
+from ..read import band_records, read_bands
 from ..runner import compute_streaming
 from ._common import WorkflowStore, as_collection, inset_box, memory_collection
 
@@ -118,11 +118,11 @@ def _readable(table: pa.Table, bands: list[str]) -> np.ndarray:
     return ok
 
 
-def _plan(table: pa.Table, bands: list[str], chip: int, mode: str, geometry_column: str | None,
+def _plan(table: pa.Table, band: str, chip: int, mode: str, geometry_column: str | None,
           geometry_crs: Any, label_column: str | None, split_column: str
           ) -> tuple[dict[str, list[_Chip]], int]:
-    """Chips per split (sorted by time, id) of rows readable in every band, and the chips
-    outside their images."""
+    """Chips per split (sorted by time, id) of rows readable in every band, placed on the grid
+    of ``band`` (the first, as the index names it), and the chips outside their images."""
     labels, _ = _labels(table, label_column)
     splits = table[split_column].to_pylist()
     footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
@@ -130,7 +130,7 @@ def _plan(table: pa.Table, bands: list[str], chip: int, mode: str, geometry_colu
               if geometry_column else [None] * table.num_rows)
     chips: dict[str, list[_Chip]] = {}
     outside = 0
-    for k, record in enumerate(band_records(table, bands[0])):  # every row is readable
+    for k, record in enumerate(band_records(table, band)):  # every row is readable
         grid = GridSpec.from_metadata(record.metadata)
         shape = shapes[k]
         if shape is not None:
@@ -277,10 +277,7 @@ def export_chips(
         raise ValueError("chip_size and batch_size must be >= 1")
     collection = as_collection(collection_or_path)
     names = collection.schema.names
-    unknown = [b for b in bands if b not in collection.enriched_bands]
-    if unknown:
-        raise ValueError(f"band(s) {unknown} are not enriched bands of the collection "
-                         f"({collection.enriched_bands})")
+    stored = read_bands(collection, bands).stored_bands  # as the index names them
     for column in (split_column, label_column):
         if column is not None and column not in names:
             raise ValueError(f"column {column!r} not in the collection ({names})")
@@ -288,13 +285,13 @@ def export_chips(
     table = (collection.subset(**filters) if filters else collection).to_table()
     null_split = int(table[split_column].null_count)
     table = table.filter(pc.is_valid(table[split_column]))
-    readable = _readable(table, bands)
+    readable = _readable(table, stored)
     unreadable = int((~readable).sum())
     table = table.filter(pa.array(readable))
-    plan, outside = _plan(table, bands, chip_size, mode, source, geometry_crs, label_column,
+    plan, outside = _plan(table, stored[0], chip_size, mode, source, geometry_crs, label_column,
                           split_column)
     firsts = [records[0].metadata for records in (band_records(table.slice(0, 1), b)
-                                                  for b in bands) if records]
+                                                  for b in stored) if records]
     dtype = np.result_type(*[md.dtype for md in firsts] or [np.uint8])
     nodata = firsts[0].nodata if firsts else None
     fill = 0 if nodata is None else np.array(nodata).astype(dtype).item()
