@@ -180,6 +180,9 @@ class Selection:
         ValueError
             When the records are in several CRSs, or there is no record.
         """
+        return self._one_crs()
+
+    def _one_crs(self) -> int:
         codes = sorted({grid.crs_epsg for grid in self.grids.values()})
         if not codes:
             raise ValueError("the selection holds no record")
@@ -191,8 +194,15 @@ class Selection:
 
     def union(self) -> tuple[GridSpec, dict[tuple[str, str], tuple[int, int]]]:
         """The smallest grid holding every record's grid, and each (band, record id)'s
-        (row, col) offset in it (one CRS, same pixel size, whole-pixel offsets)."""
-        self.crs_epsg  # noqa: B018  (the one-CRS rule, with its message)
+        (row, col) offset in it.
+
+        Raises
+        ------
+        ValueError
+            When the records are in several CRSs (see :attr:`crs_epsg`), differ in pixel size
+            or orientation, or their origins are not whole pixels apart.
+        """
+        self._one_crs()  # raises, with its message, unless there is one
         keys = list(self.grids)
         union, offsets = union_grid([self.grids[k] for k in keys])
         return union, dict(zip(keys, offsets, strict=True))
