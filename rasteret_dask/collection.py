@@ -349,31 +349,47 @@ class Collection:
 
     # --- reads ----------------------------------------------------------------------
     def get_xarray(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """Lazy dask-backed Dataset (time, y, x) per geometry; see ``read.api.get_xarray``."""
+        """Lazy dask-backed Dataset (time, y, x) per geometry.
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.api.get_xarray`.
+        """
         from .read import get_xarray
 
         return get_xarray(self, geometries, bands, **kwargs)
 
     def get_numpy(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """Computed array [time, band, y, x] per geometry."""
+        """Computed array [time, band, y, x] per geometry.
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.api.get_numpy`.
+        """
         from .read import get_numpy
 
         return get_numpy(self, geometries, bands, **kwargs)
 
     def get_gdf(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """GeoDataFrame, one row per record x geometry x band, with array and transform."""
+        """GeoDataFrame, one row per record x geometry x band, with array and transform.
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.tables.get_gdf`.
+        """
         from .read.tables import get_gdf
 
         return get_gdf(self, geometries, bands, **kwargs)
 
     def sample_points(self, points: Any, bands: Sequence[str], **kwargs: Any) -> pa.Table:
-        """Arrow table of pixel values at points (only the tiles under them are fetched)."""
+        """Arrow table of pixel values at points (only the tiles under them are fetched).
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.tables.sample_points`.
+        """
         from .read.tables import sample_points
 
         return sample_points(self, points, bands, **kwargs)
 
     def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
-        """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O."""
+        """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O.
+
+        Takes :func:`rasteret_dask.read.api.plan_reads`' arguments; one ``ReadPlan.explain``
+        dict per geometry.
+        """
         from .read import plan_reads
 
         return [plan.explain() for plan in plan_reads(self, geometries, bands, **kwargs)]

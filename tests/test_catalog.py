@@ -89,23 +89,32 @@ def _table(collection_value: str | None) -> pa.Table:
     })
 
 
+def _stored(collection: rd.Collection) -> tuple:
+    """What resolution reads from an index: its stored data source and its rows."""
+    return collection.data_source, collection.dataset
+
+
 def test_resolution_order(tmp_path):
     column_only = rd.build_collection_from_table(_table("landsat-c2-l2"), name="c")
-    assert resolve_data_source(None, column_only).id == "earthsearch/landsat-c2-l2"
+    assert resolve_data_source(None, *_stored(column_only)).id == "earthsearch/landsat-c2-l2"
     nothing = rd.build_collection_from_table(_table(None), name="c")
-    assert resolve_data_source(None, nothing) is None
+    assert resolve_data_source(None, *_stored(nothing)) is None
     attribute = rd.build_collection_from_table(_table("landsat-c2-l2"), name="c",
                                                data_source="earthsearch/naip")
-    assert resolve_data_source(None, attribute).id == "earthsearch/naip"
-    assert resolve_data_source("pc/sentinel-2-l2a", attribute).id == "pc/sentinel-2-l2a"
+    assert resolve_data_source(None, *_stored(attribute)).id == "earthsearch/naip"
+    assert resolve_data_source("pc/sentinel-2-l2a", *_stored(attribute)).id == "pc/sentinel-2-l2a"
     # the Parquet metadata written by export, then overridden by load(data_source=)
     exported = attribute.export(tmp_path / "idx")
-    assert resolve_data_source(None, rd.load(tmp_path / "idx")).id == "earthsearch/naip"
+    assert resolve_data_source(None, *_stored(rd.load(tmp_path / "idx"))).id == "earthsearch/naip"
     assert exported.data_source == "earthsearch/naip"
     loaded = rd.load(tmp_path / "idx", data_source="earthsearch/cop-dem-glo-30")
-    assert resolve_data_source(None, loaded).id == "earthsearch/cop-dem-glo-30"
+    assert resolve_data_source(None, *_stored(loaded)).id == "earthsearch/cop-dem-glo-30"
     with pytest.raises(ValueError, match="unknown data source"):
-        resolve_data_source("nope/nothing", loaded)
+        resolve_data_source("nope/nothing", *_stored(loaded))
+    # plain values: a stored id or STAC collection id, no dataset needed
+    assert resolve_data_source(None, "earthsearch/naip").id == "earthsearch/naip"
+    assert resolve_data_source(None, "landsat-c2-l2").id == "earthsearch/landsat-c2-l2"
+    assert resolve_data_source() is None and resolve_data_source(None, "unknown-thing") is None
 
 
 # --- stac-geoparquet, band aliases and read-time signing ------------------------------------

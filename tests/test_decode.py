@@ -20,6 +20,7 @@ from affine import Affine
 from rasteret_dask.decode import DECODABLE_COMPRESSIONS, DecodeError, DecodeSpec, decode_tile
 from rasteret_dask.decode.spec import fill_value
 from rasteret_dask.tiff import SUPPORTED_COMPRESSIONS, read_tiff_header
+from rasteret_dask.tiff.cog_metadata import CogMetadata, MetadataError
 
 rasterio = pytest.importorskip("rasterio")
 tifffile = pytest.importorskip("tifffile")
@@ -70,11 +71,18 @@ def write(path: Path, data: np.ndarray, driver: str = "GTiff", **options) -> Pat
     return path
 
 
-def metadata_of(page, byteorder: str) -> dict:
-    """A ``{band}_metadata``-like dict of a tifffile page (the fields DecodeSpec reads)."""
+def metadata_of(page, byteorder: str) -> CogMetadata:
+    """The typed metadata of a tifffile page's first plane (its decode fields as tifffile
+    reads them; an identity transform)."""
     dtype = np.dtype(page.dtype)
     lerc = page.tags.get("LercParameters")
-    return {
+    tiles = -(-page.imagelength // page.tilelength) * -(-page.imagewidth // page.tilewidth)
+    return CogMetadata.from_struct({
+        "image_width": page.imagewidth,
+        "image_height": page.imagelength,
+        "transform": [1.0, 0.0, 0.0, 0.0, -1.0, 0.0],
+        "tile_offsets": list(page.dataoffsets[:tiles]),
+        "tile_byte_counts": list(page.databytecounts[:tiles]),
         "compression": int(page.compression),
         "predictor": int(page.predictor),
         "dtype": dtype.name if byteorder == "<" else dtype.newbyteorder(">").str,
@@ -86,7 +94,7 @@ def metadata_of(page, byteorder: str) -> dict:
         "jpeg_tables": page.jpegtables,
         "lerc_parameters": list(lerc.value) if lerc is not None else None,
         "nodata": page.nodata if page.nodata != 0 or "GDAL_NODATA" in page.tags else None,
-    }
+    })
 
 
 def tiles_of(path: Path):
@@ -406,13 +414,20 @@ def test_from_metadata_planar_and_defaults():
         "lerc_parameters": [4, 1],
         "nodata": -9999,
         "image_width": 1000,
+        "image_height": 600,
+        "transform": [10.0, 0.0, 0.0, 0.0, -10.0, 0.0],
+        "tile_offsets": list(range(8, 16)),  # the record's plane: 2 x 4 tiles
+        "tile_byte_counts": [1] * 8,
     }
-    spec = DecodeSpec.from_metadata(md)
+    spec = DecodeSpec.from_metadata(CogMetadata.from_struct(md))
     assert spec == DecodeSpec(8, 1, ">u2", 256, 512, 1, 1, None, (4, 1), -9999.0)
     assert spec.shape == (512, 256, 1)
-    assert DecodeSpec.from_metadata({**md, "planar_configuration": 1}).samples == 4
-    with pytest.raises(DecodeError):
-        DecodeSpec.from_metadata({**md, "tile_width": None})
+    chunky = CogMetadata.from_struct({**md, "planar_configuration": 1})
+    assert DecodeSpec.from_metadata(chunky).samples == 4
+    with pytest.raises(MetadataError, match="lacks tile_width"):
+        CogMetadata.from_struct({**md, "tile_width": None})
+    with pytest.raises(DecodeError, match="unsupported sample dtype"):
+        DecodeSpec.from_metadata(CogMetadata.from_struct({**md, "dtype": "complex64"}))
 
 
 def test_spec_pickles_small():
@@ -534,7 +549,7 @@ def test_spec_from_tiff_layer_metadata(tmp_path, dtype, count, options):
     with rasterio.open(path) as src:
         for band in range(count if options.get("interleave") == "band" else 1):
             md = header.to_metadata(band)
-            spec = DecodeSpec.from_metadata(md)
+            spec = DecodeSpec.from_metadata(CogMetadata.from_struct(md))
             across = -(-md["image_width"] // spec.tile_width)
             for index, (offset, size) in enumerate(
                 zip(md["tile_offsets"], md["tile_byte_counts"], strict=True)

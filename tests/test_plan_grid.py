@@ -19,6 +19,7 @@ from rasterio.io import MemoryFile
 
 from rasteret_dask.plan.grid import GridSpec, Window, union_grid
 from rasteret_dask.schema import METADATA_TYPE
+from rasteret_dask.tiff.cog_metadata import CogMetadata
 
 # rasterio applies affine transforms with ``*``, which affine 3 flags as pending deprecation.
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -108,10 +109,15 @@ def test_grid_from_metadata_and_properties() -> None:
     md = {
         "image_width": 10980,
         "image_height": 10980,
+        "tile_width": 1024,
+        "tile_height": 1024,
+        "dtype": "uint16",
         "transform": [10.0, 0.0, 600000.0, 0.0, -10.0, 5000040.0],
+        "tile_offsets": list(range(121)),
+        "tile_byte_counts": [1] * 121,
         "crs_epsg": 32633,
     }
-    grid = GridSpec.from_metadata(md)
+    grid = GridSpec.from_metadata(CogMetadata.from_struct(md))
     assert grid == GridSpec(32633, Affine(10, 0, 600000, 0, -10, 5000040), 10980, 10980)
     assert grid.bounds == (600000.0, 4890240.0, 709800.0, 5000040.0)
     assert grid.resolution == (10.0, 10.0)
@@ -119,17 +125,12 @@ def test_grid_from_metadata_and_properties() -> None:
     assert pickle.loads(pickle.dumps(grid)) == grid and hash(grid) == hash(
         pickle.loads(pickle.dumps(grid))
     )
-    assert GridSpec.from_metadata({**md, "crs_epsg": None}, crs_epsg=32632).crs_epsg == 32632
-    assert GridSpec.from_metadata(md, crs_epsg=32632).crs_epsg == 32633
-    assert GridSpec.from_metadata({**md, "crs_epsg": None}).crs_epsg is None
-    with pytest.raises(ValueError, match="transform"):
-        GridSpec.from_metadata({**md, "transform": None})
+    unknown = CogMetadata.from_struct({**md, "crs_epsg": None})
+    assert GridSpec.from_metadata(unknown, crs_epsg=32632).crs_epsg == 32632
+    assert GridSpec.from_metadata(CogMetadata.from_struct(md), crs_epsg=32632).crs_epsg == 32633
+    assert GridSpec.from_metadata(unknown).crs_epsg is None
     column = pa.array([md, None], type=METADATA_TYPE)
-    assert GridSpec.from_metadata(column[0]) == grid
-    with pytest.raises(ValueError, match="not enriched"):
-        GridSpec.from_metadata(column[1])
-    with pytest.raises(ValueError, match="not enriched"):
-        GridSpec.from_metadata(None)  # type: ignore[arg-type]
+    assert GridSpec.from_metadata(CogMetadata.from_struct(column[0])) == grid
     with pytest.raises(ValueError, match="invertible"):
         GridSpec(None, Affine(0, 0, 0, 0, 0, 0), 1, 1)
     rotated = GridSpec(None, Affine.rotation(30) * Affine.scale(2, -2), 10, 10)

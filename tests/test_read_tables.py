@@ -67,3 +67,34 @@ def test_get_gdf_rows_arrays_and_transforms(scenes, cog_dir):
         h, w = row.array.shape
         with rasterio.open(cog_dir / f"scene{files[row.id]}_{row.band}.tif") as src:
             assert np.array_equal(row.array, src.read(1, window=Window(col, r, w, h)))
+
+
+def test_sample_points_fetch_each_tile_of_a_multiband_file_once(tmp_path):
+    """Three bands of one pixel-interleaved file, several points per tile: every tile under
+    the points is fetched once, and nothing else; values are rasterio's."""
+    from rasteret_dask.testing.cogs import write_cog
+    from rasteret_dask.testing.servers import RangeServer
+
+    from .test_read_helpers import build, single
+
+    path = write_cog(tmp_path / "three.tif", width=700, height=600, blocksize=256, count=3,
+                     dtype="uint16", predictor=2, seed=5)
+    with rasterio.open(path) as src:
+        t, epsg = src.transform, src.crs.to_epsg()
+    # rows/cols: three points in tile 0, one in tile 8 (the last), one outside the image
+    pixels = [(3.5, 7.5), (200.5, 100.5), (255.5, 0.5), (590.5, 690.5), (-5.0, 10.0)]
+    points = [shapely.Point(*(t @ (c, r))) for r, c in pixels]
+    bands = {"B1": 0, "B2": 1, "B3": 2}
+    with RangeServer(tmp_path) as server:
+        collection = build([single(path, href=server.href("three.tif"), bands=bands)])
+        md = collection.to_table()[S.metadata_column("B1")][0].as_py()
+        offsets, counts = md["tile_offsets"], md["tile_byte_counts"]
+        assert offsets[8] - (offsets[0] + counts[0]) > 32 * 1024  # no merged request spans them
+        server.reset()
+        table = collection.sample_points(points, list(bands), geometry_crs=epsg)
+        assert server.bytes_sent == counts[0] + counts[8] and server.count("GET") == 2
+    assert table["point_index"].to_pylist() == [0, 1, 2, 3]
+    with rasterio.open(path) as src:
+        want = [list(v) for v in src.sample([(p.x, p.y) for p in points[:4]])]
+    got = [[row[b] for b in bands] for row in table.to_pylist()]
+    assert got == [[int(x) for x in w] for w in want]

@@ -1,23 +1,21 @@
 """The descriptor registry and the data-source resolution order used by builds and reads.
 
-Resolution (the contract's order): an explicit ``data_source`` argument, the Collection's
-``data_source`` (set by ``load(..., data_source=)`` or stored in the Parquet metadata by a
-build or an export), the first non-empty value of the ``collection`` column, else none
-(identity band mapping, no URL signing, no extra storage options).
+Resolution (the contract's order): an explicit ``data_source`` argument, the index's stored
+data source (a Collection's ``data_source``: set by ``load(..., data_source=)`` or stored in the
+Parquet metadata by a build or an export), the first non-empty value of the dataset's
+``collection`` column, else none (identity band mapping, no URL signing, no extra storage
+options).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow.dataset as ds
 
 from .builtins import BUILTINS
 from .descriptor import DatasetDescriptor
-
-if TYPE_CHECKING:
-    from ..collection import Collection
 
 __all__ = [
     "register",
@@ -103,14 +101,34 @@ def _collection_column_value(dataset: ds.Dataset) -> str | None:
     return head.column(0)[0].as_py() if head.num_rows else None
 
 
-def resolve_data_source(data_source: Any = None, collection: Collection | None = None
-                        ) -> DatasetDescriptor | None:
-    """The descriptor that applies to a read or build, following the contract's order."""
+def resolve_data_source(data_source: Any = None, stored: str | None = None,
+                        dataset: ds.Dataset | None = None) -> DatasetDescriptor | None:
+    """The descriptor that applies to a read or build, following the contract's order.
+
+    Parameters
+    ----------
+    data_source : DatasetDescriptor or str, optional
+        The caller's explicit choice (a descriptor or a registered id); wins when given.
+    stored : str, optional
+        The index's stored data source (``Collection.data_source``): a registered id or a
+        STAC collection id.
+    dataset : pyarrow.dataset.Dataset, optional
+        The index's rows; the first non-empty value of its ``collection`` column is the
+        last resort (read only when nothing before it resolves).
+
+    Returns
+    -------
+    DatasetDescriptor or None
+        None when nothing resolves (identity band mapping, no signing, no storage options).
+
+    Raises
+    ------
+    ValueError
+        When ``data_source`` names no registered descriptor.
+    """
     if data_source is not None:
         return get_descriptor(data_source)
-    if collection is None:
-        return None
-    found = _lookup(collection.data_source)
-    if found is not None:
+    found = _lookup(stored)
+    if found is not None or dataset is None:
         return found
-    return _lookup(_collection_column_value(collection.dataset))
+    return _lookup(_collection_column_value(dataset))

@@ -7,11 +7,13 @@ the JPEG tables of JPEG files) and pickles to a short tuple.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # a pure value of the tiff layer, read by attribute (no runtime import)
+    from ..tiff.cog_metadata import CogMetadata
 
 __all__ = [
     "DecodeError",
@@ -72,15 +74,6 @@ LERC_ADD_ZSTD = 2
 
 class DecodeError(ValueError):
     """A tile's bytes cannot be decoded: corrupt data or an unsupported parameter combination."""
-
-
-def _int(md: Mapping[str, Any], key: str, default: int | None) -> int:
-    value = md.get(key)
-    if value is None:
-        if default is None:
-            raise DecodeError(f"metadata has no {key!r}")
-        return default
-    return int(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,28 +137,31 @@ class DecodeSpec:
         return self.tile_height * self.tile_width * self.samples * np.dtype(self.dtype).itemsize
 
     @classmethod
-    def from_metadata(cls, md: Mapping[str, Any]) -> DecodeSpec:
-        """Build the spec from a ``{band}_metadata`` struct (a dict keyed by METADATA_FIELDS)."""
-        samples = _int(md, "samples_per_pixel", 1)
-        if _int(md, "planar_configuration", 1) == 2:
-            samples = 1
-        dtype = md.get("dtype")
-        if not dtype:
-            raise DecodeError("metadata has no 'dtype'")
-        tables = md.get("jpeg_tables")
-        lerc = md.get("lerc_parameters")
-        nodata = md.get("nodata")
+    def from_metadata(cls, md: CogMetadata) -> DecodeSpec:
+        """The spec of a band's tiles from its typed COG metadata.
+
+        Parameters
+        ----------
+        md
+            The record's :class:`~rasteret_dask.tiff.cog_metadata.CogMetadata`; a planar file
+            decodes one sample per tile.
+
+        Raises
+        ------
+        DecodeError
+            When the dtype, tile size or sample count cannot be decoded.
+        """
         return cls(
-            compression=_int(md, "compression", COMPRESSION_NONE),
-            predictor=_int(md, "predictor", PREDICTOR_NONE),
-            dtype=str(dtype),
-            tile_width=_int(md, "tile_width", None),
-            tile_height=_int(md, "tile_height", None),
-            samples=samples,
-            photometric=_int(md, "photometric", 1),
-            jpeg_tables=bytes(tables) if tables else None,
-            lerc_parameters=tuple(int(v) for v in lerc) if lerc is not None else None,
-            nodata=None if nodata is None else float(nodata),
+            compression=md.compression,
+            predictor=md.predictor,
+            dtype=str(md.dtype),
+            tile_width=md.tile_width,
+            tile_height=md.tile_height,
+            samples=md.samples_per_tile,
+            photometric=md.photometric,
+            jpeg_tables=md.jpeg_tables,
+            lerc_parameters=md.lerc_parameters,
+            nodata=md.nodata,
         )
 
 

@@ -21,7 +21,7 @@ from ..redact import redact_url
 from ..tiff import TiffError
 from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_headers
 
-__all__ = ["EnrichStats", "enrich_table", "enrich_table_with_cog_metadata", "rows_needing_enrichment"]
+__all__ = ["EnrichStats", "enrich_table", "enrich_table_with_cog_metadata"]
 
 
 @dataclass
@@ -54,11 +54,6 @@ def _needing(table: pa.Table, band: str, hrefs: list[str | None], only_missing: 
     if not only_missing or column not in table.column_names:
         return has_href
     return has_href & table[column].is_null().to_numpy(zero_copy_only=False)
-
-
-def rows_needing_enrichment(table: pa.Table, band: str, only_missing: bool = True) -> np.ndarray:
-    """Boolean mask of rows with an href for ``band`` and (if only_missing) null metadata."""
-    return _needing(table, band, _hrefs(table, band)[0], only_missing)
 
 
 def _splice(old: pa.ChunkedArray, rows: np.ndarray, values: list, type_: pa.DataType) -> pa.Array:

@@ -3,15 +3,7 @@
 from rasteret_dask.plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
 from rasteret_dask.plan.grid import GridSpec, Window, pixel_coordinates, union_grid
 from rasteret_dask.plan.mask import geometry_mask
-from rasteret_dask.plan.tiles import (
-    TileSlice,
-    chunk_edges,
-    tile_count_for_window,
-    tile_grid_shape,
-    tiles_for_region,
-    tiles_for_window,
-    window_chunks,
-)
+from rasteret_dask.plan.tiles import axis_tiles, chunk_edges
 
 __all__ = [
     "coerce_geometries",
@@ -22,11 +14,6 @@ __all__ = [
     "pixel_coordinates",
     "union_grid",
     "geometry_mask",
-    "TileSlice",
+    "axis_tiles",
     "chunk_edges",
-    "tile_count_for_window",
-    "tile_grid_shape",
-    "tiles_for_region",
-    "tiles_for_window",
-    "window_chunks",
 ]

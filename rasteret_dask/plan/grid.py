@@ -7,13 +7,17 @@ rectangle of whole pixels in it. Both are frozen, so they can travel inside Dask
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 from affine import Affine
+
+if TYPE_CHECKING:  # a pure value of the tiff layer, read by attribute (no runtime import)
+    from ..tiff.cog_metadata import CogMetadata
 
 __all__ = ["Window", "GridSpec", "union_grid", "pixel_coordinates"]
 
@@ -124,24 +128,22 @@ class GridSpec:
             raise ValueError(f"transform is not invertible: {tuple(self.transform)[:6]}")
 
     @classmethod
-    def from_metadata(cls, md: Mapping, crs_epsg: int | None = None) -> GridSpec:
-        """Grid of a ``{band}_metadata`` struct; ``crs_epsg`` is used when the struct has none.
+    def from_metadata(cls, md: CogMetadata, crs_epsg: int | None = None) -> GridSpec:
+        """Grid of a band's typed COG metadata; ``crs_epsg`` is used when the header has none.
 
-        ``md`` is a mapping (a row's ``as_py()`` value) or a pyarrow ``StructScalar``.
+        Parameters
+        ----------
+        md
+            The record's :class:`~rasteret_dask.tiff.cog_metadata.CogMetadata` (built, and
+            checked, from its ``{band}_metadata`` struct by ``CogMetadata.from_struct``).
+        crs_epsg
+            EPSG code to use when the header carries none.
         """
-        if hasattr(md, "as_py"):  # pyarrow StructScalar
-            md = md.as_py()
-        if md is None:
-            raise ValueError("metadata is null (band not enriched)")
-        missing = [k for k in ("image_width", "image_height", "transform") if md.get(k) is None]
-        if missing:
-            raise ValueError(f"metadata lacks {', '.join(missing)}")
-        epsg = md.get("crs_epsg")
         return cls(
-            crs_epsg=crs_epsg if epsg is None else epsg,
-            transform=_affine(list(md["transform"])),
-            width=md["image_width"],
-            height=md["image_height"],
+            crs_epsg=crs_epsg if md.crs_epsg is None else md.crs_epsg,
+            transform=md.transform,
+            width=md.image_width,
+            height=md.image_height,
         )
 
     @property

@@ -1,10 +1,14 @@
-"""Read layer: plan (pure) -> dask graph (fetch groups + decode tasks) -> xarray assembly."""
+"""Read layer: selection (bands, source, index query) -> plan (pure) -> dask graph (fetch groups +
+decode tasks) -> xarray assembly."""
 
 from .api import get_numpy, get_xarray, plan_reads
+from .assemble import spatial_ref
 from .failures import ReadErrors
 from .graph import RasterReadError
 from .plan import ReadPlan
+from .select import Record, Selection, band_records, query_geometries, read_bands, select
 from .skipped import MissingRecordsError, SkippedRecord
 
-__all__ = ["MissingRecordsError", "RasterReadError", "ReadErrors", "ReadPlan", "SkippedRecord",
-           "get_numpy", "get_xarray", "plan_reads"]
+__all__ = ["MissingRecordsError", "RasterReadError", "ReadErrors", "ReadPlan", "Record",
+           "Selection", "SkippedRecord", "band_records", "get_numpy", "get_xarray", "plan_reads",
+           "query_geometries", "read_bands", "select", "spatial_ref"]

@@ -1,4 +1,4 @@
-"""Read planning, pure: records + geometry -> output grid -> tile-aligned chunks -> byte ranges.
+"""Read planning, pure: a selection -> output grid -> tile-aligned chunks -> byte ranges.
 
 The plan is made of frozen values. Each output chunk's ``ChunkWork`` carries only its own tiles'
 positions and decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s
@@ -8,42 +8,29 @@ number of Dask threads).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 from affine import Affine
 
-from .. import schema as S
 from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
 from ..io import ByteRange
-from ..plan.grid import GridSpec, Window, union_grid
+from ..plan.grid import GridSpec, Window
 from ..plan.mask import geometry_mask
-from ..plan.tiles import axis_tiles, chunk_edges, tile_grid_shape
-from ..redact import redact_url
+from ..plan.tiles import axis_tiles, chunk_edges
+from .select import Record, Selection
 from .skipped import SkippedRecord
 
-__all__ = ["Record", "TileRead", "ChunkWork", "FetchGroup", "BandPlan", "ReadPlan", "plan_read",
-           "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
+__all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "ReadPlan",
+           "plan_read", "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
 
 DEFAULT_GROUP_TILES = 48
 DEFAULT_GROUP_BYTES = 96 * 1024 * 1024
 NO_GROUP = -1
 """Fetch group of a chunk no tile of its record touches: it is filled with nodata, no fetch."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record's band: where its file is and its header metadata (a row of the index)."""
-
-    id: str
-    datetime: np.datetime64
-    href: str
-    band_index: int
-    metadata: dict
-    cloud_cover: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +98,15 @@ class ReadPlan:
         return self.grid.window_transform(self.window)
 
     def explain(self) -> dict:
-        """A dry run: records, output shape, chunks, tiles and requests, without any I/O."""
+        """A dry run of the read, without any I/O (what ``Collection.explain`` returns).
+
+        Returns
+        -------
+        dict
+            ``records`` (time steps), ``bands`` (as the index names them), ``shape`` (time, y,
+            x), ``crs_epsg``, ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
+            ``compressed_bytes`` (what will be fetched) and ``skipped_records`` (messages).
+        """
         tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
         nbytes = sum(r.end - r.start for b in self.bands for g in b.groups for r in g.ranges)
         return {
@@ -127,69 +122,84 @@ class ReadPlan:
         }
 
 
-def _grid(record: Record) -> GridSpec:
-    grid = GridSpec.from_metadata(record.metadata)
-    if grid.crs_epsg is None:
-        raise ValueError(f"record {record.id!r}, href {redact_url(record.href)}: no EPSG code "
-                         "in its header")
-    return grid
+class FetchGroups:
+    """Tile byte ranges batched into fetch groups as chunks are planned.
+
+    A group closes before a chunk whose tiles would take it past ``group_tiles`` ranges, or
+    once it holds ``group_bytes``; within a group each tile of a file is one range, however
+    many chunks read it.
+    """
+
+    __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size")
+
+    def __init__(self, group_tiles: int, group_bytes: int) -> None:
+        self.groups: list[FetchGroup] = []
+        self._max_tiles = group_tiles
+        self._max_bytes = group_bytes
+        self._ranges: list[ByteRange] = []
+        self._labels: list[str] = []
+        self._index: dict[tuple[str, int], int] = {}
+        self._size = 0
+
+    @property
+    def current(self) -> int:
+        """Position of the open group (the group of the chunk being planned)."""
+        return len(self.groups)
+
+    def open_chunk(self, tiles: int) -> None:
+        """Start a chunk of (at most) ``tiles`` tiles: close the open group if it is full."""
+        if self._ranges and (len(self._ranges) + tiles > self._max_tiles
+                             or self._size >= self._max_bytes):
+            self.close()
+
+    def add(self, href: str, tile: int, start: int, count: int, label: str) -> int:
+        """Index of tile ``tile`` of ``href`` (bytes [start, start + count)) in the open
+        group, where it is added unless it already is."""
+        key = (href, tile)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self._ranges)
+            self._ranges.append(ByteRange(href, start, start + count))
+            self._labels.append(label)
+            self._size += count
+        return index
+
+    def close(self) -> tuple[FetchGroup, ...]:
+        """Close the open group (if it holds a range); every group so far."""
+        if self._ranges:
+            self.groups.append(FetchGroup(tuple(self._ranges), tuple(self._labels)))
+        self._ranges, self._labels, self._index, self._size = [], [], {}, 0
+        return tuple(self.groups)
 
 
-def _common_grid(records_by_band: dict[str, list[Record]]) -> tuple[GridSpec, dict]:
-    grids = {}
-    for band, records in records_by_band.items():
-        for record in records:
-            grids[(band, record.id)] = _grid(record)
-    crs = sorted({g.crs_epsg for g in grids.values()})
-    if len(crs) > 1:
-        raise ValueError(
-            f"the records are in several CRSs (EPSG:{', EPSG:'.join(map(str, crs))}); "
-            "subset to one CRS (e.g. by proj:epsg or s2:mgrs_tile) before reading"
-        )
-    keys = list(grids)
-    union, offsets = union_grid([grids[k] for k in keys])
-    return union, dict(zip(keys, offsets, strict=True))
-
-
-def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window,
-               offsets: dict, row_edges, col_edges, group_tiles: int, group_bytes: int,
-               max_tile_bytes: int) -> BandPlan:
+def _band_plan(band: str, records: Sequence[Record], window: Window,
+               offsets: Mapping[tuple[str, str], tuple[int, int]],
+               row_edges: list[tuple[int, int]], col_edges: list[tuple[int, int]],
+               group_tiles: int, group_bytes: int, max_tile_bytes: int) -> BandPlan:
     first = records[0].metadata
-    dtype = np.dtype(first["dtype"]).newbyteorder("=")
-    nodata = first.get("nodata")
-    groups: list[FetchGroup] = []
+    dtype = first.native_dtype
+    nodata = first.nodata
+    fetch = FetchGroups(group_tiles, group_bytes)
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
-    ranges: list[ByteRange] = []
-    labels: list[str] = []
-    index_of: dict[tuple[str, int], int] = {}
-    size = 0
-
-    def close_group() -> None:
-        nonlocal ranges, labels, index_of, size
-        if ranges:
-            groups.append(FetchGroup(tuple(ranges), tuple(labels)))
-        ranges, labels, index_of, size = [], [], {}, 0
-
     for t, record in enumerate(records):
         md = record.metadata
-        if np.dtype(md["dtype"]).newbyteorder("=") != dtype:
-            raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md['dtype']}, "
-                             f"others {first['dtype']}; read bands of one dtype")
+        if md.native_dtype != dtype:
+            raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md.dtype}, "
+                             f"others {first.dtype}; read bands of one dtype")
         spec = DecodeSpec.from_metadata(md)
         oversize = spec.nbytes > max_tile_bytes  # only sparse tiles of it can be read
         fill = fill_value(dtype, nodata)
-        planar = md.get("planar_configuration") == 2
-        sample = 0 if planar else int(record.band_index)
+        sample = md.sample_plane(record.band_index)
         off_r, off_c = offsets[(band, record.id)]
-        label = f"record {record.id!r}, band {band!r}, href {redact_url(record.href)}"
-        offsets_, counts = md["tile_offsets"], md["tile_byte_counts"]
-        tile_h, tile_w = md["tile_height"], md["tile_width"]
-        _, across = tile_grid_shape(md["image_width"], md["image_height"], tile_w, tile_h)
+        label = record.label
+        href = record.href
+        tile_offsets, counts = md.tile_offsets, md.tile_byte_counts
+        tile_h, tile_w, across = md.tile_height, md.tile_width, md.tiles_across
         # output pixel (window) -> union grid -> this record's image coordinates, per axis
         dr, dc = window.row_off - off_r, window.col_off - off_c
-        row_parts = [axis_tiles(r0 + dr, r1 + dr, tile_h, md["image_height"])
+        row_parts = [axis_tiles(r0 + dr, r1 + dr, tile_h, md.image_height)
                      for r0, r1 in row_edges]
-        col_parts = [axis_tiles(c0 + dc, c1 + dc, tile_w, md["image_width"])
+        col_parts = [axis_tiles(c0 + dc, c1 + dc, tile_w, md.image_width)
                      for c0, c1 in col_edges]
         empty: dict[tuple[int, int], ChunkWork] = {}  # one fill-only work per chunk shape
         for i, (r0, r1) in enumerate(row_edges):
@@ -202,41 +212,30 @@ def _band_plan(band: str, records: list[Record], union: GridSpec, window: Window
                         empty[shape] = ChunkWork(spec, shape, fill, sample, (), label)
                     chunks[(t, i, j)] = (NO_GROUP, empty[shape])
                     continue
-                if ranges and (len(ranges) + len(rows) * len(cols) > group_tiles
-                               or size >= group_bytes):
-                    close_group()
+                fetch.open_chunk(len(rows) * len(cols))
                 reads = []
                 refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
                     for tile_col, s2, s3, d2, d3 in cols:
                         tile = tile_row * across + tile_col
-                        key = (record.href, tile)
-                        if key not in index_of:
-                            start = int(offsets_[tile])
-                            count = int(counts[tile])
-                            if count < 0 or count > max_tile_bytes or (count and oversize):
-                                refused = limits.tile_size_problem(spec, count, max_tile_bytes,
-                                                                   tile)
-                                continue
-                            index_of[key] = len(ranges)
-                            ranges.append(ByteRange(record.href, start, start + count))
-                            labels.append(label)
-                            size += count
-                        reads.append(TileRead(index_of[key], (s0, s1, s2, s3), (d0, d1, d2, d3)))
+                        count = counts[tile]
+                        if count < 0 or count > max_tile_bytes or (count and oversize):
+                            refused = limits.tile_size_problem(spec, count, max_tile_bytes, tile)
+                            continue
+                        index = fetch.add(href, tile, tile_offsets[tile], count, label)
+                        reads.append(TileRead(index, (s0, s1, s2, s3), (d0, d1, d2, d3)))
                 if refused is not None:  # never fetched: the decode task raises it
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),
                                                              label, refused))
                     continue
                 work = ChunkWork(spec, shape, fill, sample, tuple(reads), label)
-                chunks[(t, i, j)] = (len(groups), work)
-    close_group()
+                chunks[(t, i, j)] = (fetch.current, work)
     return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
-                    tuple(b - a for a, b in col_edges), tuple(groups), chunks)
+                    tuple(b - a for a, b in col_edges), fetch.close(), chunks)
 
 
 def plan_read(
-    records_by_band: dict[str, list[Record]],
-    geometry: shapely.Geometry,
+    selection: Selection,
     *,
     all_touched: bool = False,
     tiles_per_chunk: int = 1,
@@ -244,31 +243,42 @@ def plan_read(
     group_bytes: int = DEFAULT_GROUP_BYTES,
     mask: bool = True,
     max_tile_bytes: int | str | None = None,
-    skipped: Sequence[SkippedRecord] = (),
 ) -> ReadPlan:
-    """Plan reading ``geometry`` (in the records' CRS) from every record of every band.
+    """Plan reading a selection's geometry from every record of every band (an aligned
+    selection in one CRS).
 
-    A tile declaring more than ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
+    The records' grids are unioned, the geometry (reprojected into their CRS) becomes a pixel
+    window trimmed to the pixels it burns, the window tile-aligned chunks and each chunk a
+    ``ChunkWork``; tile byte ranges are batched into fetch groups. A tile declaring more than
+    ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
     :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
-    raises an error naming record, band, href, the declared size and the limit. ``skipped``
-    lists the matching records left out (kept in the plan to be reported).
+    raises an error naming record, band, href, the declared size and the limit. The
+    selection's skipped records are kept in the plan to be reported.
+
+    Raises
+    ------
+    ValueError
+        When the records are in several CRSs, their grids do not line up, a band's records
+        have several dtypes, or the geometry meets no record's image.
     """
     limit = limits.max_tile_bytes(max_tile_bytes)
-    union, offsets = _common_grid(records_by_band)
+    union, offsets = selection.union()
+    geometry = selection.geometry_in(union.crs_epsg)
     window = union.window_for_geometry(geometry, all_touched=all_touched, clip=True)
     if window is None or window.is_empty:
         raise ValueError("the geometry does not intersect any record's image")
     mask_array = None
     if mask:
         window, mask_array = _burn(geometry, union, window, all_touched)
+    records_by_band = selection.records_by_band
     first_band = next(iter(records_by_band))
     anchor = records_by_band[first_band][0]
     md = anchor.metadata
     off_r, off_c = offsets[(first_band, anchor.id)]
     # chunk edges follow the first record's tile grid, expressed in output-window coordinates
     # (tiles declaring more than the limit get smaller chunks: no chunk allocates more)
-    step_h, step_w = limits.bounded_tile_step(md["tile_height"], md["tile_width"],
-                                              np.dtype(md["dtype"]).itemsize, limit)
+    step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
+                                              md.dtype.itemsize, limit)
     rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
                        step_h, tiles_per_chunk)
     cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
@@ -277,8 +287,8 @@ def plan_read(
     row_edges = [(a - base_r, b - base_r) for a, b in rows]
     col_edges = [(a - base_c, b - base_c) for a, b in cols]
     bands = tuple(
-        _band_plan(band, records, union, window, offsets, row_edges, col_edges,
-                   group_tiles, group_bytes, limit)
+        _band_plan(band, records, window, offsets, row_edges, col_edges, group_tiles,
+                   group_bytes, limit)
         for band, records in records_by_band.items()
     )
     ref = records_by_band[first_band]
@@ -286,7 +296,7 @@ def plan_read(
     if any(r.cloud_cover is not None for r in ref):
         cloud = tuple(r.cloud_cover for r in ref)
     return ReadPlan(union, window, tuple(r.datetime for r in ref), tuple(r.id for r in ref),
-                    cloud, bands, mask_array, tuple(skipped))
+                    cloud, bands, mask_array, selection.skipped)
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
@@ -310,38 +320,3 @@ def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
     window = Window(window.row_off + int(r0), window.col_off + int(c0), int(r1 - r0), int(c1 - c0))
     outside = outside[r0:r1, c0:c1]
     return window, (outside if outside.any() else None)
-
-
-def records_for_band(table, band: str) -> list[Record]:
-    """Records of ``band`` from an Arrow table (rows without metadata or href are left out;
-    ``skipped.missing_records`` lists them)."""
-    column = S.metadata_column(band)
-    ids = table[S.ID].to_pylist()
-    times = table[S.DATETIME].to_numpy(zero_copy_only=False)
-    assets = table[S.ASSETS].combine_chunks().field(band)
-    hrefs = assets.field("href").to_pylist()
-    indices = assets.field("band_index").to_pylist()
-    metadata = table[column].to_pylist()
-    cloud = None
-    for name in S.CLOUD_COVER_COLUMNS:
-        if name in table.column_names:
-            cloud = table[name].to_pylist()
-            break
-    out = []
-    for k in range(table.num_rows):
-        if metadata[k] is None or hrefs[k] is None:
-            continue
-        out.append(Record(ids[k], np.datetime64(times[k], "ns"), hrefs[k], int(indices[k] or 0),
-                          metadata[k], None if cloud is None else cloud[k]))
-    return out
-
-
-def align_records(per_band: dict[str, list[Record]], order: Sequence[str]) -> dict[str, list[Record]]:
-    """Keep records present in every band, sorted by time then id (the output time axis)."""
-    common = set.intersection(*({r.id for r in recs} for recs in per_band.values()))
-    result = {}
-    for band in order:
-        recs = [r for r in per_band[band] if r.id in common]
-        recs.sort(key=lambda r: (r.datetime, r.id))
-        result[band] = recs
-    return result

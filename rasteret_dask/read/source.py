@@ -66,7 +66,7 @@ def _stored_band(band: str, available: Sequence[str], descriptor: DatasetDescrip
 def read_source(collection: Collection, bands: Sequence[str] | str | None,
                 data_source: Any = None) -> ReadSource:
     """Resolve the data source and map the requested bands (ValueError names unknown ones)."""
-    descriptor = resolve_data_source(data_source, collection)
+    descriptor = resolve_data_source(data_source, collection.data_source, collection.dataset)
     if bands is None:
         return ReadSource(descriptor, {b: b for b in collection.bands})
     requested = [bands] if isinstance(bands, str) else list(bands)

@@ -30,6 +30,7 @@ import xarray as xr
 from .. import schema as S
 from ..plan.geometry import reproject_geometries
 from ..plan.grid import GridSpec, Window, pixel_coordinates
+from ..read import band_records, read_bands
 from ..runner import compute_streaming
 from ._common import WorkflowStore, as_collection, inset_box, memory_collection
 
@@ -104,26 +105,33 @@ def _windows(grid: GridSpec, shape: shapely.Geometry | None, chip: int, mode: st
             for j in range(math.ceil(area.width / chip))]
 
 
-def _plan(table: pa.Table, bands: list[str], chip: int, mode: str, geometry_column: str | None,
+def _readable(table: pa.Table, bands: list[str]) -> np.ndarray:
+    """Rows with an href and metadata with an EPSG code for every band (the others are
+    skipped)."""
+    ok = np.ones(table.num_rows, dtype=bool)
+    assets = table[S.ASSETS].combine_chunks()
+    for band in bands:
+        column = table[S.metadata_column(band)]
+        for valid in (column, pc.struct_field(column, "crs_epsg"),
+                      assets.field(band).field("href")):
+            ok &= pc.is_valid(valid).to_numpy(zero_copy_only=False)
+    return ok
+
+
+def _plan(table: pa.Table, band: str, chip: int, mode: str, geometry_column: str | None,
           geometry_crs: Any, label_column: str | None, split_column: str
-          ) -> tuple[dict[str, list[_Chip]], int, int]:
-    """Chips per split (sorted by time, id), rows without metadata, chips outside images."""
+          ) -> tuple[dict[str, list[_Chip]], int]:
+    """Chips per split (sorted by time, id) of rows readable in every band, placed on the grid
+    of ``band`` (the first, as the index names it), and the chips outside their images."""
     labels, _ = _labels(table, label_column)
     splits = table[split_column].to_pylist()
-    ids = table[S.ID].to_pylist()
-    times = table[S.DATETIME].to_numpy(zero_copy_only=False)
     footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
     shapes = (shapely.from_wkb(table[geometry_column].to_numpy(zero_copy_only=False))
               if geometry_column else [None] * table.num_rows)
-    metadata = {b: table[S.metadata_column(b)].to_pylist() for b in bands}
     chips: dict[str, list[_Chip]] = {}
-    unreadable = outside = 0
-    for k in range(table.num_rows):
-        mds = [metadata[b][k] for b in bands]
-        if any(md is None or md.get("crs_epsg") is None for md in mds):
-            unreadable += 1
-            continue
-        grid = GridSpec.from_metadata(mds[0])
+    outside = 0
+    for k, record in enumerate(band_records(table, band)):  # every row is readable
+        grid = GridSpec.from_metadata(record.metadata)
         shape = shapes[k]
         if shape is not None:
             shape = reproject_geometries([shape], geometry_crs, grid.crs_epsg)[0]
@@ -136,10 +144,10 @@ def _plan(table: pa.Table, bands: list[str], chip: int, mode: str, geometry_colu
                 continue
             split = str(splits[k])
             chips.setdefault(split, []).append(_Chip(
-                k, ids[k], np.datetime64(times[k], "ns"), labels[k], grid, window))
+                k, record.id, record.datetime, labels[k], grid, window))
     for items in chips.values():
         items.sort(key=lambda c: (c.time, c.id, c.window.row_off, c.window.col_off))
-    return chips, unreadable, outside
+    return chips, outside
 
 
 def _template(chips: list[_Chip], bands: list[str], chip: int, batch: int, dtype: np.dtype,
@@ -269,10 +277,7 @@ def export_chips(
         raise ValueError("chip_size and batch_size must be >= 1")
     collection = as_collection(collection_or_path)
     names = collection.schema.names
-    unknown = [b for b in bands if b not in collection.enriched_bands]
-    if unknown:
-        raise ValueError(f"band(s) {unknown} are not enriched bands of the collection "
-                         f"({collection.enriched_bands})")
+    stored = read_bands(collection, bands).stored_bands  # as the index names them
     for column in (split_column, label_column):
         if column is not None and column not in names:
             raise ValueError(f"column {column!r} not in the collection ({names})")
@@ -280,11 +285,15 @@ def export_chips(
     table = (collection.subset(**filters) if filters else collection).to_table()
     null_split = int(table[split_column].null_count)
     table = table.filter(pc.is_valid(table[split_column]))
-    plan, unreadable, outside = _plan(table, bands, chip_size, mode, source, geometry_crs,
-                                      label_column, split_column)
-    mds = [table[S.metadata_column(b)].drop_null() for b in bands]
-    dtype = np.result_type(*[np.dtype(m[0]["dtype"].as_py()) for m in mds if len(m)] or [np.uint8])
-    nodata = next((m[0]["nodata"].as_py() for m in mds if len(m)), None)
+    readable = _readable(table, stored)
+    unreadable = int((~readable).sum())
+    table = table.filter(pa.array(readable))
+    plan, outside = _plan(table, stored[0], chip_size, mode, source, geometry_crs, label_column,
+                          split_column)
+    firsts = [records[0].metadata for records in (band_records(table.slice(0, 1), b)
+                                                  for b in stored) if records]
+    dtype = np.result_type(*[md.dtype for md in firsts] or [np.uint8])
+    nodata = firsts[0].nodata if firsts else None
     fill = 0 if nodata is None else np.array(nodata).astype(dtype).item()
     _, label_fill = _labels(table.slice(0, 0), label_column)
     params = {"bands": bands, "chip_size": chip_size, "mode": mode, "geometry_column": source,

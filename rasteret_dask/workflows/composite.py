@@ -25,12 +25,9 @@ import shapely
 import xarray as xr
 
 from .. import schema as S
-from ..plan.geometry import coerce_geometries, reproject_geometries
-from ..plan.grid import GridSpec, Window, union_grid
+from ..plan.grid import GridSpec, Window
 from ..plan.mask import geometry_mask
-from ..read.api import geometry_crs_of
-from ..read.assemble import spatial_ref
-from ..read.plan import align_records, records_for_band
+from ..read import query_geometries, select, spatial_ref
 from ..runner import compute_streaming
 from ._common import WorkflowStore, as_collection, memory_collection
 from ._tiles import NAN, CompositeSetup, nan_tile, ndvi_block, tile_arrays
@@ -66,51 +63,43 @@ class CompositeReport:
 
 def _setup(collection: Collection, aoi: Any, aoi_crs: Any, bands: list[str],
            date_range: Sequence[Any] | None, all_touched: bool, storage_options: dict | None,
-           filters: dict) -> tuple[CompositeSetup, shapely.Geometry]:
-    """Filter the records, union their grids and snap the AOI to them (no COG is read)."""
-    unknown = [b for b in bands if b not in collection.bands]
-    if unknown:
-        raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
-    missing = [b for b in bands if b not in collection.enriched_bands]
-    if missing:
-        raise ValueError(f"band(s) {missing} have no COG metadata; run collection.enrich() first")
-    shape = shapely.union_all(coerce_geometries(aoi))
-    src = pyproj.CRS.from_user_input(geometry_crs_of(aoi, aoi_crs))
-    lonlat = reproject_geometries([shape], src, 4326)[0]
-    subset = collection.subset(date_range=date_range, geometries=lonlat, **filters)
-    table = subset.to_table()
-    per_band = align_records({b: records_for_band(table, b) for b in bands}, bands)
-    records = per_band[bands[0]]
-    if not records:
+           filters: dict) -> tuple[CompositeSetup, shapely.Geometry, pyproj.CRS]:
+    """Select the records, union their grids and snap the AOI to them (no COG is read)."""
+    shapes, src = query_geometries(aoi, aoi_crs)
+    shape = shapely.union_all(shapes)
+    if date_range is not None:
+        filters = {"date_range": date_range, **filters}
+    (selection,) = select(collection, shape, bands, geometry_crs=src, whole_rows=True,
+                          **filters)
+    if selection.is_empty:
         raise ValueError("no enriched record intersects the AOI (after the date range and filters)")
-    epsg = {r.metadata.get("crs_epsg") for recs in per_band.values() for r in recs}
-    if None in epsg or len(epsg) > 1:
-        raise ValueError(f"the records' CRSs are {sorted(map(str, epsg))}: a composite needs one "
-                         "EPSG CRS (subset the collection, e.g. by proj:epsg)")
-    crs = int(next(iter(epsg)))
-    keys = [(b, r.id) for b in bands for r in per_band[b]]
-    union, offsets = union_grid([GridSpec.from_metadata(r.metadata) for b in bands
-                                 for r in per_band[b]])
-    native = reproject_geometries([shape], src, crs)[0]
+    stored = selection.source.bands  # requested band -> band as the index names it
+    records = selection.records
+    crs = selection.crs_epsg
+    union, offsets = selection.union()
+    native = selection.geometry_in(crs)
     window = union.window_for_geometry(native, all_touched=all_touched, clip=False)
     if window is None:
         raise ValueError("the AOI covers no pixel of the records' grid")
-    sizes = {(b, r.id): (r.metadata["image_height"], r.metadata["image_width"])
-             for b in bands for r in per_band[b]}
-    windows = {k: Window(o[0] - window.row_off, o[1] - window.col_off, *sizes[k])
-               for k, o in zip(keys, offsets, strict=True)}
+    windows = {}
+    for band in bands:
+        for r in selection.records_by_band[stored[band]]:
+            row, col = offsets[(stored[band], r.id)]
+            windows[(band, r.id)] = Window(row - window.row_off, col - window.col_off,
+                                           *r.metadata.shape)
     months = sorted({r.datetime.astype("datetime64[M]") for r in records})
     ids = {r.id for r in records}
-    shapes = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
-    footprints = {rid: g for rid, g in zip(table[S.ID].to_pylist(), shapes, strict=True)
-                  if rid in ids}
+    table = selection.table
+    footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
+    footprint_of = {rid: g for rid, g in zip(table[S.ID].to_pylist(), footprints, strict=True)
+                    if rid in ids}
     setup = CompositeSetup(
         collection=memory_collection(collection, table), bands=tuple(bands), epsg=crs,
         grid=union.sub(window), aoi=native, months=tuple(months),
         month_of={r.id: months.index(r.datetime.astype("datetime64[M]")) for r in records},
-        windows=windows, footprints=footprints, all_touched=all_touched,
+        windows=windows, footprints=footprint_of, all_touched=all_touched,
         storage_options=storage_options)
-    return setup, shape
+    return setup, shape, src
 
 
 def _template(setup: CompositeSetup, variables: list[str], tile_size: int
@@ -218,11 +207,10 @@ def composite(
     if tile_size < 1:
         raise ValueError(f"tile_size must be >= 1, got {tile_size}")
     collection = as_collection(collection_or_path)
-    setup, shape = _setup(collection, aoi, aoi_crs, bands, date_range, all_touched,
-                          storage_options, filters)
+    setup, shape, src = _setup(collection, aoi, aoi_crs, bands, date_range, all_touched,
+                               storage_options, filters)
     with_ndvi = bool(ndvi and red in bands and nir in bands)
     variables = bands + (["ndvi"] if with_ndvi else [])
-    src = pyproj.CRS.from_user_input(geometry_crs_of(aoi, aoi_crs))
     params = {
         "bands": bands, "aoi": shapely.to_wkt(shape, rounding_precision=-1),
         "aoi_crs": src.to_string(), "tile_size": tile_size,
