@@ -13,10 +13,12 @@ from its header (:func:`header_footprints`: the raster's extent, reprojected). P
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 __all__ = [
+    "footprint_gap_message",
     "header_footprints",
     "LAT_LIMIT",
     "LON_LIMIT",
@@ -311,3 +313,34 @@ def header_footprints(metadata: list[dict | None]) -> np.ndarray:
             continue
         out[row] = split_at_antimeridian(shape if shape.is_valid else shapely.make_valid(shape))
     return out
+
+
+def footprint_gap_message(table: pa.Table, shown: int = 5) -> str | None:
+    """Why records without a footprint escape a geometry query (None when there are none).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        ``id`` (and ``enrich_errors`` when the index has it) of the records whose footprint
+        is null.
+    shown : int, default 5
+        Records named in the message.
+
+    Returns
+    -------
+    str or None
+    """
+    if not table.num_rows:
+        return None
+    errors = table["enrich_errors"].to_pylist() if "enrich_errors" in table.column_names else None
+    lines = []
+    for row, record in enumerate(table["id"].to_pylist()[:shown]):
+        failures = dict(errors[row]) if errors is not None and errors[row] else {}
+        reason = (f"its header could not be read ({next(iter(failures.values()))})"
+                  if failures else "it has not been enriched yet")
+        lines.append(f"record {record!r}: no footprint (geometry null) and {reason}")
+    more = table.num_rows - len(lines)
+    tail = f"; and {more} more record(s)" if more > 0 else ""
+    return (f"{table.num_rows} record(s) matching the other filters have no footprint, so no "
+            "geometry can select them (enrichment fills footprints from the COG headers: run "
+            f"collection.enrich()): {'; '.join(lines)}{tail}")
