@@ -307,6 +307,9 @@ def fill_missing_footprints(table: pa.Table) -> tuple[pa.Table, int]:
     """
     if S.GEOMETRY not in table.column_names or not table[S.GEOMETRY].null_count:
         return table, 0
+    kind = table.schema.field(S.GEOMETRY).type
+    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_null(kind)):
+        return table, 0  # not a normalised footprint column (e.g. WKT): left as given
     geometry = table[S.GEOMETRY].combine_chunks()
     geoms = shapely.from_wkb(geometry.to_numpy(zero_copy_only=False))
     todo = shapely.is_missing(geoms)
