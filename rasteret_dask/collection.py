@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 
 from . import schema as S
 from .index import filters as F
-from .index.arrow_stream import stream_reader
+from .index.arrow_stream import geoarrow_schema, stream_reader
 from .index.dataset import IndexChangedError
 from .index.footprints import footprint_gap_message, union_bounds
 from .index.frames import FragmentReader, to_geodataframe
@@ -95,8 +95,12 @@ class Collection:
     # --- data access ----------------------------------------------------------------
     @property
     def schema(self) -> pa.Schema:
-        """The dataset schema (partition keys included)."""
-        return self._dataset.schema
+        """The records' schema as they are read and exported: every column (partition keys
+        included) in the stored order, ``geometry`` marked ``geoarrow.wkb`` in CRS84. It is
+        the schema of ``__arrow_c_stream__`` (DuckDB checks the two agree)."""
+        base = self._dataset.schema
+        fields = [base.field(name) for name in self._ordered_columns(None)]
+        return geoarrow_schema(pa.schema(fields))
 
     @property
     def dataset(self) -> ds.Dataset:
@@ -106,7 +110,7 @@ class Collection:
     def _ordered_columns(self, columns: Sequence[str] | None) -> list[str]:
         if columns is not None:
             return list(columns)
-        names = self.schema.names
+        names = self._dataset.schema.names
         order = [c for c in self.info.extra.get("column_order", []) if c in names]
         return order + [c for c in names if c not in order]
 
