@@ -9,12 +9,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import schema as S
 from .catalog import DatasetDescriptor, find_descriptor, get_descriptor
 from .collection import Collection, as_input_table, build_collection_from_table
+from .index.assets import (
+    asset_keys,
+    assets_from_href_columns,
+    raster_asset_keys,
+    rewrite_hrefs,
+    select_assets,
+)
 
 __all__ = ["build_from_table", "build_from_stac", "build", "DEFAULT_WORKSPACE", "rewrite_hrefs",
            "select_assets", "index_root", "validate_name"]
@@ -54,104 +60,6 @@ def index_root(workspace_dir: str | os.PathLike | None, name: str) -> str:
     if "://" in workspace:
         return f"{workspace.rstrip('/')}/{name}"
     return os.path.join(workspace, name)
-
-
-def rewrite_hrefs(assets: pa.ChunkedArray, patterns: Mapping[str, str]) -> pa.ChunkedArray:
-    """Replace href prefixes (``{"s3://bucket/": "https://bucket.s3.amazonaws.com/"}``)."""
-    chunks = []
-    for chunk in assets.chunks:
-        fields = []
-        for i in range(chunk.type.num_fields):
-            asset = chunk.field(i)
-            href = asset.field("href")
-            for old, new in patterns.items():
-                href = pc.replace_substring_regex(href, "^" + re.escape(old), new.replace("\\", "\\\\"))
-            fields.append(pa.StructArray.from_arrays(
-                [href, asset.field("band_index")], fields=list(S.ASSET_TYPE), mask=asset.is_null()))
-        chunks.append(pa.StructArray.from_arrays(fields, names=[f.name for f in chunk.type]))
-    return pa.chunked_array(chunks)
-
-
-def select_assets(assets: pa.ChunkedArray, band_codes: Mapping[str, str] | Sequence[str],
-                  band_index_map: Mapping[str, int] | None = None) -> pa.ChunkedArray:
-    """Keep (and rename) the asset keys that are bands: ``{band_code: asset_key}`` or a list."""
-    mapping = dict(band_codes) if isinstance(band_codes, Mapping) else {b: b for b in band_codes}
-    chunks = []
-    for chunk in assets.chunks:
-        keys = [f.name for f in chunk.type]
-        missing = [key for key in mapping.values() if key not in keys]
-        if missing:
-            raise ValueError(f"asset key(s) {missing} not in the table's assets {keys}")
-        fields = []
-        for band, key in mapping.items():
-            asset = chunk.field(keys.index(key))
-            index = (band_index_map or {}).get(band)
-            if index is not None:
-                asset = pa.StructArray.from_arrays(
-                    [asset.field("href"), pa.array([index] * len(asset), pa.int32())],
-                    fields=list(S.ASSET_TYPE), mask=asset.is_null())
-            fields.append(asset)
-        chunks.append(pa.StructArray.from_arrays(fields, names=list(mapping)))
-    return pa.chunked_array(chunks)
-
-
-def _assets_from_href_columns(table: pa.Table, href_column: str | Mapping[str, str],
-                              band_codes, band_index_map: Mapping[str, int] | None) -> pa.Table:
-    """Build ``assets`` from href columns: one column whose file holds the bands of
-    ``band_index_map`` (each at its sample index), or band -> column (each band at its
-    ``band_index_map`` index, default 0)."""
-    indices = dict(band_index_map or {})
-    if isinstance(href_column, str):
-        if indices:
-            href_column = dict.fromkeys(indices, href_column)
-        else:
-            band = (list(band_codes)[0] if band_codes else "data")
-            href_column = {band: href_column}
-    structs = []
-    for band, column in href_column.items():
-        if column not in table.column_names:
-            raise ValueError(f"href column {column!r} (band {band!r}) not in the table; its "
-                             f"columns are {table.column_names}")
-        hrefs = table[column].cast(pa.string()).combine_chunks()
-        index = int(indices.get(band, 0))
-        structs.append(pa.StructArray.from_arrays(
-            [hrefs, pa.array([index] * len(hrefs), pa.int32())], fields=list(S.ASSET_TYPE),
-            mask=hrefs.is_null()))
-    assets = pa.StructArray.from_arrays(structs, names=list(href_column))
-    position = table.schema.get_field_index(S.ASSETS)
-    if position >= 0:
-        return table.set_column(position, S.ASSETS, assets)
-    return table.append_column(S.ASSETS, assets)
-
-
-_RASTER_MEDIA = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
-
-
-def _raster_asset_keys(table: pa.Table) -> list[str] | None:
-    """stac-geoparquet assets (structs with ``type``/``roles``): keys of the GeoTIFF data assets."""
-    if S.ASSETS not in table.column_names or not pa.types.is_struct(table.schema.field(S.ASSETS).type):
-        return None
-    assets = table[S.ASSETS].combine_chunks()
-    keys, described = [], False
-    for i, field in enumerate(assets.type):
-        if not pa.types.is_struct(field.type) or field.type.get_field_index("type") < 0:
-            keys.append(field.name)
-            continue
-        described = True
-        media = pc.drop_null(assets.field(i).field("type"))
-        first = media[0].as_py() if len(media) else ""
-        href = pc.drop_null(assets.field(i).field("href"))
-        path = (href[0].as_py() if len(href) else "").split("?", 1)[0].lower()
-        if str(first).lower().startswith(_RASTER_MEDIA) or path.endswith((".tif", ".tiff")):
-            keys.append(field.name)
-    return keys if described else None
-
-
-def _asset_keys(table: pa.Table) -> set[str] | None:
-    """The asset keys of a table, ``None`` when its assets are not a struct."""
-    if S.ASSETS not in table.column_names or not pa.types.is_struct(table.schema.field(S.ASSETS).type):
-        return None
-    return {f.name for f in table.schema.field(S.ASSETS).type}
 
 
 def _scan(source: Any, filter_expr: ds.Expression | None, columns: Sequence[str] | None,
@@ -291,16 +199,16 @@ def build_from_table(
             table = ds.dataset(table).to_table(
                 columns=None if columns is None else list(columns), filter=filter_expr)
     if described and not items_mapped:
-        present = _asset_keys(table)  # only the descriptor's bands this table has
+        present = asset_keys(table)  # only the descriptor's bands this table has
         band_codes = {b: k for b, k in band_codes.items() if present is None or k in present}
     if band_codes is None and href_column is None and not items_mapped:
-        raster_keys = _raster_asset_keys(table)
+        raster_keys = raster_asset_keys(table)
         if raster_keys is not None:
             band_codes = raster_keys
     if column_map:
         table = table.rename_columns([column_map.get(c, c) for c in table.column_names])
     if href_column is not None:
-        table = _assets_from_href_columns(table, href_column, band_codes, band_index_map)
+        table = assets_from_href_columns(table, href_column, band_codes, band_index_map)
     elif band_codes is not None and S.ASSETS in table.column_names and not items_mapped:
         table = table.set_column(table.schema.get_field_index(S.ASSETS), S.ASSETS,
                                  select_assets(table[S.ASSETS], band_codes, band_index_map))

@@ -287,9 +287,12 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
         "last_run": dt.datetime.now(dt.UTC).isoformat(),
     }
     if not schemas and existing_schema is None:
-        raise ValueError(f"the STAC search of {spec.collection!r} at {spec.stac_api} found no "
-                         f"items in {searched[0]} .. {searched[1]}"
-                         + (f" within bbox {spec.bbox}" if spec.bbox else ""))
+        what = (f"items of collection {spec.collection!r}" if spec.collection else "items")
+        source = (f"the static STAC catalog {spec.stac_api}" if spec.is_static
+                  else f"the STAC search at {spec.stac_api}")
+        raise ValueError(f"{source} found no {what} in {searched[0]} .. {searched[1]}"
+                         + (f" within bbox {spec.bbox}" if spec.bbox else "")
+                         + (f" matching query {spec.query}" if spec.query else ""))
     schema = _unified_schema(schemas, existing_schema, bands)
     order = list(old_info.extra.get("column_order", [])) if old_info else []
     order += [n for n in schema.names if n not in order]
