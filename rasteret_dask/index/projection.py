@@ -92,15 +92,27 @@ def epsg_of(value: Any) -> int | None:
 
 def _codes(column: pa.ChunkedArray, name: str, on_error: Callable[[str, int, str], None]
            ) -> pa.Array:
-    """One EPSG code (or null) per row of a projection column, distinct values parsed once."""
+    """One EPSG code (or null) per row of a projection column, each distinct value parsed once."""
     t = column.type
     if pa.types.is_integer(t):
         ints = column.cast(pa.int64()).combine_chunks()
         return pc.if_else(pc.equal(ints, 0), pa.scalar(None, pa.int64()), ints).cast(pa.int32())
-    values = column.to_pylist()
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        encoded = column.combine_chunks()
+        if not pa.types.is_dictionary(encoded.type):
+            encoded = encoded.dictionary_encode()
+        codes = []
+        for number, value in enumerate(encoded.dictionary.to_pylist()):
+            try:
+                codes.append(epsg_of(value))
+            except _Unreadable as exc:
+                row = pc.index(encoded.indices, number).as_py()
+                on_error(name, row, str(exc))
+                codes.append(None)
+        return pa.array(codes, pa.int32()).take(encoded.indices)
     seen: dict[str, int | None] = {}
     out: list[int | None] = []
-    for row, value in enumerate(values):
+    for row, value in enumerate(column.to_pylist()):
         key = json.dumps(value, sort_keys=True, default=str)
         if key not in seen:
             try:
