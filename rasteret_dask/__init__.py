@@ -1,9 +1,17 @@
 """rasteret_dask: a GeoParquet index of COGs with lazy, tile-aligned, Dask-parallel reads."""
 
 from .build import build, build_from_stac, build_from_table
-from .catalog import DatasetDescriptor, descriptors, get_descriptor, register
+from .catalog import (
+    DatasetDescriptor,
+    descriptors,
+    get_descriptor,
+    register,
+    register_local,
+    search,
+    unregister_local,
+)
 from .cluster import connect
-from .collection import Collection, build_collection_from_table, load
+from .collection import Collection, MissingFootprintWarning, build_collection_from_table, load
 from .enrich import enrich_table_with_cog_metadata
 from .index import (
     ConcurrentWriteError,
@@ -24,6 +32,7 @@ __all__ = [
     "DatasetDescriptor",
     "IndexChangedError",
     "IndexExistsError",
+    "MissingFootprintWarning",
     "MissingRecordsError",
     "NotAnIndexError",
     "RasterReadError",
@@ -37,6 +46,9 @@ __all__ = [
     "get_descriptor",
     "load",
     "register",
+    "register_local",
+    "search",
+    "unregister_local",
     "vacuum",
 ]
 __version__ = "0.1.0"

@@ -9,13 +9,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from . import schema as S
 from .catalog import DatasetDescriptor, find_descriptor, get_descriptor
-from .collection import Collection, build_collection_from_table
-from .index.normalize import as_arrow_table
+from .collection import Collection, as_input_table, build_collection_from_table
+from .index.assets import (
+    asset_keys,
+    assets_from_href_columns,
+    raster_asset_keys,
+    rewrite_hrefs,
+    select_assets,
+)
 
 __all__ = ["build_from_table", "build_from_stac", "build", "DEFAULT_WORKSPACE", "rewrite_hrefs",
            "select_assets", "index_root", "validate_name"]
@@ -57,105 +62,33 @@ def index_root(workspace_dir: str | os.PathLike | None, name: str) -> str:
     return os.path.join(workspace, name)
 
 
-def rewrite_hrefs(assets: pa.ChunkedArray, patterns: Mapping[str, str]) -> pa.ChunkedArray:
-    """Replace href prefixes (``{"s3://bucket/": "https://bucket.s3.amazonaws.com/"}``)."""
-    chunks = []
-    for chunk in assets.chunks:
-        fields = []
-        for i in range(chunk.type.num_fields):
-            asset = chunk.field(i)
-            href = asset.field("href")
-            for old, new in patterns.items():
-                href = pc.replace_substring_regex(href, "^" + re.escape(old), new.replace("\\", "\\\\"))
-            fields.append(pa.StructArray.from_arrays(
-                [href, asset.field("band_index")], fields=list(S.ASSET_TYPE), mask=asset.is_null()))
-        chunks.append(pa.StructArray.from_arrays(fields, names=[f.name for f in chunk.type]))
-    return pa.chunked_array(chunks)
+def _scan(source: Any, filter_expr: ds.Expression | None, columns: Sequence[str] | None,
+          storage_options: dict | None) -> pa.Table:
+    """A Parquet file or folder (local or any fsspec URL), with the filter and columns pushed
+    into the scan."""
+    text = os.fspath(source)
+    if "://" in text and not text.startswith("file://"):
+        from .io.state import resolve
 
-
-def select_assets(assets: pa.ChunkedArray, band_codes: Mapping[str, str] | Sequence[str],
-                  band_index_map: Mapping[str, int] | None = None) -> pa.ChunkedArray:
-    """Keep (and rename) the asset keys that are bands: ``{band_code: asset_key}`` or a list."""
-    mapping = dict(band_codes) if isinstance(band_codes, Mapping) else {b: b for b in band_codes}
-    chunks = []
-    for chunk in assets.chunks:
-        keys = [f.name for f in chunk.type]
-        missing = [key for key in mapping.values() if key not in keys]
-        if missing:
-            raise ValueError(f"asset key(s) {missing} not in the table's assets {keys}")
-        fields = []
-        for band, key in mapping.items():
-            asset = chunk.field(keys.index(key))
-            index = (band_index_map or {}).get(band)
-            if index is not None:
-                asset = pa.StructArray.from_arrays(
-                    [asset.field("href"), pa.array([index] * len(asset), pa.int32())],
-                    fields=list(S.ASSET_TYPE), mask=asset.is_null())
-            fields.append(asset)
-        chunks.append(pa.StructArray.from_arrays(fields, names=list(mapping)))
-    return pa.chunked_array(chunks)
-
-
-def _assets_from_href_columns(table: pa.Table, href_column: str | Mapping[str, str],
-                              band_codes) -> pa.Table:
-    """Build ``assets`` from per-band href columns (a plain table of file paths)."""
-    if isinstance(href_column, str):
-        band = (list(band_codes)[0] if band_codes else "data")
-        href_column = {band: href_column}
-    structs = []
-    for column in href_column.values():
-        if column not in table.column_names:
-            raise ValueError(f"href column {column!r} not in the table")
-        hrefs = table[column].cast(pa.string()).combine_chunks()
-        structs.append(pa.StructArray.from_arrays(
-            [hrefs, pa.array([0] * len(hrefs), pa.int32())], fields=list(S.ASSET_TYPE),
-            mask=hrefs.is_null()))
-    assets = pa.StructArray.from_arrays(structs, names=list(href_column))
-    return table.append_column(S.ASSETS, assets)
-
-
-_RASTER_MEDIA = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
-
-
-def _raster_asset_keys(table: pa.Table) -> list[str] | None:
-    """stac-geoparquet assets (structs with ``type``/``roles``): keys of the GeoTIFF data assets."""
-    if S.ASSETS not in table.column_names or not pa.types.is_struct(table.schema.field(S.ASSETS).type):
-        return None
-    assets = table[S.ASSETS].combine_chunks()
-    keys, described = [], False
-    for i, field in enumerate(assets.type):
-        if not pa.types.is_struct(field.type) or field.type.get_field_index("type") < 0:
-            keys.append(field.name)
-            continue
-        described = True
-        media = pc.drop_null(assets.field(i).field("type"))
-        first = media[0].as_py() if len(media) else ""
-        href = pc.drop_null(assets.field(i).field("href"))
-        path = (href[0].as_py() if len(href) else "").split("?", 1)[0].lower()
-        if str(first).lower().startswith(_RASTER_MEDIA) or path.endswith((".tif", ".tiff")):
-            keys.append(field.name)
-    return keys if described else None
-
-
-def _asset_keys(table_or_path: Any) -> set[str] | None:
-    """The asset keys of a table or Parquet file (schema only), ``None`` when not a struct."""
-    if table_or_path is None:
-        return None
-    if isinstance(table_or_path, str | os.PathLike):
-        schema = pq.read_schema(table_or_path)
+        fs, path = resolve(text, storage_options)
+        dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
     else:
-        schema = as_arrow_table(table_or_path).schema
-    if S.ASSETS not in schema.names or not pa.types.is_struct(schema.field(S.ASSETS).type):
+        local = text[len("file://"):] if text.startswith("file://") else text
+        dataset = ds.dataset(local, format="parquet", partitioning="hive")
+    return dataset.to_table(columns=None if columns is None else list(columns),
+                            filter=filter_expr)
+
+
+def _is_items(data: Any) -> bool:
+    from .ingest.stac_items import item_dicts
+
+    return item_dicts(data) is not None
+
+
+def _band_map(band_codes: Mapping[str, str] | Sequence[str] | None) -> dict[str, str] | None:
+    if band_codes is None:
         return None
-    return {f.name for f in schema.field(S.ASSETS).type}
-
-
-def _epsg_from_proj_code(table: pa.Table) -> pa.Table:
-    """stac-geoparquet with projection v2 carries ``proj:code`` ("EPSG:32643") only."""
-    if S.EPSG in table.column_names or "proj:code" not in table.column_names:
-        return table
-    codes = pc.extract_regex(table["proj:code"].cast(pa.string()), r"^(?i:EPSG):(?P<code>\d+)$")
-    return table.append_column(S.EPSG, pc.struct_field(codes, [0]).cast(pa.int32()))
+    return dict(band_codes) if isinstance(band_codes, Mapping) else {b: b for b in band_codes}
 
 
 def build_from_table(
@@ -174,18 +107,22 @@ def build_from_table(
     client: Any = None,
     progress: bool = True,
     overwrite: bool = False,
+    filter_expr: ds.Expression | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Collection:
     """Normalise, export (``workspace_dir/name``, partitioned) and enrich a table or Parquet file.
 
     Reads stac-geoparquet (stac-geoparquet, rustac) as is: with a descriptor (``data_source``)
-    its band map, band indices, href rewriting and column map apply; without one the GeoTIFF
-    data assets become the bands.
+    its band map, band indices, href column, href rewriting and column map apply; without one
+    the GeoTIFF data assets become the bands.
 
     Parameters
     ----------
-    table_or_path : table or path
-        An Arrow table, pandas/geopandas frame, or a Parquet path; None with a descriptor that
-        publishes a GeoParquet index.
+    table_or_path : table, STAC items or path
+        An Arrow table/batch/reader, a pandas/geopandas frame, an object with
+        ``__arrow_c_stream__`` / ``__arrow_c_array__`` (polars, DuckDB), a pystac
+        ``ItemCollection`` or list of items (pystac or dicts), or a Parquet file or folder
+        (local or an fsspec URL); None with a descriptor that publishes a record table.
     name : str
         One folder name inside ``workspace_dir`` (no separators, not ``..``, not empty).
     workspace_dir : str or os.PathLike, optional
@@ -214,6 +151,12 @@ def build_from_table(
         Show enrichment progress.
     overwrite : bool, default False
         Replace an existing index of that name (only its own files are removed).
+    filter_expr : pyarrow.dataset.Expression, optional
+        Rows to keep, on the input's own column names (before ``column_map``); pushed into
+        the Parquet scan (partitions and row groups are skipped), or applied to a table.
+    columns : sequence of str, optional
+        Input columns to read (before ``column_map``); they must include what the contract
+        needs (or what ``column_map`` / ``href_column`` turn into it).
 
     Returns
     -------
@@ -231,30 +174,42 @@ def build_from_table(
     root = index_root(workspace_dir, name)
     descriptor = get_descriptor(data_source) if data_source is not None else None
     if descriptor is not None:
-        if band_codes is None and descriptor.band_map:
-            present = _asset_keys(table_or_path)
-            band_codes = {b: k for b, k in descriptor.band_map.items() if present is None or k in present}
         band_index_map = band_index_map or dict(descriptor.band_index_map) or None
+        href_column = href_column or descriptor.href_column
         url_rewrite_patterns = url_rewrite_patterns or dict(descriptor.url_rewrite_patterns) or None
         column_map = column_map or dict(descriptor.column_map) or None
         storage_options = storage_options or descriptor.storage_options_dict()
         data_source = descriptor.id
     if table_or_path is None and descriptor is not None and descriptor.geoparquet_uri:
         table_or_path = descriptor.geoparquet_uri
+    if table_or_path is None:
+        raise ValueError("build_from_table needs a table or a path (or a data_source whose "
+                         "descriptor has a geoparquet_uri)")
+    described = (descriptor is not None and band_codes is None and bool(descriptor.band_map))
+    if described:
+        band_codes = dict(descriptor.band_map)
+    items_mapped = False
     if isinstance(table_or_path, str | os.PathLike):
-        table = pq.read_table(table_or_path)
+        table = _scan(table_or_path, filter_expr, columns, storage_options)
     else:
-        table = as_arrow_table(table_or_path)
-    if band_codes is None and href_column is None:
-        raster_keys = _raster_asset_keys(table)
+        items_mapped = _is_items(table_or_path)
+        table = as_input_table(table_or_path, band_map=_band_map(band_codes),
+                               band_index_map=band_index_map)
+        if filter_expr is not None or columns is not None:
+            table = ds.dataset(table).to_table(
+                columns=None if columns is None else list(columns), filter=filter_expr)
+    if described and not items_mapped:
+        present = asset_keys(table)  # only the descriptor's bands this table has
+        band_codes = {b: k for b, k in band_codes.items() if present is None or k in present}
+    if band_codes is None and href_column is None and not items_mapped:
+        raster_keys = raster_asset_keys(table)
         if raster_keys is not None:
             band_codes = raster_keys
-    table = _epsg_from_proj_code(table)
     if column_map:
         table = table.rename_columns([column_map.get(c, c) for c in table.column_names])
     if href_column is not None:
-        table = _assets_from_href_columns(table, href_column, band_codes)
-    elif band_codes is not None and S.ASSETS in table.column_names:
+        table = assets_from_href_columns(table, href_column, band_codes, band_index_map)
+    elif band_codes is not None and S.ASSETS in table.column_names and not items_mapped:
         table = table.set_column(table.schema.get_field_index(S.ASSETS), S.ASSETS,
                                  select_assets(table[S.ASSETS], band_codes, band_index_map))
     collection = build_collection_from_table(table, name=name, data_source=data_source)
@@ -274,10 +229,11 @@ def build_from_table(
 def build_from_stac(
     *,
     name: str,
-    stac_api: str,
-    collection: str,
+    stac_api: str | None = None,
+    collection: str | None = None,
     bbox: Sequence[float] | None = None,
-    date_range: Sequence[Any],
+    date_range: Sequence[Any] | None = None,
+    static_catalog: str | os.PathLike | None = None,
     workspace_dir: str | os.PathLike | None = None,
     query: dict | None = None,
     data_source: str | DatasetDescriptor | None = None,
@@ -293,23 +249,31 @@ def build_from_stac(
     retries: int = 5,
     progress: bool = True,
 ) -> Collection:
-    """Search a STAC API month by month (one Dask task per month), write, then enrich.
+    """Search a STAC API (or walk a static catalog) month by month, write, then enrich.
 
-    Rerunning on the same workspace adds only items whose ids are new; nothing is written
-    unless every month's search succeeded.
+    Each calendar month is one Dask task. Rerunning on the same workspace adds only items
+    whose ids are new; nothing is written unless every month's search succeeded.
 
     Parameters
     ----------
     name : str
         One folder name inside ``workspace_dir`` (no separators, not ``..``, not empty).
-    stac_api : str
-        The STAC API's URL.
-    collection : str
-        The STAC collection id.
+    stac_api : str, optional
+        The STAC API's URL (give this or ``static_catalog``).
+    collection : str, optional
+        The STAC collection id (required with ``stac_api``; with a static catalog, only
+        items of this collection are kept).
     bbox : (minx, miny, maxx, maxy), optional
         Search area in degrees.
-    date_range : (start, end)
-        Search window (ISO dates or datetimes, both ends included), split into calendar months.
+    date_range : (start, end), optional
+        Search window (ISO dates or datetimes, both ends included), split into calendar
+        months; required with ``stac_api``; a static catalog's default is the span of its
+        items.
+    static_catalog : str or os.PathLike, optional
+        A static STAC catalog's root document (``catalog.json``): a local path or a URL
+        (http(s), s3 with ``storage_options``). The client reads the root; each of its
+        children is walked with pystac by one Dask task, then each month window's task keeps
+        the items a search would return (datetime, bbox/intersects, ``query``, collection).
     workspace_dir : str or os.PathLike, optional
         Default ``./rasteret_workspace``; a local folder or an fsspec URL.
     query : dict, optional
@@ -356,6 +320,13 @@ def build_from_stac(
     root = index_root(workspace_dir, name)
     from .ingest import StacQuery, ingest_stac
 
+    if (stac_api is None) == (static_catalog is None):
+        raise ValueError("build_from_stac needs either stac_api (with collection and "
+                         "date_range) or static_catalog, not both")
+    if stac_api is not None and (not collection or date_range is None):
+        raise ValueError("build_from_stac with a stac_api needs collection= and date_range=")
+    if static_catalog is not None:
+        stac_api = _catalog_href(static_catalog)
     descriptor = (get_descriptor(data_source) if data_source is not None
                   else find_descriptor(collection, stac_api))
     if band_map is None and descriptor is not None and descriptor.band_map:
@@ -373,6 +344,7 @@ def build_from_stac(
         intersects=intersects, query=query, band_map=band_map, band_index_map=band_index_map,
         url_rewrite_patterns=dict(descriptor.url_rewrite_patterns) if descriptor else None,
         max_items=max_items, page_size=page_size, retries=retries,
+        static_catalog=static_catalog is not None, storage_options=storage_options,
     )
     with using_client(client) as active:
         ingest_stac(spec, date_range, root, name=name,
@@ -386,6 +358,17 @@ def build_from_stac(
             built = built.enrich(client=active, storage_options=storage_options,
                                  progress=progress).collection
         return built
+
+
+def _catalog_href(static_catalog: str | os.PathLike) -> str:
+    """A static catalog's root as an absolute path or a URL (it is stored in the index)."""
+    text = os.fspath(static_catalog)
+    if "://" in text and not text.startswith("file://"):
+        return text
+    local = text[len("file://"):] if text.startswith("file://") else text
+    if not os.path.exists(local):
+        raise FileNotFoundError(f"static catalog {local} does not exist")
+    return os.path.abspath(local)
 
 
 def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: Sequence[Any],
@@ -420,6 +403,9 @@ def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: S
     """
     descriptor = get_descriptor(dataset_id)
     name = validate_name(name or descriptor.id.replace("/", "-"))
+    if descriptor.stac_api is None and descriptor.geoparquet_uri is None:
+        raise ValueError(f"dataset {descriptor.id!r} publishes an index, not a source to build "
+                         f"from: open it with rasteret_dask.load({descriptor.id!r})")
     if descriptor.stac_api is not None:
         return build_from_stac(name=name, stac_api=descriptor.stac_api,
                                collection=descriptor.stac_collection, bbox=bbox,

@@ -5,25 +5,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import schema as S
 from .index import filters as F
-from .index.dataset import IndexChangedError, fragment_dataset, open_dataset
-from .index.footprints import union_bounds
+from .index.arrow_stream import geoarrow_schema, stream_reader
+from .index.dataset import IndexChangedError
+from .index.footprints import footprint_gap_message, union_bounds
+from .index.frames import FragmentReader, to_geodataframe
 from .index.geoparquet import CollectionInfo
-from .index.normalize import normalize_table
 from .index.objectstore import Store, open_store
 from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned
 
-__all__ = ["Collection", "build_collection_from_table", "load"]
+__all__ = ["Collection", "MissingFootprintWarning", "as_input_table",
+           "build_collection_from_table", "load"]
+
+
+class MissingFootprintWarning(UserWarning):
+    """Records matching a query's other filters have no footprint, so no geometry meets them."""
 
 
 class Collection:
@@ -50,6 +55,7 @@ class Collection:
         self.filter = filter
         self.version = version
         self.storage_options = dict(storage_options or {})
+        self._without_footprint: pa.Table | None = None
 
     def store(self) -> Store | None:
         """Where the index lives (None in memory), with the options it was loaded with."""
@@ -89,8 +95,12 @@ class Collection:
     # --- data access ----------------------------------------------------------------
     @property
     def schema(self) -> pa.Schema:
-        """The dataset schema (partition keys included)."""
-        return self._dataset.schema
+        """The records' schema as they are read and exported: every column (partition keys
+        included) in the stored order, ``geometry`` marked ``geoarrow.wkb`` in CRS84. It is
+        the schema of ``__arrow_c_stream__`` (DuckDB checks the two agree)."""
+        base = self._dataset.schema
+        fields = [base.field(name) for name in self._ordered_columns(None)]
+        return geoarrow_schema(pa.schema(fields))
 
     @property
     def dataset(self) -> ds.Dataset:
@@ -100,7 +110,7 @@ class Collection:
     def _ordered_columns(self, columns: Sequence[str] | None) -> list[str]:
         if columns is not None:
             return list(columns)
-        names = self.schema.names
+        names = self._dataset.schema.names
         order = [c for c in self.info.extra.get("column_order", []) if c in names]
         return order + [c for c in names if c not in order]
 
@@ -119,10 +129,61 @@ class Collection:
         with self._reading():
             return self._dataset.count_rows(filter=self.filter)
 
-    def head(self, n: int = 5) -> pa.Table:
-        """The first ``n`` records."""
+    def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pa.Table:
+        """The first ``n`` records (of ``columns``, default all in the stored order)."""
         with self._reading():
-            return self._dataset.head(n, columns=self._ordered_columns(None), filter=self.filter)
+            table = self._dataset.head(n, columns=self._ordered_columns(columns),
+                                       filter=self.filter)
+        return table.replace_schema_metadata(None)
+
+    # --- Arrow export (PyCapsule protocol) ---------------------------------------------
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with self._reading():
+            yield from batches
+
+    def to_reader(self, columns: Sequence[str] | None = None, *,
+                  batch_size: int | None = None) -> pa.RecordBatchReader:
+        """The (filtered) records as a lazy ``pyarrow.RecordBatchReader``.
+
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Columns to read, in this order; default all, in the stored order.
+        batch_size : int, optional
+            Maximum rows per batch.
+
+        Returns
+        -------
+        pyarrow.RecordBatchReader
+            ``geometry`` is marked ``geoarrow.wkb`` with OGC:CRS84 (PROJJSON) in its field
+            metadata; files are read as batches are pulled.
+        """
+        return stream_reader(self._dataset, self._ordered_columns(columns), self.filter,
+                             batch_size, guard=self._guarded)
+
+    def to_batches(self, columns: Sequence[str] | None = None, *,
+                   batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
+        """The (filtered) records batch by batch (see :meth:`to_reader`)."""
+        yield from self.to_reader(columns, batch_size=batch_size)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """Export the records through the Arrow PyCapsule protocol.
+
+        ``pa.table(collection)``, ``geopandas.GeoDataFrame.from_arrow(collection)``,
+        ``duckdb.sql("select ... from collection")`` and ``polars.from_arrow(collection)``
+        read it; the geometry is ``geoarrow.wkb`` in CRS84.
+
+        Parameters
+        ----------
+        requested_schema : PyCapsule, optional
+            A schema the consumer asks for; pyarrow casts to it when it can.
+
+        Returns
+        -------
+        PyCapsule
+            An ``arrow_array_stream`` capsule.
+        """
+        return self.to_reader().__arrow_c_stream__(requested_schema)
 
     @property
     def bands(self) -> list[str]:
@@ -163,6 +224,11 @@ class Collection:
                 )["e"]
                 codes.update(int(v) for v in pc.unique(column.drop_null()).to_pylist())
         return sorted(codes)
+
+    @property
+    def crs(self) -> list[str]:
+        """Distinct CRSs of the records as ``"EPSG:<code>"`` (see :attr:`epsg`)."""
+        return [f"EPSG:{code}" for code in self.epsg]
 
     def date_range(self) -> tuple[Any, Any] | None:
         """(first, last) datetime of the (filtered) records."""
@@ -253,21 +319,39 @@ class Collection:
         ------
         ValueError
             For a column the collection does not have, or an invalid date range or bbox.
+        TypeError
+            For a value that does not match its column's type (``split=123`` on a text
+            column), a non-numeric ``cloud_cover_lt`` or bbox, or a nested column compared
+            with a value: at the call, naming the column and the value.
+
+        Warns
+        -----
+        MissingFootprintWarning
+            With ``geometries``, when records matching the other filters have no footprint
+            (their geometry was null and enrichment has not filled it from the header).
         """
         names = self.schema.names
+        if not isinstance(split_column, str):
+            raise TypeError(f"split_column must be a column name, got {split_column!r}")
         for column in [*equals, *([split_column] if split is not None else [])]:
             if column not in names:
-                raise ValueError(f"unknown column {column!r}; the collection has {names}")
+                raise ValueError(
+                    f"unknown column {column!r}: keyword arguments that are not parameters of "
+                    f"subset (or of the read that passed them on) filter on columns, and the "
+                    f"collection has no column {column!r}; its columns are {names}")
         parts: list[ds.Expression | None] = []
         if cloud_cover_lt is not None:
-            parts.append(ds.field(F.cloud_cover_column(self.schema)) < float(cloud_cover_lt))
+            limit = F.number_argument("cloud_cover_lt", cloud_cover_lt)
+            parts.append(ds.field(F.cloud_cover_column(self.schema)) < limit)
         if date_range is not None:
             parts.append(F.date_range_expression(date_range))
         if bbox is not None:
             parts.append(F.bbox_expression(bbox))
         if split is not None:
-            parts.append(F.equals_expression(split_column, split))
-        parts.extend(F.equals_expression(k, v) for k, v in equals.items())
+            parts.append(F.equals_expression(split_column, split,
+                                             self.schema.field(split_column).type))
+        parts.extend(F.equals_expression(k, v, self.schema.field(k).type)
+                     for k, v in equals.items())
         result = self.where(F.and_all(parts)) if any(p is not None for p in parts) else self
         if geometries is not None:
             result = result._intersecting(geometries)
@@ -281,6 +365,7 @@ class Collection:
 
         shapes = coerce_geometries(geometries)
         union = shapely.union_all(shapes)
+        self._warn_missing_footprints()
         narrowed = self.where(F.bbox_expression(shapely.bounds(union).tolist()))
         with self._reading():
             table = narrowed._dataset.to_table(columns=[S.ID, S.GEOMETRY],
@@ -288,6 +373,20 @@ class Collection:
         footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
         hits = table[S.ID].filter(pa.array(shapely.intersects(footprints, union)))
         return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits.combine_chunks()))
+
+    def _warn_missing_footprints(self) -> None:
+        """Name the records no geometry can meet because they have no footprint, and why."""
+        if S.BBOX_COLUMNS[0] not in self.schema.names:
+            return
+        if self._without_footprint is None:  # a view never changes: scan once per view
+            lacking = self.where(ds.field(S.BBOX_COLUMNS[0]).is_null())
+            columns = [S.ID] + [S.ENRICH_ERRORS] * (S.ENRICH_ERRORS in self.schema.names)
+            with self._reading():
+                self._without_footprint = lacking._dataset.to_table(columns=columns,
+                                                                    filter=lacking.filter)
+        message = footprint_gap_message(self._without_footprint)
+        if message is not None:
+            warnings.warn(message, MissingFootprintWarning, stacklevel=3)
 
     # --- enrichment -----------------------------------------------------------------
     def enrich(
@@ -402,9 +501,9 @@ class Collection:
 
         columns = self._ordered_columns(None)
         fragments = self.fragments() if self.path else [None]
-        reader = _FragmentReader(self._dataset.schema, self._dataset if not self.path else None,
-                                 columns, self.filter)
-        meta = _to_geodataframe(self._dataset.schema.empty_table().select(columns))
+        reader = FragmentReader(self._dataset.schema, self._dataset if not self.path else None,
+                                columns, self.filter)
+        meta = to_geodataframe(self._dataset.schema.empty_table().select(columns))
         return dd.from_map(reader, fragments, meta=meta)
 
     def export(self, path: str | os.PathLike, partition_by: Sequence[str] = S.PARTITION_COLUMNS,
@@ -461,84 +560,5 @@ class Collection:
         return load(path, storage_options=storage_options)
 
 
-class _FragmentReader:
-    """Reads one partition file into a GeoDataFrame inside a dask task (picklable)."""
-
-    def __init__(self, schema, dataset, columns, filter) -> None:
-        self.schema, self.dataset, self.columns, self.filter = schema, dataset, columns, filter
-
-    def __call__(self, fragment: ds.Fragment | None):
-        if fragment is None:
-            table = self.dataset.to_table(columns=self.columns, filter=self.filter)
-        else:
-            one = fragment_dataset(fragment, self.schema)
-            table = one.to_table(columns=self.columns, filter=self.filter)
-        return _to_geodataframe(table)
-
-
-def _to_geodataframe(table: pa.Table):
-    import geopandas as gpd
-
-    frame = table.drop_columns([S.GEOMETRY]).to_pandas()
-    geometry = gpd.GeoSeries.from_wkb(
-        np.asarray(table[S.GEOMETRY].to_numpy(zero_copy_only=False), dtype=object), crs="OGC:CRS84"
-    )
-    return gpd.GeoDataFrame(frame, geometry=geometry.values, crs="OGC:CRS84")
-
-
-def build_collection_from_table(
-    table: Any, *, name: str, data_source: str | None = None, description: str | None = None
-) -> Collection:
-    """Validate and normalise a table (Arrow, pandas, geopandas) into an in-memory Collection."""
-    normalized = normalize_table(table)
-    info = CollectionInfo(
-        name=name, data_source=data_source, description=description,
-        bands=tuple(f.name for f in normalized.schema.field(S.ASSETS).type),
-        extra={"column_order": normalized.column_names},
-    )
-    return Collection(ds.dataset(normalized), info)
-
-
-def load(path: str | os.PathLike, *, name: str | None = None, data_source: str | None = None,
-         storage_options: dict | None = None) -> Collection:
-    """Open an index (its latest version) or a single (Geo)Parquet file lazily; never writes.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A local path or any fsspec URL: an index folder, or one (Geo)Parquet file.
-    name : str, optional
-        Overrides the stored collection name.
-    data_source : str, optional
-        Overrides the stored data source (a descriptor id).
-    storage_options : dict, optional
-        fsspec options for ``path``, merged over the ``rasteret_dask.storage_options`` dask
-        config for its protocol.
-
-    Returns
-    -------
-    Collection
-        A lazy collection of the latest committed version (no row is read).
-
-    Raises
-    ------
-    FileNotFoundError
-        Nothing at ``path``.
-    ValueError
-        The data lacks a required column (``id``, ``datetime``, ``geometry``, ``assets``).
-    """
-    opened = open_dataset(path, storage_options=storage_options)
-    dataset, info = opened.dataset, opened.info
-    missing = [c for c in (S.ID, S.GEOMETRY, S.ASSETS) if c not in dataset.schema.names]
-    if S.DATETIME not in dataset.schema.names and S.START_DATETIME not in dataset.schema.names:
-        missing.append(S.DATETIME)
-    if missing:
-        raise ValueError(f"{path} is not a collection index: missing required column(s) {missing}")
-    if info is None:
-        info = CollectionInfo(name=name or Path(str(path).rstrip("/")).stem)
-    updates = {k: v for k, v in (("name", name), ("data_source", data_source)) if v is not None}
-    if updates:
-        info = dataclasses.replace(info, **updates)
-    version = opened.manifest.version if opened.manifest is not None else None
-    return Collection(dataset, info, path=os.fspath(path), version=version,
-                      storage_options=storage_options)
+# load and build_collection_from_table live in loading.py (they return Collections)
+from .loading import as_input_table, build_collection_from_table, load  # noqa: E402

@@ -47,6 +47,8 @@ __all__ = ["EnrichReport", "EnrichTaskError", "FileOutcome", "enrich_collection"
            "DEFAULT_CHUNK_ROWS", "ATTEMPTS"]
 
 DEFAULT_CHUNK_ROWS = 5_000
+_FOOTPRINT_COLUMNS = (S.GEOMETRY, S.SCENE_BBOX, *S.BBOX_COLUMNS, S.BBOX_STRUCT,
+                      S.BBOX_STRUCT_FALLBACK)
 ATTEMPTS = 5
 """Rounds of enrichment and commit before concurrent writers make a run give up."""
 
@@ -114,7 +116,10 @@ def _enrich_rows(store: Store, entry: FileEntry, start: int, stop: int, bands: S
         return None, stats
     if S.EPSG not in enriched.column_names:
         enriched = enriched.append_column(S.EPSG, pa.nulls(enriched.num_rows, pa.int32()))
+    # footprints filled from the headers (and their derived columns) travel with every chunk,
+    # so all chunks of a file return the same columns
     columns = [S.metadata_column(b) for b in bands] + [S.ENRICH_ERRORS, S.EPSG]
+    columns += [c for c in _FOOTPRINT_COLUMNS if c in table.column_names]
     if stats.enriched == 0 and all(c in table.column_names for c in columns) and \
             enriched.select(columns).equals(table.select(columns)):
         return None, stats  # only retried failures, failing the same way: nothing to rewrite

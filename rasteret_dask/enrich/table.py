@@ -2,7 +2,9 @@
 
 A record whose header cannot be fetched or parsed keeps null metadata for that band and gets
 the reason in ``enrich_errors`` (band -> message naming the record, band and href); every other
-row and column is kept as it was.
+row and column is kept as it was, except two backfills from the headers just read: a null
+``proj:epsg`` gets the header's EPSG code, and a null footprint gets the raster's extent in
+CRS84 (with its bbox columns: ``index.normalize.fill_missing_footprints``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema as S
-from ..index.normalize import conform_metadata_array
+from ..index.normalize import conform_metadata_array, fill_missing_footprints
 from ..io import RangeReader
 from ..redact import redact_url
 from ..tiff import TiffError
@@ -32,20 +34,31 @@ class EnrichStats:
     failed: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    footprints_filled: int = 0
 
     def add(self, other: EnrichStats) -> EnrichStats:
         self.enriched += other.enriched
         self.failed += other.failed
         self.skipped += other.skipped
+        self.footprints_filled += other.footprints_filled
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
         return self
 
 
 def _hrefs(table: pa.Table, band: str) -> tuple[list[str | None], list[int]]:
-    asset = pc.struct_field(table[S.ASSETS], [table.schema.field(S.ASSETS).type.get_field_index(band)])
-    hrefs = pc.struct_field(asset, "href").to_pylist()
-    indices = pc.fill_null(pc.struct_field(asset, "band_index"), 0).to_pylist()
-    return hrefs, indices
+    """Each row's href and sample index of ``band``; an asset may be an href string or a
+    struct with ``href`` and, optionally, ``band_index`` (0 when absent or null)."""
+    assets_type = table.schema.field(S.ASSETS).type
+    asset = pc.struct_field(table[S.ASSETS], [assets_type.get_field_index(band)])
+    asset_type = assets_type.field(band).type
+    if not pa.types.is_struct(asset_type):
+        hrefs = asset.cast(pa.string()).to_pylist()
+        return hrefs, [0] * len(hrefs)
+    hrefs = pc.struct_field(asset, "href").cast(pa.string()).to_pylist()
+    if asset_type.get_field_index("band_index") < 0:
+        return hrefs, [0] * len(hrefs)
+    indices = pc.fill_null(pc.struct_field(asset, "band_index"), 0).cast(pa.int64())
+    return hrefs, indices.to_pylist()
 
 
 def _needing(table: pa.Table, band: str, hrefs: list[str | None], only_missing: bool) -> np.ndarray:
@@ -85,7 +98,26 @@ def enrich_table(
     only_missing: bool = True,
     prefix_size: int = DEFAULT_PREFIX,
 ) -> tuple[pa.Table, EnrichStats]:
-    """Enrich ``table`` (a normalised collection table) and return it with the run's counts."""
+    """Enrich ``table`` and return it with the run's counts.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        A collection table (normalised, or any table with ``id`` and ``assets`` whose band
+        assets are structs with ``href`` and optionally ``band_index``, or href strings).
+    bands : sequence of str, optional
+        Default every band of ``assets``.
+    reader : RangeReader, optional
+        How bytes are fetched (storage options, signer, concurrency).
+    only_missing : bool, default True
+        Fetch only headers whose metadata is null.
+    prefix_size : int
+        Bytes read first from each file.
+
+    Returns
+    -------
+    (pyarrow.Table, EnrichStats)
+    """
     reader = reader or RangeReader()
     asset_bands = [f.name for f in table.schema.field(S.ASSETS).type]
     bands = list(bands) if bands is not None else asset_bands
@@ -144,6 +176,8 @@ def enrich_table(
             if codes[row] is None:
                 codes[row] = code
         table = _set(table, S.EPSG, pa.array(codes, type=old.type))
+    if stats.enriched:
+        table, stats.footprints_filled = fill_missing_footprints(table)
     return table, stats
 
 

@@ -3,12 +3,16 @@
 Date ranges become conditions on the ``year``/``month`` partition keys (whole partitions are
 skipped without opening their files) plus the exact ``datetime`` bounds; bboxes become
 conditions on the scalar ``bbox_*`` columns, which Parquet row-group statistics prune.
+Every argument is checked when the expression is built, so a wrongly typed value fails at
+the call naming the column and the value (``subset(split=123)`` on a text column), never
+later inside Arrow while the data are scanned.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +26,7 @@ __all__ = [
     "date_range_expression",
     "bbox_expression",
     "equals_expression",
+    "number_argument",
     "cloud_cover_column",
     "and_all",
 ]
@@ -52,6 +57,8 @@ def _parse_instant(value: Any, *, end: bool) -> dt.datetime:
 
 def parse_date_range(date_range: Sequence[Any]) -> tuple[dt.datetime, dt.datetime]:
     """``(start, end)`` as inclusive UTC datetimes; raises ValueError when end < start."""
+    if isinstance(date_range, str | bytes) or not hasattr(date_range, "__len__"):
+        raise TypeError(f"date_range must be a (start, end) pair, got {date_range!r}")
     if len(date_range) != 2:
         raise ValueError(f"date_range must be (start, end), got {date_range!r}")
     start = _parse_instant(date_range[0], end=False)
@@ -91,9 +98,11 @@ def bbox_expression(bbox: Sequence[float]) -> ds.Expression:
     (``bbox_maxx < maxx - 180``, ``bbox_minx > minx + 180``) follow from that width limit and
     rule out row groups of ordinary footprints.
     """
+    if isinstance(bbox, str | bytes) or not hasattr(bbox, "__len__"):
+        raise TypeError(f"bbox must be (minx, miny, maxx, maxy), got {bbox!r}")
     if len(bbox) != 4:
         raise ValueError(f"bbox must be (minx, miny, maxx, maxy), got {bbox!r}")
-    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    minx, miny, maxx, maxy = (number_argument("bbox", v) for v in bbox)
     if minx > maxx or miny > maxy:
         raise ValueError(f"invalid bbox {bbox!r}: min is greater than max")
     west, east = ds.field("bbox_minx"), ds.field("bbox_maxx")
@@ -105,13 +114,68 @@ def bbox_expression(bbox: Sequence[float]) -> ds.Expression:
     return longitude & (ds.field("bbox_maxy") >= miny) & (ds.field("bbox_miny") <= maxy)
 
 
-def equals_expression(column: str, value: Any) -> ds.Expression:
-    """``column == value``, or membership when value is a list/tuple/set."""
+def number_argument(name: str, value: Any) -> float:
+    """``value`` as a float when it is a real number (not a bool), else ``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def _comparable(column: str, field_type: pa.DataType) -> pa.DataType:
+    """The type values of ``column`` are compared as; nested columns cannot be compared."""
+    if pa.types.is_dictionary(field_type):
+        field_type = field_type.value_type
+    nested = (pa.types.is_struct(field_type) or pa.types.is_list(field_type)
+              or pa.types.is_large_list(field_type) or pa.types.is_fixed_size_list(field_type)
+              or pa.types.is_map(field_type) or pa.types.is_union(field_type))
+    if nested:
+        raise TypeError(f"column {column!r} is {field_type}: it cannot be compared with a "
+                        "value; filter it with where() and a pyarrow.compute expression")
+    return field_type
+
+
+def _typed(column: str, values: list[Any], field_type: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=field_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        shown = values[0] if len(values) == 1 else values
+        raise TypeError(f"filter value {shown!r} for column {column!r} does not match the "
+                        f"column's type {field_type}: {exc}") from exc
+
+
+def equals_expression(column: str, value: Any, field_type: pa.DataType | None = None
+                      ) -> ds.Expression:
+    """``column == value``, or membership when value is a list/tuple/set.
+
+    Parameters
+    ----------
+    column : str
+        The column.
+    value : scalar, list, tuple, set or None
+        None matches nulls.
+    field_type : pyarrow.DataType, optional
+        The column's type; when given the value is converted to it here, so a value of the
+        wrong type raises at once.
+
+    Returns
+    -------
+    pyarrow.dataset.Expression
+
+    Raises
+    ------
+    TypeError
+        For a value that does not convert to the column's type, or a nested column.
+    """
+    target = None if field_type is None else _comparable(column, field_type)
     if isinstance(value, list | tuple | set | frozenset):
-        return pc.is_in(ds.field(column), value_set=pa.array(list(value)))
+        items = list(value)
+        values = pa.array(items) if target is None else _typed(column, items, target)
+        return pc.is_in(ds.field(column), value_set=values)
     if value is None:
         return ds.field(column).is_null()
-    return ds.field(column) == value
+    if target is None:
+        return ds.field(column) == value
+    return ds.field(column) == _typed(column, [value], target)[0]
 
 
 def cloud_cover_column(schema: pa.Schema) -> str:

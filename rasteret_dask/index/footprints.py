@@ -6,16 +6,20 @@ whose edges jump more than 180 degrees of longitude crosses the antimeridian the
 (179.5 -> -179.5); it is split at +/-180 into a MultiPolygon (RFC 7946, section 3.1.9). A
 footprint whose parts are best covered by a longitude interval across the antimeridian gets a
 bounding box with west > east (RFC 7946, section 5.2), kept narrower than 180 degrees so that
-such boxes are exactly those with ``west > 0 > east``. Pure: no I/O.
+such boxes are exactly those with ``west > 0 > east``. A record without a footprint gets one
+from its header (:func:`header_footprints`: the raster's extent, reprojected). Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 __all__ = [
+    "footprint_gap_message",
+    "header_footprints",
     "LAT_LIMIT",
     "LON_LIMIT",
     "crossing_mask",
@@ -259,3 +263,84 @@ def union_bounds(minx: np.ndarray, miny: np.ndarray, maxx: np.ndarray, maxy: np.
     if cover is None:
         return -LON_LIMIT, south, LON_LIMIT, north
     return cover[0], south, cover[1], north
+
+
+def _extent(metadata: dict) -> BaseGeometry | None:
+    """The raster's extent polygon in its own CRS, or None when the header lacks a part."""
+    transform = metadata.get("transform")
+    width, height = metadata.get("image_width"), metadata.get("image_height")
+    if not transform or len(transform) < 6 or not width or not height:
+        return None
+    a, b, c, d, e, f = (float(v) for v in transform[:6])
+    corners = [(0, 0), (width, 0), (width, height), (0, height)]
+    ring = [(a * col + b * row + c, d * col + e * row + f) for col, row in corners]
+    polygon = shapely.Polygon(ring)
+    if not polygon.is_valid or polygon.area == 0:
+        return None
+    return shapely.geometry.polygon.orient(polygon)
+
+
+def header_footprints(metadata: list[dict | None]) -> np.ndarray:
+    """CRS84 footprints of rasters from their header metadata (``{band}_metadata`` values).
+
+    Each footprint is the raster's extent (``transform``, ``image_width``,
+    ``image_height``) in its ``crs_epsg`` CRS, edges densified and reprojected to CRS84, split
+    at the antimeridian when it crosses it.
+
+    Parameters
+    ----------
+    metadata : list of dict or None
+        One header metadata dict per record.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shapely geometries; None where the header has no EPSG code, transform or size, or
+        where the extent does not reproject into CRS84's range.
+    """
+    from ..plan.geometry import reproject_geometries
+
+    out = np.full(len(metadata), None, dtype=object)
+    for row, md in enumerate(metadata):
+        extent = None if not md or not md.get("crs_epsg") else _extent(md)
+        if extent is None:
+            continue
+        try:
+            shape = reproject_geometries([extent], f"EPSG:{int(md['crs_epsg'])}", "OGC:CRS84")[0]
+        except (ValueError, RuntimeError):
+            continue  # outside the CRS's domain: the record stays without a footprint
+        if out_of_range_mask(np.array([shapely.bounds(shape)]))[0]:
+            continue
+        out[row] = split_at_antimeridian(shape if shape.is_valid else shapely.make_valid(shape))
+    return out
+
+
+def footprint_gap_message(table: pa.Table, shown: int = 5) -> str | None:
+    """Why records without a footprint escape a geometry query (None when there are none).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        ``id`` (and ``enrich_errors`` when the index has it) of the records whose footprint
+        is null.
+    shown : int, default 5
+        Records named in the message.
+
+    Returns
+    -------
+    str or None
+    """
+    if not table.num_rows:
+        return None
+    errors = table["enrich_errors"].to_pylist() if "enrich_errors" in table.column_names else None
+    lines = []
+    for row, record in enumerate(table["id"].to_pylist()[:shown]):
+        failures = dict(errors[row]) if errors is not None and errors[row] else {}
+        reason = (f"its header could not be read ({next(iter(failures.values()))})"
+                  if failures else "it has not been enriched yet")
+        lines.append(f"record {record!r}: no footprint (geometry null) and {reason}")
+    more = table.num_rows - len(lines)
+    tail = f"; and {more} more record(s)" if more > 0 else ""
+    return (f"{table.num_rows} record(s) matching the other filters have no footprint, so no "
+            "geometry can select them (enrichment fills footprints from the COG headers: run "
+            f"collection.enrich()): {'; '.join(lines)}{tail}")

@@ -1,12 +1,16 @@
 """Validate an input table against the index contract and derive the missing columns.
 
-Accepts Arrow tables (and anything Arrow can import), pandas and geopandas frames; assets as a
-struct, a map or a JSON string column; geometry as WKB, GeoArrow WKB, WKT or shapely objects.
-Every user column survives with its type. Footprints must be CRS84: coordinates outside
+Accepts Arrow tables (and anything Arrow can import), pandas and geopandas frames
+(``index.inputs``); assets as a struct, a map or a JSON string column; geometry as WKB,
+GeoArrow WKB, WKT or shapely objects, in the CRS the column declares (reprojected to CRS84,
+``index.geometry_input``) or null (filled from the header at enrichment:
+:func:`fill_missing_footprints`); timestamps, dates, ISO text or integer years
+(``index.times``); ``proj:epsg`` derived from the projection columns (``index.projection``).
+Every user column survives with its type. Stored footprints are CRS84: coordinates outside
 [-180, 180] x [-90, 90] are refused, polygons crossing the antimeridian are split at +/-180
 (``index.footprints``). Derived columns (``scene_bbox``, ``bbox_*``, the ``bbox`` covering,
 ``year``, ``month``) are always computed from ``geometry`` and ``datetime``; input values of
-them are replaced, never trusted.
+them are replaced, never trusted (records without a footprint get null bbox columns).
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ import pyarrow.compute as pc
 import shapely
 
 from .. import schema as S
-from .footprints import crossing_mask, lonlat_bounds, out_of_range_mask, split_at_antimeridian
+from .footprints import (
+    crossing_mask,
+    header_footprints,
+    lonlat_bounds,
+    out_of_range_mask,
+    split_at_antimeridian,
+)
+from .geometry_input import NOT_WKB_HINT, declared_crs, decode_footprints, is_crs84, to_crs84
+from .inputs import as_arrow_table
+from .projection import derive_epsg
+from .times import to_utc
 
-__all__ = ["as_arrow_table", "normalize_table", "conform_metadata_array", "MAX_REPORTED_IDS"]
+__all__ = ["as_arrow_table", "normalize_table", "conform_metadata_array",
+           "fill_missing_footprints", "MAX_REPORTED_IDS"]
 
 MAX_REPORTED_IDS = 5
 
@@ -41,30 +56,6 @@ class _Problems:
         if self.items:
             lines = "\n".join(f"  - {m}" for m in self.items)
             raise ValueError(f"table does not satisfy the collection contract:\n{lines}")
-
-
-def as_arrow_table(data: Any) -> pa.Table:
-    """Turn an Arrow table/batch, a (geo)pandas frame or an Arrow stream into a ``pa.Table``."""
-    if isinstance(data, pa.Table):
-        return data
-    if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas ships with the dependencies
-        pd = None
-    if pd is not None and isinstance(data, pd.DataFrame):
-        frame = pd.DataFrame(data).copy()
-        for column in frame.columns:
-            values = frame[column]
-            if values.dtype == object or str(values.dtype) == "geometry":
-                sample = values.dropna()
-                if len(sample) and isinstance(sample.iloc[0], shapely.Geometry):
-                    frame[column] = shapely.to_wkb(np.asarray(values, dtype=object))
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    if hasattr(data, "__arrow_c_stream__"):
-        return pa.table(data)
-    raise TypeError(f"expected an Arrow table or a (geo)pandas DataFrame, got {type(data).__name__}")
 
 
 def _row_ids(ids: pa.ChunkedArray, mask: pa.ChunkedArray | np.ndarray) -> str:
@@ -97,60 +88,62 @@ def _normalize_ids(table: pa.Table, problems: _Problems) -> pa.ChunkedArray | No
     return ids
 
 
-def _to_utc(column: pa.ChunkedArray, name: str, problems: _Problems) -> pa.ChunkedArray | None:
-    """Cast a timestamp/date/ISO-string column to ``timestamp[us, UTC]`` (naive means UTC)."""
-    t = column.type
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return column.cast(S.DATETIME_TYPE)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        import pandas as pd
-
-        parsed = pd.to_datetime(
-            column.to_pandas(), utc=True, format="ISO8601", errors="coerce"
-        ).astype("datetime64[us, UTC]")
-        result = pa.chunked_array([pa.array(parsed, type=S.DATETIME_TYPE)])
-        bad = np.asarray(result.is_null()) & ~np.asarray(column.is_null())
-        if bad.any():
-            problems.add(f"column {name!r} has unparsable timestamps at rows {np.flatnonzero(bad)[:5].tolist()}")
-        return result
-    problems.add(f"column {name!r} must be a timestamp, got {t}")
-    return None
-
-
-def _normalize_geometry(column: pa.ChunkedArray, ids, problems: _Problems):
-    """WKB bytes of each footprint plus the parsed shapely geometries (for bbox derivation)."""
-    t = column.type
-    if isinstance(t, pa.ExtensionType):
-        column = pa.chunked_array([c.storage for c in column.chunks], type=t.storage_type)
-        t = column.type
-    values = column.to_numpy(zero_copy_only=False)
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        geoms = shapely.from_wkb(values, on_invalid="ignore")
-        wkb = column.cast(pa.binary())
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        geoms = shapely.from_wkt(values, on_invalid="ignore")
-        wkb = pa.chunked_array([pa.array(shapely.to_wkb(geoms), type=pa.binary())])
-    else:
-        problems.add(f"column 'geometry' must be WKB binary, GeoArrow WKB or WKT, got {t}")
-        return None, None
-    bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    if bad.any():
-        problems.add(f"missing, empty or unparsable geometry at {_row_ids(ids, bad)}")
-        return None, None
+def _bounds_problem(ids, geoms: np.ndarray, outside: np.ndarray, crs) -> str:
     bounds = shapely.bounds(geoms)
-    outside = out_of_range_mask(bounds)
-    if outside.any():
-        first = int(np.flatnonzero(outside)[0])
-        record = _row_ids(ids, np.arange(len(geoms)) == first)
-        box = ", ".join(f"{v:.6g}" for v in bounds[first])
-        more = int(outside.sum()) - 1
-        others = f" (and {more} more record{'s' if more != 1 else ''})" if more else ""
-        problems.add(
-            f"footprint of record {record} has bounds ({box}) outside CRS84 longitude/latitude "
+    first = int(np.flatnonzero(outside)[0])
+    record = _row_ids(ids, np.arange(len(geoms)) == first)
+    box = ", ".join(f"{v:.6g}" for v in bounds[first])
+    more = int(outside.sum()) - 1
+    others = f" (and {more} more record{'s' if more != 1 else ''})" if more else ""
+    if crs is not None:
+        return (f"footprint of record {record} has bounds ({box}) outside CRS84 longitude/"
+                f"latitude [-180, 180] x [-90, 90] after reprojection from {crs.to_string()}"
+                f"{others}: check the CRS the geometry column declares")
+    return (f"footprint of record {record} has bounds ({box}) outside CRS84 longitude/latitude "
             f"[-180, 180] x [-90, 90]{others}: footprints must be in OGC:CRS84 (EPSG:4326 axis "
-            "order lon, lat); reproject them to EPSG:4326 before building the index"
-        )
+            "order lon, lat); reproject them to EPSG:4326 before building the index, or declare "
+            "their CRS (a GeoDataFrame's crs, GeoArrow or GeoParquet metadata)")
+
+
+def _normalize_geometry(table: pa.Table, ids, problems: _Problems):
+    """WKB of each footprint in CRS84 (null where a record has none) plus the shapely values."""
+    try:
+        crs = declared_crs(table.schema, S.GEOMETRY)
+    except ValueError as exc:
+        problems.add(str(exc))
         return None, None
+    column = table[S.GEOMETRY]
+    decoded = decode_footprints(column)
+    if isinstance(decoded, str):
+        problems.add(decoded)
+        return None, None
+    if decoded.unparsable.any():
+        hint = NOT_WKB_HINT if decoded.encoding == "WKB" else "text that is not WKT"
+        problems.add(f"unparsable geometry at {_row_ids(ids, decoded.unparsable)}: {hint}")
+        return None, None
+    geoms = decoded.geoms
+    reproject = crs is not None and not is_crs84(crs)
+    if reproject:
+        geoms, failed = to_crs84(geoms, crs)
+        if failed is not None:
+            record = _row_ids(ids, np.arange(len(geoms)) == failed)
+            problems.add(f"footprint of record {record} cannot be reprojected from "
+                         f"{crs.to_string()} to CRS84 (coordinates outside the CRS's domain)")
+            return None, None
+    present = ~shapely.is_missing(geoms)
+    outside = out_of_range_mask(shapely.bounds(geoms)) & present
+    if outside.any():
+        problems.add(_bounds_problem(ids, geoms, outside, crs if reproject else None))
+        return None, None
+    keep_bytes = decoded.encoding == "WKB" and not reproject and \
+        bool((present == ~np.asarray(column.is_null().to_numpy(zero_copy_only=False))).all())
+    if keep_bytes:
+        storage = column.type.storage_type if isinstance(column.type, pa.ExtensionType) else None
+        if storage is not None:
+            column = pa.chunked_array([c.storage for c in column.chunks], type=storage)
+        wkb = column.cast(pa.binary())
+    else:
+        wkb = pa.chunked_array([pa.array(shapely.to_wkb(geoms), pa.binary())])
     return _split_crossing(wkb, geoms)
 
 
@@ -275,28 +268,89 @@ def _replace(table: pa.Table, name: str, column) -> pa.Table:
 
 def _derive_bbox_columns(table: pa.Table, geoms: np.ndarray) -> pa.Table:
     """``scene_bbox``, ``bbox_*`` and the covering struct from the footprints, replacing input
-    values; a footprint across the antimeridian has west > east (``index.footprints``)."""
+    values; a footprint across the antimeridian has west > east (``index.footprints``); a
+    record without a footprint gets nulls."""
     bounds = lonlat_bounds(geoms)
+    missing = shapely.is_missing(np.asarray(geoms, dtype=object))
+    bounds[missing] = 0.0
+    mask = pa.array(missing) if missing.any() else None
     flat = pa.array(bounds.ravel(), pa.float64())
-    table = _replace(table, S.SCENE_BBOX, pa.FixedSizeListArray.from_arrays(flat, 4))
+    table = _replace(table, S.SCENE_BBOX, pa.FixedSizeListArray.from_arrays(flat, 4, mask=mask))
     for i, name in enumerate(S.BBOX_COLUMNS):
-        table = _replace(table, name, pa.array(bounds[:, i], pa.float64()))
+        table = _replace(table, name, pa.array(bounds[:, i], pa.float64(), mask=missing))
     struct_name = S.BBOX_STRUCT
     existing = table.schema.field(struct_name).type if struct_name in table.column_names else None
     if existing is not None and existing != S.BBOX_STRUCT_TYPE:
         struct_name = S.BBOX_STRUCT_FALLBACK
-    arrays = [pa.array(bounds[:, i], pa.float64()) for i in range(4)]
-    covering = pa.StructArray.from_arrays(arrays, fields=list(S.BBOX_STRUCT_TYPE))
+    arrays = [pa.array(bounds[:, i], pa.float64(), mask=missing) for i in range(4)]
+    covering = pa.StructArray.from_arrays(arrays, fields=list(S.BBOX_STRUCT_TYPE), mask=mask)
     return _replace(table, struct_name, covering)
+
+
+def fill_missing_footprints(table: pa.Table) -> tuple[pa.Table, int]:
+    """Footprints of records that have none, from their enriched headers; derived columns follow.
+
+    A record's footprint is its raster's extent (transform, width, height) in its header's
+    EPSG CRS, densified and reprojected to CRS84 (split at the antimeridian), from the first
+    band whose metadata has all four. ``scene_bbox``, ``bbox_*`` and the covering are then
+    recomputed for every row.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        A normalised (and enriched) collection table.
+
+    Returns
+    -------
+    (pyarrow.Table, int)
+        The table (unchanged when nothing was filled) and how many footprints were filled.
+    """
+    if S.GEOMETRY not in table.column_names or not table[S.GEOMETRY].null_count:
+        return table, 0
+    kind = table.schema.field(S.GEOMETRY).type
+    if not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_null(kind)):
+        return table, 0  # not a normalised footprint column (e.g. WKT): left as given
+    geometry = table[S.GEOMETRY].combine_chunks()
+    geoms = shapely.from_wkb(geometry.to_numpy(zero_copy_only=False))
+    todo = shapely.is_missing(geoms)
+    filled = 0
+    for band in S.metadata_bands(table.schema):
+        if not todo.any():
+            break
+        rows = np.flatnonzero(todo)
+        metadata = table[S.metadata_column(band)].take(pa.array(rows)).to_pylist()
+        shapes = header_footprints(metadata)
+        got = ~shapely.is_missing(shapes)
+        geoms[rows[got]] = shapes[got]
+        todo[rows[got]] = False
+        filled += int(got.sum())
+    if not filled:
+        return table, 0
+    wkb = pa.array(shapely.to_wkb(geoms), pa.binary())
+    table = _replace(table, S.GEOMETRY, wkb)
+    return _derive_bbox_columns(table, geoms), filled
 
 
 def normalize_table(data: Any) -> pa.Table:
     """Validate ``data`` against the contract and return it with normalised and derived columns.
 
-    Raises ValueError naming each missing or mistyped column and the first offending row ids
-    (footprints outside CRS84 name the first offending record and its bounds). ``year`` and
-    ``month`` are recomputed from ``datetime`` (else ``start_datetime``), the bbox columns from
-    the footprints, even when the input has them.
+    Parameters
+    ----------
+    data : table-like
+        Anything :func:`index.inputs.as_arrow_table` accepts.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``year`` and ``month`` recomputed from ``datetime`` (else ``start_datetime``), the
+        bbox columns from the footprints (in CRS84), ``proj:epsg`` from the projection
+        columns, even when the input has them.
+
+    Raises
+    ------
+    ValueError
+        Naming each missing or mistyped column and the first offending row ids (footprints
+        outside CRS84 name the first offending record and its bounds).
     """
     table = as_arrow_table(data).combine_chunks()
     problems = _Problems()
@@ -313,7 +367,7 @@ def normalize_table(data: Any) -> pa.Table:
     stamps = {}
     for name in (S.DATETIME, S.START_DATETIME, S.END_DATETIME):
         if name in table.column_names:
-            stamps[name] = _to_utc(table[name], name, problems)
+            stamps[name] = to_utc(table[name], name, problems.add)
             if stamps[name] is not None:
                 table = _replace(table, name, stamps[name])
     if S.DATETIME not in table.column_names:
@@ -327,9 +381,15 @@ def normalize_table(data: Any) -> pa.Table:
         if missing.any():
             problems.add(f"no usable timestamp (datetime or start_datetime) at {_row_ids(ids, missing)}")
 
-    wkb, geoms = _normalize_geometry(table[S.GEOMETRY], ids, problems)
+    wkb, geoms = _normalize_geometry(table, ids, problems)
     if wkb is not None:
         table = _replace(table, S.GEOMETRY, wkb)
+
+    def unreadable_crs(column: str, row: int, message: str) -> None:
+        record = _row_ids(ids, np.arange(table.num_rows) == row)
+        problems.add(f"{column!r} of record {record} names no CRS pyproj can read: {message}")
+
+    table = derive_epsg(table, unreadable_crs)
     assets = _normalize_assets(table[S.ASSETS], problems)
     if assets is not None:
         table = _replace(table, S.ASSETS, assets)

@@ -1,7 +1,7 @@
 """Ingest: STAC items -> index rows, month-window searches and partition writes as Dask tasks."""
 
 from .stac_build import StacBuildSummary, conform_table, ingest_stac, partition_rows
-from .stac_items import conform_assets, data_asset_keys, item_epsg, items_to_table
+from .stac_items import conform_assets, data_asset_keys, item_dicts, item_epsg, items_to_table
 from .stac_search import (
     MonthWindow,
     StacQuery,
@@ -9,7 +9,9 @@ from .stac_search import (
     month_windows,
     search_items,
     search_window,
+    window_rows,
 )
+from .stac_static import item_matches, query_matches, walk_catalog
 
 __all__ = [
     "MonthWindow",
@@ -20,10 +22,15 @@ __all__ = [
     "conform_table",
     "data_asset_keys",
     "ingest_stac",
+    "item_dicts",
     "item_epsg",
+    "item_matches",
     "items_to_table",
     "month_windows",
     "partition_rows",
+    "query_matches",
     "search_items",
     "search_window",
+    "walk_catalog",
+    "window_rows",
 ]

@@ -1,7 +1,9 @@
 """``build_from_stac``: month-window searches as Dask tasks -> one partition per month -> enrich.
 
 Phase 1 searches every month window in parallel and keeps the rows on the workers; only small
-summaries (partition counts, schemas, bands) reach the client. Nothing is written unless every
+summaries (partition counts, schemas, bands) reach the client. A static catalog is first
+walked (one task per child of its root, ``ingest.stac_static``); each month window's task then
+keeps the walked items a search would return. Nothing is written unless every
 window succeeded. Phase 2 gives each year/month partition its own task: existing rows are kept,
 new ids appended, and the result written as a new data file; the client then commits every
 changed partition (and the search state) as one version of the index (``index/storage.py``).
@@ -37,6 +39,7 @@ from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..runner import compute, persist
 from .stac_items import conform_assets
 from .stac_search import MonthWindow, StacQuery, month_windows, search_window
+from .stac_static import catalog_parts, items_span, static_window, walk_catalog
 
 __all__ = ["StacBuildSummary", "ingest_stac", "conform_table", "partition_rows"]
 
@@ -225,23 +228,48 @@ ATTEMPTS = 5
 """Rounds of appends and commit before concurrent writers make an ingest give up."""
 
 
-def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathLike, *,
+def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any
+                  ) -> tuple[list[MonthWindow], list[Any]]:
+    """The month windows and their persisted row tables (API searches, or a static walk)."""
+    if not spec.is_static:
+        if date_range is None:
+            raise ValueError("date_range is required to search a STAC API")
+        windows = month_windows(date_range)
+        searches = [dask.delayed(search_window, pure=False)(
+            spec, w, dask_key_name=f"stac-search-{w.year}-{w.month:02d}-"
+                                   f"{dask.base.tokenize(spec, w)}") for w in windows]
+        return windows, persist(searches, client)
+    parts = catalog_parts(spec)
+    walks = persist([dask.delayed(walk_catalog, pure=False)(
+        spec, part, dask_key_name=f"stac-walk-{n}-{dask.base.tokenize(spec, part)}")
+        for n, part in enumerate(parts)], client)
+    if date_range is None:
+        span = compute([dask.delayed(items_span)(walks)], client)[0]
+        if span is None:
+            raise ValueError(f"the static STAC catalog {spec.stac_api} has no items"
+                             + (f" of collection {spec.collection!r}" if spec.collection else ""))
+        date_range = span
+    windows = month_windows(date_range)
+    filters = [dask.delayed(static_window, pure=False)(
+        spec, w, *walks, dask_key_name=f"stac-static-{w.year}-{w.month:02d}-"
+                                       f"{dask.base.tokenize(spec, w)}") for w in windows]
+    return windows, persist(filters, client)
+
+
+def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | os.PathLike, *,
                 name: str, data_source: str | None, description: str | None,
                 client: Any = None, storage_options: dict | None = None) -> StacBuildSummary:
     """Search ``date_range`` month by month and commit new items into the index at ``root``.
 
     ``root`` is a local folder or an fsspec URL; a folder holding anything but an index is
-    refused before any search.
+    refused before any search. For a static catalog ``date_range`` may be None (the span of
+    its items).
     """
-    windows: list[MonthWindow] = month_windows(date_range)
     store = open_store(root, storage_options)
     base = open_for_write(store)
     old_info = base.info if base is not None else None
     existing_schema = base.schema if base is not None else None
-    searches = [dask.delayed(search_window, pure=False)(
-        spec, w, dask_key_name=f"stac-search-{w.year}-{w.month:02d}-{dask.base.tokenize(spec, w)}")
-        for w in windows]
-    tables = persist(searches, client)
+    windows, tables = _window_tasks(spec, date_range, client)
     summaries = compute([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables],
                         client)
     summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries))
@@ -252,16 +280,19 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any], root: str | os.PathL
     searched = (windows[0].start.isoformat(), windows[-1].end.isoformat())
     stac_state = {
         "api": spec.stac_api, "collection": spec.collection, "bbox": spec.bbox,
-        "intersects": spec.intersects, "query": spec.query,
+        "intersects": spec.intersects, "query": spec.query, "static_catalog": spec.is_static,
         "band_map": dict(spec.band_map or {}) or None,
         "band_index_map": dict(spec.band_index_map or {}) or None,
         "searched": [list(searched)],
         "last_run": dt.datetime.now(dt.UTC).isoformat(),
     }
     if not schemas and existing_schema is None:
-        raise ValueError(f"the STAC search of {spec.collection!r} at {spec.stac_api} found no "
-                         f"items in {searched[0]} .. {searched[1]}"
-                         + (f" within bbox {spec.bbox}" if spec.bbox else ""))
+        what = (f"items of collection {spec.collection!r}" if spec.collection else "items")
+        source = (f"the static STAC catalog {spec.stac_api}" if spec.is_static
+                  else f"the STAC search at {spec.stac_api}")
+        raise ValueError(f"{source} found no {what} in {searched[0]} .. {searched[1]}"
+                         + (f" within bbox {spec.bbox}" if spec.bbox else "")
+                         + (f" matching query {spec.query}" if spec.query else ""))
     schema = _unified_schema(schemas, existing_schema, bands)
     order = list(old_info.extra.get("column_order", [])) if old_info else []
     order += [n for n in schema.names if n not in order]

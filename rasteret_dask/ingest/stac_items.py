@@ -1,9 +1,11 @@
 """STAC items (dicts) -> Arrow rows of the index contract (pure, no I/O).
 
 ``id``, ``datetime`` (plus ``start_datetime``/``end_datetime`` when given), the footprint as
-WKB, ``assets`` band code -> {href, band_index} through a band map, ``collection``,
-``proj:epsg`` (from ``proj:epsg`` or ``proj:code``, on the item or its assets), and every
-other item property as its own column (``eo:cloud_cover``, ``platform``, ``s2:mgrs_tile``...).
+WKB (null for an item without geometry), ``assets`` band code -> {href, band_index} through a
+band map, ``collection``, ``proj:epsg`` (from ``proj:code``, else ``proj:epsg``, on the item
+or its assets), and every other item property as its own column (``eo:cloud_cover``,
+``platform``, ``s2:mgrs_tile``...). :func:`item_dicts` recognises the forms items come in
+(pystac ``ItemCollection`` and ``Item``, item dicts, a FeatureCollection).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import shapely
 
 from .. import schema as S
 
-__all__ = ["items_to_table", "data_asset_keys", "item_epsg", "conform_assets", "RESERVED"]
+__all__ = ["items_to_table", "item_dicts", "data_asset_keys", "item_epsg", "conform_assets",
+           "RESERVED"]
 
 _TIME_PROPS = (S.DATETIME, S.START_DATETIME, S.END_DATETIME)
 RESERVED = frozenset({S.ID, S.GEOMETRY, S.ASSETS, "collection", S.EPSG, S.YEAR, S.MONTH,
@@ -28,14 +31,51 @@ _RASTER_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
 
 
 def _epsg_from(fields: Mapping[str, Any]) -> int | None:
-    value = fields.get("proj:epsg")
-    if isinstance(value, int | float) and value:
-        return int(value)
+    """``proj:code`` (projection v2) first, a possibly stale ``proj:epsg`` second."""
     code = fields.get("proj:code")
     if isinstance(code, str):
         match = _EPSG_CODE.match(code.strip())
         if match:
             return int(match.group(1))
+    value = fields.get("proj:epsg")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value:
+        return int(value)
+    return None
+
+
+def _is_item(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("type") == "Feature" and "assets" in value
+
+
+def item_dicts(obj: Any) -> list[dict] | None:
+    """STAC items as dicts when ``obj`` is a form of items, else None.
+
+    Parameters
+    ----------
+    obj : Any
+        A pystac ``ItemCollection`` or ``Item``, a list/tuple of pystac ``Item``s or item
+        dicts, or a GeoJSON FeatureCollection dict of items.
+
+    Returns
+    -------
+    list of dict or None
+        None for anything that is not items (tables, frames...).
+    """
+    import pystac
+
+    if isinstance(obj, pystac.ItemCollection):
+        return [item.to_dict() for item in obj]
+    if isinstance(obj, pystac.Item):
+        return [obj.to_dict()]
+    if isinstance(obj, Mapping):
+        if obj.get("type") == "FeatureCollection" and isinstance(obj.get("features"), list):
+            return [dict(f) for f in obj["features"]]
+        return [dict(obj)] if _is_item(obj) else None
+    if isinstance(obj, list | tuple) and obj:
+        if all(isinstance(v, pystac.Item) for v in obj):
+            return [v.to_dict() for v in obj]
+        if all(_is_item(v) for v in obj):
+            return [dict(v) for v in obj]
     return None
 
 

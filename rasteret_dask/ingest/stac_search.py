@@ -2,6 +2,8 @@
 
 A search pages through every result with pystac-client; 429 and 5xx answers are retried with
 backoff (GET and POST alike) before the window fails with a ``StacSearchError`` naming it.
+A static catalog (``StacQuery.is_static``) is walked instead (``ingest.stac_static``) and each
+window keeps the walked items a search would return.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ..index.normalize import normalize_table
 from .stac_items import items_to_table
 
 __all__ = ["MonthWindow", "month_windows", "StacQuery", "StacSearchError", "search_window",
-           "search_items"]
+           "search_items", "window_rows"]
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
@@ -68,7 +70,7 @@ class StacQuery:
     """What every window's search shares (picklable: it rides in each Dask task)."""
 
     stac_api: str
-    collection: str
+    collection: str | None
     bbox: tuple[float, float, float, float] | None = None
     intersects: dict | None = field(default=None, hash=False)
     query: dict | None = field(default=None, hash=False)
@@ -81,6 +83,15 @@ class StacQuery:
     backoff: float = 0.5
     timeout: float = 60.0
     headers: Mapping[str, str] | None = field(default=None, hash=False)
+    static_catalog: bool = False
+    storage_options: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    @property
+    def is_static(self) -> bool:
+        """Whether ``stac_api`` is a static catalog: flagged, or a ``.json`` document (a STAC
+        API's landing page is not a file)."""
+        path = self.stac_api.split("?", 1)[0].rstrip("/")
+        return self.static_catalog or path.lower().endswith(".json")
 
 
 def _client(spec: StacQuery):
@@ -113,13 +124,12 @@ def search_items(spec: StacQuery, window: MonthWindow) -> list[dict]:
     return items
 
 
-def search_window(spec: StacQuery, window: MonthWindow) -> pa.Table | None:
-    """One window's items as normalised index rows (``None`` when the window is empty).
+def window_rows(spec: StacQuery, window: MonthWindow, items: list[dict]) -> pa.Table | None:
+    """One window's items as normalised index rows (``None`` when there are none).
 
-    Items repeated across pages are kept once; rows outside the window's month (interval
+    Items repeated (across pages) are kept once; rows outside the window's month (interval
     items that merely overlap it) are kept and routed to their own partition later.
     """
-    items = search_items(spec, window)
     if not items:
         return None
     seen: set[str] = set()
@@ -135,3 +145,8 @@ def search_window(spec: StacQuery, window: MonthWindow) -> pa.Table | None:
     except ValueError as exc:
         raise ValueError(f"STAC items of {spec.collection!r} in month window {window}: {exc}") \
             from exc
+
+
+def search_window(spec: StacQuery, window: MonthWindow) -> pa.Table | None:
+    """One window's items from the STAC API as normalised index rows (``None`` when empty)."""
+    return window_rows(spec, window, search_items(spec, window))
