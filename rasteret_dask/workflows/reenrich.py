@@ -109,9 +109,41 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
              index_storage_options: dict | None = None) -> ReenrichReport:
     """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
 
-    ``client`` is a distributed Client or any ``connect()`` target (None: local threads).
-    ``index`` is a local folder or an fsspec URL (its credentials: ``index_storage_options``
-    or the ``rasteret_dask.storage_options`` dask config); ``storage_options`` are the COGs'.
+    Parameters
+    ----------
+    index : str or os.PathLike
+        The index: a local folder or an fsspec URL.
+    client : distributed.Client or connect() target, optional
+        Where to run (None: the active client, else local threads); a target given here is
+        closed afterwards.
+    bands : list of str, optional
+        Bands to enrich (default: all).
+    stac : bool, default True
+        Search the index's STAC API for items after the last searched month first.
+    until : date-like, optional
+        Search up to this date (default: now).
+    storage_options : dict, optional
+        fsspec options for the COGs.
+    report_path : str or os.PathLike, optional
+        Where the JSON report goes (default ``INDEX/_reports/reenrich-<UTC time>.json``).
+    progress : bool, default False
+        Show progress.
+    index_storage_options : dict, optional
+        fsspec options for the index itself (default: the ``rasteret_dask.storage_options``
+        dask config).
+
+    Returns
+    -------
+    ReenrichReport
+        Items added, records enriched / failed / skipped, partitions rewritten, errors, time,
+        the report's path and ``exit_code`` (1 when records stay failed).
+
+    Raises
+    ------
+    ValueError
+        When ``index`` is not a partitioned index.
+    StacSearchError
+        When a month's search keeps failing (nothing is written).
     """
     from ..collection import load
     from ..index.objectstore import put_atomic_url
