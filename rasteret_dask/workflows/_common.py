@@ -17,6 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 import dask
+import dask.array as da
 import fsspec
 import pyarrow.dataset as pads
 import shapely
@@ -37,6 +38,8 @@ __all__ = [
     "mark_done",
     "inset_box",
     "jsonable",
+    "read_origin",
+    "pad_to_window",
 ]
 
 ATTR_WORKFLOW = "rasteret_workflow"
@@ -81,6 +84,23 @@ def inset_box(grid: GridSpec, window: Window, inset: float = 0.25) -> shapely.Po
     xs = [t.c + t.a * c + t.b * r for c in cols for r in rows]
     ys = [t.f + t.d * c + t.e * r for c in cols for r in rows]
     return shapely.box(min(xs), min(ys), max(xs), max(ys))
+
+
+def read_origin(ds: Any, grid: GridSpec) -> tuple[int, int]:
+    """(row, col) on ``grid`` of the first pixel of a Dataset read on that grid."""
+    t = grid.transform
+    col = round((float(ds["x"].values[0]) - t.c) / t.a - 0.5)
+    row = round((float(ds["y"].values[0]) - t.f) / t.e - 0.5)
+    return row, col
+
+
+def pad_to_window(array: Any, origin: tuple[int, int], window: Window, fill: Any) -> Any:
+    """Pad a dask array whose last two axes start at ``origin`` (row, col) to ``window``."""
+    row, col = origin
+    height, width = array.shape[-2:]
+    pad = [(0, 0)] * (array.ndim - 2) + [(row - window.row_off, window.row_stop - row - height),
+                                         (col - window.col_off, window.col_stop - col - width)]
+    return da.pad(array, pad, mode="constant", constant_values=fill)
 
 
 def _group_json(attributes: dict) -> bytes:

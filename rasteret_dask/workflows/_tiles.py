@@ -14,7 +14,7 @@ import shapely
 
 from ..plan.geometry import reproject_geometries
 from ..plan.grid import GridSpec, Window
-from ._common import inset_box
+from ._common import inset_box, pad_to_window, read_origin
 
 __all__ = ["CompositeSetup", "monthly_median", "ndvi_block", "tile_arrays", "nan_tile"]
 
@@ -103,12 +103,7 @@ def tile_arrays(setup: CompositeSetup, tile: Window, outside: np.ndarray
     subset = setup.collection.where(pads.field("id").isin(pa.array(ids, pa.string())))
     ds = subset.get_xarray(box, list(setup.bands), geometry_crs=setup.epsg,
                            storage_options=setup.storage_options)
-    t = setup.grid.transform
-    col = round((float(ds["x"].values[0]) - t.c) / t.a - 0.5)
-    row = round((float(ds["y"].values[0]) - t.f) / t.e - 0.5)
-    height, width = ds.sizes["y"], ds.sizes["x"]
-    pad = ((0, 0), (row - tile.row_off, tile.row_stop - row - height),
-           (col - tile.col_off, tile.col_stop - col - width))
+    row, col = read_origin(ds, setup.grid)
     record_ids = [str(v) for v in ds["id"].values]
     month_of = np.array([setup.month_of[rid] for rid in record_ids], dtype=np.int64)
     arrays = {}
@@ -122,7 +117,7 @@ def tile_arrays(setup: CompositeSetup, tile: Window, outside: np.ndarray
             nodata=ds[band].attrs.get("nodata"), n_months=len(setup.months),
             chunks=((len(setup.months),),) + data.chunks[1:], dtype=np.float32,
             meta=np.array((), dtype=np.float32))
-        median = da.pad(median, pad, mode="constant", constant_values=NAN)
+        median = pad_to_window(median, (row, col), tile, NAN)
         if outside.any():
             median = da.where(outside[np.newaxis], NAN, median)
         arrays[band] = median.astype(np.float32).rechunk((1, tile.height, tile.width))

@@ -32,7 +32,14 @@ from ..plan.geometry import reproject_geometries
 from ..plan.grid import GridSpec, Window, pixel_coordinates
 from ..read import band_records, read_bands
 from ..runner import compute_streaming
-from ._common import WorkflowStore, as_collection, inset_box, memory_collection
+from ._common import (
+    WorkflowStore,
+    as_collection,
+    inset_box,
+    memory_collection,
+    pad_to_window,
+    read_origin,
+)
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -183,14 +190,8 @@ def _read_chip(collection: Collection, table: pa.Table, c: _Chip, bands: list[st
     one = memory_collection(collection, table.slice(c.row, 1))
     ds = one.get_xarray(inset_box(c.grid, inner), bands, geometry_crs=c.grid.crs_epsg,
                         storage_options=storage_options)
-    t = c.grid.transform
-    col = round((float(ds["x"].values[0]) - t.c) / t.a - 0.5)
-    row = round((float(ds["y"].values[0]) - t.f) / t.e - 0.5)
-    h, w = ds.sizes["y"], ds.sizes["x"]
     stack = da.stack([ds[b].data[0].astype(dtype) for b in bands])
-    pad = ((0, 0), (row - c.window.row_off, c.window.row_stop - row - h),
-           (col - c.window.col_off, c.window.col_stop - col - w))
-    return da.pad(stack, pad, mode="constant", constant_values=fill)[np.newaxis]
+    return pad_to_window(stack, read_origin(ds, c.grid), c.window, fill)[np.newaxis]
 
 
 def _safe_split(name: str) -> str:
