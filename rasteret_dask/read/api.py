@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +182,20 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     reader = source.reader(storage_options, max_concurrent)
     settle_missing((r for plan in plans for r in plan.skipped), on_missing, "get_xarray")
     datasets = [to_dataset(plan, reader, errors=errors).rename(source.renames) for plan in plans]
+    for dataset in datasets:
+        dataset.attrs.update(_provenance(collection, list(source.bands), geometry_crs, filters))
     return datasets[0] if len(datasets) == 1 else datasets
+
+
+def _provenance(collection: Collection, bands: list[str], geometry_crs: Any,
+                filters: dict[str, Any]) -> dict[str, Any]:
+    """What produced a Dataset: the package, the collection, the bands and the query."""
+    from .. import __version__
+
+    query = {"geometry_crs": str(geometry_crs), **{k: str(v) for k, v in filters.items()}}
+    return {"source": f"rasteret_dask {__version__}", "collection": collection.name,
+            "data_source": collection.data_source or "", "bands": ",".join(bands),
+            "query": json.dumps(query, sort_keys=True)}
 
 
 def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str] | str,

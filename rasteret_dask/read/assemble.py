@@ -27,6 +27,17 @@ def spatial_ref(epsg: int, transform) -> xr.DataArray:
     return xr.DataArray(np.int32(0), attrs=attrs)
 
 
+def axis_attrs(epsg: int) -> dict[str, dict[str, str]]:
+    """CF attributes of the ``x`` and ``y`` coordinates in a CRS (standard_name, long_name,
+    units, axis), as pyproj states them."""
+    out = {}
+    for axis in pyproj.CRS.from_epsg(epsg).cs_to_cf():
+        name = {"X": "x", "Y": "y"}.get(axis.get("axis", ""))
+        if name is not None:
+            out[name] = {k: str(v) for k, v in axis.items()}
+    return out
+
+
 def to_dataset(plan: ReadPlan, reader: RangeReader, *, errors: str = "raise") -> xr.Dataset:
     """One (time, y, x) variable per band, masked outside the geometry, lazily.
 
@@ -37,10 +48,12 @@ def to_dataset(plan: ReadPlan, reader: RangeReader, *, errors: str = "raise") ->
     check_errors(errors)
     read_errors, failures = new_read_errors() if errors == "nodata" else ([], None)
     x, y = plan.grid.coords(plan.window)
+    cf = axis_attrs(plan.grid.crs_epsg)
     coords = {
-        "time": ("time", np.array(plan.times, dtype="datetime64[ns]")),
-        "y": ("y", y),
-        "x": ("x", x),
+        "time": ("time", np.array(plan.times, dtype="datetime64[ns]"),
+                 {"standard_name": "time", "long_name": "acquisition time"}),
+        "y": ("y", y, cf.get("y", {})),
+        "x": ("x", x, cf.get("x", {})),
         "id": ("time", np.array(plan.ids, dtype=object)),
         "spatial_ref": spatial_ref(plan.grid.crs_epsg, plan.transform),
     }
@@ -55,9 +68,13 @@ def to_dataset(plan: ReadPlan, reader: RangeReader, *, errors: str = "raise") ->
             fill = np.array(band.chunks[next(iter(band.chunks))][1].fill, dtype=band.dtype)
             data = da.where(outside[np.newaxis], fill, data)
         attrs = {"grid_mapping": "spatial_ref"}
+        encoding = {}
         if band.nodata is not None:
-            attrs["_FillValue"] = np.array(band.nodata).astype(band.dtype).item()
-            attrs["nodata"] = attrs["_FillValue"]
+            attrs["nodata"] = np.array(band.nodata).astype(band.dtype).item()
+            # the fill value is an encoding (what a writer marks missing), so a float result
+            # of .where() or arithmetic does not carry a fill value its data no longer has
+            encoding["_FillValue"] = attrs["nodata"]
         variables[band.band] = xr.DataArray(data, dims=("time", "y", "x"), attrs=attrs)
+        variables[band.band].encoding.update(encoding)
     attrs = {"skipped_records": [str(r) for r in plan.skipped], "read_errors": read_errors}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
