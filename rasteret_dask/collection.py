@@ -483,6 +483,16 @@ class Collection:
 
         return sample_points(self, points, bands, **kwargs)
 
+    def iterate_rasters(self, bands: Sequence[str] | str | None = None, **kwargs: Any):
+        """One ``Raster`` per record (id, time, footprint, typed metadata, lazy reads), read
+        batch by batch; the layer's columns are checked at the call.
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.rasters.iterate_rasters`.
+        """
+        from .read.rasters import iterate_rasters
+
+        return iterate_rasters(self, bands, **kwargs)
+
     def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
         """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O.
 
