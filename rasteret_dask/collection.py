@@ -493,6 +493,19 @@ class Collection:
 
         return iterate_rasters(self, bands, **kwargs)
 
+    def to_torchgeo_dataset(self, bands: Sequence[str], **kwargs: Any):
+        """A TorchGeo ``GeoDataset`` whose samples are read by this project's read path
+        (needs the ``torchgeo`` extra).
+
+        Parameters, return value and errors: :class:`rasteret_dask.torchgeo.CollectionGeoDataset`.
+        """
+        try:
+            from .torchgeo import CollectionGeoDataset
+        except ImportError as exc:
+            raise ImportError("to_torchgeo_dataset needs TorchGeo: pip install "
+                              "'rasteret-dask[torchgeo]'") from exc
+        return CollectionGeoDataset(self, bands, **kwargs)
+
     def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
         """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O.
 

@@ -51,7 +51,8 @@ class Raster:
 
     ``metadata`` maps each band (as requested) to its typed header metadata; ``footprint``
     (CRS84, None when the record has none) and ``bbox`` (``scene_bbox``) come from the
-    index. :meth:`read` plans and fetches only when the returned Dataset is computed.
+    index; ``properties`` holds the other columns asked for (``iterate_rasters(columns=)``).
+    :meth:`read` plans and fetches only when the returned Dataset is computed.
     """
 
     id: str
@@ -61,6 +62,7 @@ class Raster:
     metadata: Mapping[str, CogMetadata]
     source: ReadSource = field(repr=False)
     records: Mapping[str, Record] = field(repr=False)
+    properties: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -199,9 +201,10 @@ def _bboxes(batch: pa.Table) -> list[tuple[float, float, float, float] | None]:
 
 
 def _rasters(subset: Collection, source: ReadSource, on_missing: str,
-             batch_size: int | None) -> Iterator[Raster]:
+             batch_size: int | None, extra: Sequence[str]) -> Iterator[Raster]:
     stored = source.stored_bands
     columns = [*LAYER_COLUMNS, *(S.metadata_column(b) for b in stored)]
+    columns += [c for c in extra if c not in columns]
     if S.ENRICH_ERRORS in subset.schema.names:  # why a row has no metadata, for the warning
         columns.append(S.ENRICH_ERRORS)
     for batch in subset.to_batches(columns, batch_size=batch_size):
@@ -212,6 +215,7 @@ def _rasters(subset: Collection, source: ReadSource, on_missing: str,
         decoded = decode_footprints(table[S.GEOMETRY])
         footprints = [None] * table.num_rows if isinstance(decoded, str) else decoded.geoms
         bboxes = _bboxes(table)
+        values = {c: table[c].to_pylist() for c in extra}
         for k, record_id in enumerate(table[S.ID].to_pylist()):
             records = {b: per_band[b].get(record_id) for b in stored}
             if any(r is None for r in records.values()):
@@ -219,12 +223,13 @@ def _rasters(subset: Collection, source: ReadSource, on_missing: str,
             first = records[stored[0]]
             metadata = {asked: records[b].metadata for asked, b in source.bands.items()}
             yield Raster(record_id, first.datetime, footprints[k], bboxes[k], metadata, source,
-                         records)
+                         records, {c: values[c][k] for c in extra})
 
 
 def iterate_rasters(collection: Collection, bands: Sequence[str] | str | None = None, *,
                     data_source: Any = None, on_missing: str = "skip",
-                    batch_size: int | None = None, **filters: Any) -> Iterator[Raster]:
+                    batch_size: int | None = None, columns: Sequence[str] = (),
+                    **filters: Any) -> Iterator[Raster]:
     """One :class:`Raster` per record, read lazily batch by batch.
 
     Parameters
@@ -241,6 +246,8 @@ def iterate_rasters(collection: Collection, bands: Sequence[str] | str | None = 
         ``MissingRecordsError``.
     batch_size : int, optional
         Rows per batch read from the index.
+    columns : sequence of str, optional
+        Other columns to carry on each Raster (``Raster.properties``).
     **filters
         ``Collection.subset`` arguments.
 
@@ -253,7 +260,8 @@ def iterate_rasters(collection: Collection, bands: Sequence[str] | str | None = 
     ------
     ValueError
         At the call: an unknown ``on_missing``, a band the collection does not know, or a
-        column the layer needs that the collection lacks (see :func:`check_layer`).
+        column the layer needs that the collection lacks (see :func:`check_layer`), or an
+        unknown column in ``columns``.
     """
     check_on_missing(on_missing)
     check_layer(collection.schema, [])  # the columns every band needs, before band lookup
@@ -264,5 +272,8 @@ def iterate_rasters(collection: Collection, bands: Sequence[str] | str | None = 
                              "has none: run collection.enrich() first")
     source = read_source(collection, bands, data_source)
     check_layer(collection.schema, source.stored_bands)
+    unknown = [c for c in columns if c not in collection.schema.names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown} in columns=")
     subset = collection.subset(**filters) if filters else collection
-    return _rasters(subset, source, on_missing, batch_size)
+    return _rasters(subset, source, on_missing, batch_size, tuple(columns))
