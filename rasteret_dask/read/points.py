@@ -7,7 +7,9 @@ byte ranges are batched with :class:`~.plan.FetchGroups`; a tile several chunks 
 of one multi-sample file) is one range of one group, so every tile under the points is
 fetched once. Tiles over the size limit are never fetched (their chunk raises, or reads as
 nodata); a tile whose decoded size is over the limit is sparse or refused, so one pixel of it
-stands for all its points and nothing tile-sized is allocated.
+stands for all its points and nothing tile-sized is allocated. A nodata fallback
+(``sample_points(max_distance_pixels=)``) plans the pixels around chosen points the same way
+(:func:`plan_neighbourhoods`).
 """
 
 from __future__ import annotations
