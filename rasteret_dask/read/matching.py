@@ -44,9 +44,9 @@ def check_match(match: str, max_distance_pixels: int) -> None:
     """Refuse an unknown ``match`` or a ``max_distance_pixels`` that is not an integer >= 0."""
     if match not in MATCH_MODES:
         raise ValueError(f"match must be one of {MATCH_MODES}, got {match!r}")
-    if (isinstance(max_distance_pixels, bool) or not isinstance(max_distance_pixels, int | np.integer)
-            or max_distance_pixels < 0):
-        raise ValueError(f"max_distance_pixels must be an integer >= 0, got {max_distance_pixels!r}")
+    radius = max_distance_pixels
+    if isinstance(radius, bool) or not isinstance(radius, int | np.integer) or radius < 0:
+        raise ValueError(f"max_distance_pixels must be an integer >= 0, got {radius!r}")
 
 
 def is_valid(value: Any, nodata: float | None) -> bool:
