@@ -25,6 +25,7 @@ from .index import (
 # every user of the package reads, and importing it there made a fresh process's first read
 # ~0.25 s slower than later ones (benchmarks/read_bench.py, "first read of a fresh process").
 from .read import MissingRecordsError, RasterReadError  # isort: skip
+from .read.rasters import Raster  # isort: skip
 
 __all__ = [
     "Collection",
@@ -35,6 +36,7 @@ __all__ = [
     "MissingFootprintWarning",
     "MissingRecordsError",
     "NotAnIndexError",
+    "Raster",
     "RasterReadError",
     "build",
     "build_collection_from_table",

@@ -483,6 +483,29 @@ class Collection:
 
         return sample_points(self, points, bands, **kwargs)
 
+    def iterate_rasters(self, bands: Sequence[str] | str | None = None, **kwargs: Any):
+        """One ``Raster`` per record (id, time, footprint, typed metadata, lazy reads), read
+        batch by batch; the layer's columns are checked at the call.
+
+        Parameters, return value and errors: :func:`rasteret_dask.read.rasters.iterate_rasters`.
+        """
+        from .read.rasters import iterate_rasters
+
+        return iterate_rasters(self, bands, **kwargs)
+
+    def to_torchgeo_dataset(self, bands: Sequence[str], **kwargs: Any):
+        """A TorchGeo ``GeoDataset`` whose samples are read by this project's read path
+        (needs the ``torchgeo`` extra).
+
+        Parameters, return value and errors: :class:`rasteret_dask.torchgeo.CollectionGeoDataset`.
+        """
+        try:
+            from .torchgeo import CollectionGeoDataset
+        except ImportError as exc:
+            raise ImportError("to_torchgeo_dataset needs TorchGeo: pip install "
+                              "'rasteret-dask[torchgeo]'") from exc
+        return CollectionGeoDataset(self, bands, **kwargs)
+
     def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
         """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O.
 

@@ -7,11 +7,14 @@ byte ranges are batched with :class:`~.plan.FetchGroups`; a tile several chunks 
 of one multi-sample file) is one range of one group, so every tile under the points is
 fetched once. Tiles over the size limit are never fetched (their chunk raises, or reads as
 nodata); a tile whose decoded size is over the limit is sparse or refused, so one pixel of it
-stands for all its points and nothing tile-sized is allocated.
+stands for all its points and nothing tile-sized is allocated. A nodata fallback
+(``sample_points(max_distance_pixels=)``) plans the pixels around chosen points the same way
+(:func:`plan_neighbourhoods`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +35,8 @@ from .plan import (
 )
 from .select import Record, Selection
 
-__all__ = ["PointSample", "PointPlan", "plan_points", "sample_order"]
+__all__ = ["PointSample", "PointPlan", "Neighbourhood", "plan_points", "plan_neighbourhoods",
+           "sample_order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,17 +172,91 @@ def plan_points(
         Samples in band, record, point order; points outside a record's image have none.
     """
     planner = _Planner(limits.max_tile_bytes(max_tile_bytes), group_tiles, group_bytes)
-    coordinates: dict[int, np.ndarray] = {}
-    for band, records in selection.records_by_band.items():
+    pixels = _PointPixels(selection)
+    for records in selection.records_by_band.values():
         for record in records:
-            grid = selection.grids[(band, record.id)]
-            epsg = grid.crs_epsg
-            if epsg not in coordinates:
-                coordinates[epsg] = shapely.get_coordinates(selection.geometry_in(epsg))
-            xy = coordinates[epsg]
-            cols, rows = pixel_coordinates(xy[:, 0], xy[:, 1], grid.transform)
-            planner.add(record, cols, rows)
+            planner.add(record, *pixels.of(record))
     return PointPlan(planner.fetch.close(), tuple(planner.chunks), tuple(planner.samples))
+
+
+class _PointPixels:
+    """The selection's points as fractional (col, row) pixel positions of a record's grid
+    (points reprojected once per CRS)."""
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+        self.coordinates: dict[int, np.ndarray] = {}
+
+    def of(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        grid = self.selection.grids[(record.band, record.id)]
+        epsg = grid.crs_epsg
+        if epsg not in self.coordinates:
+            self.coordinates[epsg] = shapely.get_coordinates(self.selection.geometry_in(epsg))
+        xy = self.coordinates[epsg]
+        return pixel_coordinates(xy[:, 0], xy[:, 1], grid.transform)
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """The pixels around point ``point``'s own pixel in a record's band, inside its image.
+
+    ``row``/``col`` are the point's fractional image position; ``pixels`` maps each pixel
+    (image row, image column) to its sample's position in the plan's ``samples``.
+    """
+
+    point: int
+    record: Record
+    row: float
+    col: float
+    pixels: Mapping[tuple[int, int], int]
+
+
+def plan_neighbourhoods(
+    selection: Selection,
+    centres: Sequence[tuple[int, Record]],
+    offsets: Sequence[tuple[int, int]],
+    *,
+    max_tile_bytes: int | str | None = None,
+    group_tiles: int = DEFAULT_GROUP_TILES,
+    group_bytes: int = DEFAULT_GROUP_BYTES,
+) -> tuple[PointPlan, tuple[Neighbourhood, ...]]:
+    """Plan reading the pixels at ``offsets`` around points' own pixels (a nodata fallback).
+
+    Parameters
+    ----------
+    selection
+        The selection the points were sampled from.
+    centres
+        (point number, record of a band) pairs whose point lies inside the record's image.
+    offsets
+        (row, col) offsets from the point's own pixel; those outside the image are left out.
+    max_tile_bytes, group_tiles, group_bytes
+        As :func:`plan_points`.
+
+    Returns
+    -------
+    (PointPlan, tuple of Neighbourhood)
+        The plan's samples are the neighbourhood pixels (each tile fetched once); one
+        neighbourhood per centre, in order.
+    """
+    planner = _Planner(limits.max_tile_bytes(max_tile_bytes), group_tiles, group_bytes)
+    pixels = _PointPixels(selection)
+    found = []
+    for point, record in centres:
+        cols, rows = pixels.of(record)
+        col, row = float(cols[point]), float(rows[point])
+        md = record.metadata
+        keys = [(r, c) for r, c in ((int(np.floor(row)) + dr, int(np.floor(col)) + dc)
+                                    for dr, dc in offsets)
+                if 0 <= r < md.image_height and 0 <= c < md.image_width]
+        first = len(planner.samples)
+        if keys:
+            planner.add(record, np.array([c + 0.5 for _, c in keys]),
+                        np.array([r + 0.5 for r, _ in keys]))
+        where = {keys[s.point]: first + n for n, s in enumerate(planner.samples[first:])}
+        found.append(Neighbourhood(point, record, row, col, where))
+    plan = PointPlan(planner.fetch.close(), tuple(planner.chunks), tuple(planner.samples))
+    return plan, tuple(found)
 
 
 def sample_order(plan: PointPlan) -> list[tuple[int, str, dict]]:

@@ -21,10 +21,12 @@ from .assemble import to_dataset
 from .chunks import decode_chunk
 from .failures import TileFailures, check_errors, new_read_errors
 from .graph import fetch_group
+from .matching import SampleRow, check_match, is_valid, nearest_valid, pick_rows, window_offsets
 from .pending import ChunkJob, PendingPayloads
 from .plan import NO_GROUP
-from .points import PointPlan, plan_points, sample_order
-from .select import query_geometries, select
+from .points import PointPlan, plan_neighbourhoods, plan_points, sample_order
+from .queries import read_queries
+from .select import Record, Selection, select
 from .skipped import check_on_missing, settle_missing
 
 if TYPE_CHECKING:
@@ -38,7 +40,8 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str, *,
-            geometry_crs: Any = 4326, storage_options: dict | None = None,
+            geometry_crs: Any = 4326, geometry_column: str | None = None,
+            storage_options: dict | None = None,
             max_concurrent: int = 64, data_source: Any = None, on_missing: str = "skip",
             errors: str = "raise", **kwargs: Any):
     """A GeoDataFrame with one row per record x geometry x band: the array and its transform.
@@ -50,11 +53,15 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
     collection
         The index to read from.
     geometries
-        One or several geometries (see ``read.api.plan_reads``).
+        One or several geometries (see ``read.api.plan_reads``), or a table of them
+        (pyarrow, (geo)pandas, polars, DuckDB; see ``read.queries``) whose other columns are
+        kept on each geometry's rows.
     bands : sequence of str or str
         Bands to read, as the index or the data source's band map names them.
     geometry_crs : CRS-like, default 4326
-        CRS of ``geometries`` unless they carry their own; the frame's CRS.
+        CRS of ``geometries`` unless they declare their own; the frame's CRS.
+    geometry_column : str, optional
+        The geometry column of a table of geometries (default: detected).
     storage_options : dict, optional
         fsspec options for the COGs (default: the data source's).
     max_concurrent : int, default 64
@@ -75,7 +82,9 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
     -------
     geopandas.GeoDataFrame
         Columns ``geometry_index``, ``id``, ``datetime``, ``band``, ``array`` (y, x),
-        ``transform`` (6 coefficients), ``crs_epsg`` and ``geometry`` (the query geometry).
+        ``transform`` (6 coefficients), ``crs_epsg`` and ``geometry`` (the query geometry),
+        then the query table's other columns (a name the frame already uses gets an
+        ``input_`` prefix).
 
     Raises
     ------
@@ -84,11 +93,12 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
     """
     import geopandas as gpd
 
-    selections, plans = prepare_reads(collection, geometries, bands, geometry_crs=geometry_crs,
-                                      data_source=data_source, on_missing=on_missing,
-                                      errors=errors, **kwargs)
+    queries = read_queries(geometries, geometry_crs, geometry_column)
+    selections, plans = prepare_reads(collection, list(queries.geometries), bands,
+                                      geometry_crs=queries.crs, data_source=data_source,
+                                      on_missing=on_missing, errors=errors, **kwargs)
     source = selections[0].source
-    src = selections[0].geometry_crs
+    src = queries.crs
     bands = list(source.bands)
     reader = source.reader(storage_options, max_concurrent)
     settle_missing((r for plan in plans for r in plan.skipped), on_missing, "get_gdf")
@@ -109,6 +119,10 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=src) if rows else gpd.GeoDataFrame(
         columns=["geometry_index", "id", "datetime", "band", "array", "transform", "crs_epsg",
                  "geometry"], geometry="geometry", crs=src)
+    kept = queries.kept_columns(frame["geometry_index"].to_numpy(dtype=np.int64),
+                                set(frame.columns))
+    for name, values in kept.items():
+        frame[name] = values.to_pandas()
     frame.attrs["skipped_records"] = _unique(str(r) for plan in plans for r in plan.skipped)
     frame.attrs["read_errors"] = _unique(read_errors)
     return frame
@@ -147,27 +161,92 @@ class _Chunks:
         return array
 
 
+def _values(plan: PointPlan, chunks: _Chunks, bands: Sequence[str]
+            ) -> list[tuple[int, str, np.datetime64, dict[str, Any], dict[str, Record]]]:
+    """(point, record id, time, band -> value, band -> record) per output row of ``plan``."""
+    rows = []
+    for k, record_id, entry in sample_order(plan):
+        values: dict[str, Any] = {}
+        records: dict[str, Record] = {}
+        for band in bands:
+            sample = entry.get(band)
+            if sample is not None:
+                array = chunks.array(sample.chunk)
+                values[band] = array[0, sample.row, sample.col].item()
+                records[band] = sample.record
+        rows.append((k, record_id, entry["datetime"], values, records))
+    return rows
+
+
+def _fall_back(rows: list, selection: Selection, radius: int, reader: RangeReader,
+               failures: TileFailures | None, max_tile_bytes: int | str | None) -> None:
+    """Replace invalid values of points inside an image by their nearest valid neighbour
+    (``read.matching``): one more point plan, of the pixels around those points only."""
+    centres = [(k, band, record) for k, _, _, values, records in rows
+               for band, record in records.items()
+               if not is_valid(values[band], record.metadata.nodata)]
+    if not centres:
+        return
+    plan, hoods = plan_neighbourhoods(selection, [(k, r) for k, _, r in centres],
+                                      window_offsets(radius), max_tile_bytes=max_tile_bytes)
+    chunks = _Chunks(plan, reader, failures)
+    found: dict[tuple[int, str, str], Any] = {}
+    for (_, band, record), hood in zip(centres, hoods, strict=True):
+        values = {}
+        for key, n in hood.pixels.items():
+            sample = plan.samples[n]
+            values[key] = chunks.array(sample.chunk)[0, sample.row, sample.col].item()
+        md = record.metadata
+        size = (abs(md.transform.a), abs(md.transform.e))
+        value = nearest_valid(hood.row, hood.col, values, radius, size, md.nodata)
+        if value is not None:
+            found[(hood.point, band, record.id)] = value
+    for k, record_id, _, values, _ in rows:
+        for band in values:
+            if (k, band, record_id) in found:
+                values[band] = found[(k, band, record_id)]
+
+
 def sample_points(collection: Collection, points: Any, bands: Sequence[str] | str, *,
-                  geometry_crs: Any = 4326, storage_options: dict | None = None,
+                  geometry_crs: Any = 4326, geometry_column: str | None = None,
+                  match: str = "all", max_distance_pixels: int = 0,
+                  storage_options: dict | None = None,
                   max_concurrent: int = 64, data_source: Any = None,
                   max_tile_bytes: int | str | None = None, on_missing: str = "skip",
                   errors: str = "raise", **filters: Any) -> pa.Table:
-    """Pixel values at points: one row per point x record, one column per band.
+    """Pixel values at points: one row per point x record (or per point, see ``match``), one
+    column per band.
 
     The points become a point plan (``read.points``): each tile under them is fetched once,
     through the same fetch groups and chunk decoding as an array read, and nothing else is
-    fetched. Records may be in several CRSs (each is sampled in its own).
+    fetched. Records may be in several CRSs (each is sampled in its own). A value is the
+    pixel holding the point, as rasterio's ``DatasetReader.sample`` reads it.
 
     Parameters
     ----------
     collection
         The index to read from.
     points
-        Point geometries (anything ``get_xarray`` takes as geometries, all points).
+        Point geometries (anything ``get_xarray`` takes as geometries, all points), or a table
+        of points (pyarrow, (geo)pandas, polars, DuckDB; see ``read.queries``) whose other
+        columns are kept in the output.
     bands : sequence of str or str
         Bands to sample, as the index or the data source's band map names them.
     geometry_crs : CRS-like, default 4326
-        CRS of ``points`` unless they carry their own.
+        CRS of ``points`` unless they declare their own.
+    geometry_column : str, optional
+        The geometry column of a table of points (default: detected).
+    match : {"all", "latest", "nearest_time"}, default "all"
+        ``"all"``: every record whose image holds the point. ``"latest"``: per point, the
+        most recent record whose every band is valid there (not nodata, not NaN), else the
+        most recent record. ``"nearest_time"``: the same choice by closeness to the point's
+        own time, the ``datetime`` column of a table of points (required). Ties are
+        documented in ``read.matching``.
+    max_distance_pixels : int, default 0
+        With N > 0, a point whose own pixel is nodata (or NaN) takes the nearest valid pixel
+        within N pixels (square rings, closest pixel rectangle in map units); points outside
+        the image stay without a value. The pixels around those points are read in a second
+        point plan.
     storage_options : dict, optional
         fsspec options for the COGs (default: the data source's).
     max_concurrent : int, default 64
@@ -188,16 +267,18 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str] | st
     Returns
     -------
     pyarrow.Table
-        Columns ``point_index``, ``id``, ``datetime`` (UTC) and one per band (null where the
-        point is outside that band's image), sorted by point then time. The schema metadata
-        lists what was skipped and read as nodata (``b"skipped_records"``,
-        ``b"read_errors"``: JSON lists).
+        Columns ``point_index`` (the point's position, its row in a table of points), ``id``,
+        ``datetime`` (UTC), one per band (null where the point is outside that band's image),
+        then the point table's other columns (a name the output already uses gets an
+        ``input_`` prefix), sorted by point then time. The schema metadata lists what was
+        skipped and read as nodata (``b"skipped_records"``, ``b"read_errors"``: JSON lists).
 
     Raises
     ------
     ValueError
-        For non-point geometries, an unknown ``on_missing``, ``errors`` or
-        ``max_tile_bytes``, an unknown or unenriched band, or a record without an EPSG code.
+        For non-point geometries, an unknown ``match``, ``on_missing``, ``errors`` or
+        ``max_tile_bytes``, a negative ``max_distance_pixels``, ``"nearest_time"`` without
+        point times, an unknown or unenriched band, or a record without an EPSG code.
     MissingRecordsError
         With ``on_missing="raise"``.
     RasterReadError
@@ -205,42 +286,46 @@ def sample_points(collection: Collection, points: Any, bands: Sequence[str] | st
     """
     check_on_missing(on_missing)
     check_errors(errors)
-    shapes, src = query_geometries(points, geometry_crs)
-    if not all(isinstance(p, shapely.Point) for p in shapes):
+    check_match(match, max_distance_pixels)
+    queries = read_queries(points, geometry_crs, geometry_column)
+    if not all(isinstance(p, shapely.Point) for p in queries.geometries):
         raise ValueError("sample_points takes point geometries")
-    (selection,) = select(collection, shapely.MultiPoint(shapes), bands, geometry_crs=src,
-                          data_source=data_source, on_missing=on_missing, align=False,
-                          **filters)
+    times = queries.require_times("match='nearest_time'") if match == "nearest_time" else None
+    (selection,) = select(collection, shapely.MultiPoint(queries.geometries), bands,
+                          geometry_crs=queries.crs, data_source=data_source,
+                          on_missing=on_missing, align=False, **filters)
     settle_missing(selection.skipped, on_missing, "sample_points")
     plan = plan_points(selection, max_tile_bytes=max_tile_bytes)
     source = selection.source
     bands = source.stored_bands
     read_errors, failures = new_read_errors() if errors == "nodata" else ([], None)
-    chunks = _Chunks(plan, source.reader(storage_options, max_concurrent), failures)
-    out: dict[str, list] = {"point_index": [], "id": [], "datetime": []}
-    dtypes: dict[str, np.dtype] = {}
-    for band in bands:
-        out[band] = []
-    for k, record_id, entry in sample_order(plan):
-        out["point_index"].append(k)
-        out["id"].append(record_id)
-        out["datetime"].append(entry["datetime"])
-        for band in bands:
-            sample = entry.get(band)
-            if sample is None:
-                out[band].append(None)
-                continue
-            array = chunks.array(sample.chunk)
-            dtypes[band] = array.dtype
-            out[band].append(array[0, sample.row, sample.col].item())
+    reader = source.reader(storage_options, max_concurrent)
+    values = _values(plan, _Chunks(plan, reader, failures), bands)
+    if max_distance_pixels:
+        _fall_back(values, selection, max_distance_pixels, reader, failures, max_tile_bytes)
+    rows = pick_rows([SampleRow(k, rid, when, vals,
+                                all(b in vals and is_valid(vals[b], recs[b].metadata.nodata)
+                                    for b in bands))
+                      for k, rid, when, vals, recs in values], match, times)
     columns = {
-        "point_index": pa.array(out["point_index"], pa.int64()),
-        "id": pa.array(out["id"], pa.string()),
-        "datetime": pa.array(np.array(out["datetime"], dtype="datetime64[ns]"),
+        "point_index": pa.array([r.point for r in rows], pa.int64()),
+        "id": pa.array([r.record_id for r in rows], pa.string()),
+        "datetime": pa.array(np.array([r.datetime for r in rows], dtype="datetime64[ns]"),
                              pa.timestamp("ns")).cast(pa.timestamp("us", tz="UTC")),
     }
     for asked, band in source.bands.items():
-        columns[asked] = pa.array(out[band], type=pa.from_numpy_dtype(dtypes.get(band, np.float64)))
+        columns[asked] = pa.array([r.values.get(band) for r in rows],
+                                  type=pa.from_numpy_dtype(_band_dtype(selection, band)))
+    columns.update(queries.kept_columns(np.array([r.point for r in rows], dtype=np.int64),
+                                        set(columns)))
     metadata = {b"skipped_records": json.dumps(_unique(str(r) for r in selection.skipped)),
                 b"read_errors": json.dumps(list(read_errors))}
     return pa.table(columns).replace_schema_metadata(metadata)
+
+
+def _band_dtype(selection: Selection, band: str) -> np.dtype:
+    """The dtype of a band's samples: its records' (float64 without any record)."""
+    records = selection.records_by_band.get(band, ())
+    if not records:
+        return np.dtype(np.float64)
+    return np.result_type(*{r.metadata.native_dtype for r in records})
