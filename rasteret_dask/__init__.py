@@ -1,6 +1,6 @@
 """rasteret_dask: a GeoParquet index of COGs with lazy, tile-aligned, Dask-parallel reads."""
 
-from .build import build, build_from_stac, build_from_table
+from .build import EnrichmentFailedError, build, build_from_stac, build_from_table
 from .catalog import (
     DatasetDescriptor,
     descriptors,
@@ -31,6 +31,7 @@ __all__ = [
     "Collection",
     "ConcurrentWriteError",
     "DatasetDescriptor",
+    "EnrichmentFailedError",
     "IndexChangedError",
     "IndexExistsError",
     "MissingFootprintWarning",

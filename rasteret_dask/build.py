@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from .index.assets import (
 )
 
 __all__ = ["build_from_table", "build_from_stac", "build", "DEFAULT_WORKSPACE", "rewrite_hrefs",
-           "select_assets", "index_root", "validate_name"]
+           "select_assets", "index_root", "validate_name", "EnrichmentFailedError"]
 
 DEFAULT_WORKSPACE = "rasteret_workspace"
 
@@ -89,6 +90,27 @@ def _band_map(band_codes: Mapping[str, str] | Sequence[str] | None) -> dict[str,
     if band_codes is None:
         return None
     return dict(band_codes) if isinstance(band_codes, Mapping) else {b: b for b in band_codes}
+
+
+class EnrichmentFailedError(RuntimeError):
+    """Every header of a build's enrichment failed: the index was written, nothing enriched."""
+
+
+def _checked(report: Any, call: str) -> Collection:
+    """The enriched collection of a build; no silent failures: raise when every header failed,
+    warn (with the count and where the reasons are) when some did."""
+    if report.failed and not report.enriched:
+        first = "; ".join(report.errors[:3])
+        raise EnrichmentFailedError(
+            f"{call}: all {report.failed} headers failed to enrich (first: {first}); the index "
+            f"was written without COG metadata, fix the hrefs or storage options and run "
+            f"collection.enrich()")
+    if report.failed:
+        warnings.warn(f"{call}: {report.failed} of {report.failed + report.enriched} headers "
+                      f"failed to enrich; the reasons are in the index's `enrich_errors` column "
+                      f"(first: {report.errors[0] if report.errors else 'not recorded'}); reads "
+                      "skip those records", stacklevel=3)
+    return report.collection
 
 
 def build_from_table(
@@ -170,6 +192,9 @@ def build_from_table(
         required column, or footprints outside CRS84's range.
     NotAnIndexError, IndexExistsError
         When ``workspace_dir/name`` is a foreign folder, or an index and not ``overwrite``.
+    EnrichmentFailedError
+        When every header failed to enrich (the index is written; the first errors are named).
+        When only some failed, a ``UserWarning`` gives the count and points to ``enrich_errors``.
     """
     root = index_root(workspace_dir, name)
     descriptor = get_descriptor(data_source) if data_source is not None else None
@@ -222,7 +247,7 @@ def build_from_table(
     collection = collection.export(root, overwrite=overwrite)
     if enrich_cog:
         report = collection.enrich(client=client, storage_options=storage_options, progress=progress)
-        collection = report.collection
+        collection = _checked(report, f"build_from_table({name!r})")
     return collection
 
 
@@ -355,8 +380,8 @@ def build_from_stac(
 
         built = load(root)
         if enrich_cog:
-            built = built.enrich(client=active, storage_options=storage_options,
-                                 progress=progress).collection
+            built = _checked(built.enrich(client=active, storage_options=storage_options,
+                                          progress=progress), f"build_from_stac({name!r})")
         return built
 
 
