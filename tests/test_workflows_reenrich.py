@@ -9,7 +9,7 @@ import pytest
 
 import rasteret_dask as rd
 from rasteret_dask.testing.stac import StacServer
-from rasteret_dask.workflows.reenrich import reenrich
+from rasteret_dask.workflows.reenrich import reenrich, search_start
 
 from .test_ingest_stac import (  # noqa: F401 - shared fixtures
     BBOX,
@@ -76,3 +76,47 @@ def test_reenrich_retries_failures_and_exits_non_zero(items, cog_server, tmp_pat
 def test_reenrich_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no collection index"):
         reenrich(tmp_path / "nope")
+
+
+def _when(item: dict) -> str:
+    return item["properties"]["datetime"][:10]
+
+
+def test_search_start_looks_back_whole_months():
+    searched = [["2024-01-01T00:00:00+00:00", "2024-05-31T23:59:59.999999+00:00"]]
+    assert search_start(searched).isoformat() == "2024-02-01T00:00:00+00:00"
+    assert search_start(searched, lookback=0).isoformat() == "2024-05-01T00:00:00+00:00"
+    assert search_start(searched, lookback=12).isoformat() == "2024-01-01T00:00:00+00:00"
+    assert search_start(searched, full=True).isoformat() == "2024-01-01T00:00:00+00:00"
+    across = [["2023-06-01T00:00:00+00:00", "2024-02-10T00:00:00+00:00"]]
+    assert search_start(across, lookback=3).isoformat() == "2023-11-01T00:00:00+00:00"
+    assert search_start([]) is None
+    with pytest.raises(ValueError, match="lookback"):
+        search_start(searched, lookback=-1)
+
+
+def test_reenrich_default_run_adds_late_items_in_searched_months(items, tmp_path):  # noqa: F811
+    # the catalogue holds January to March (without March's last ten items) when the index is
+    # built for January to May; April's, May's and March's late items appear afterwards
+    march = [i for i in items if _when(i) < "2024-04-01" and _when(i) >= "2024-03-01"]
+    late = {i["id"] for i in march[-10:]}
+    early = [i for i in items if _when(i) < "2024-04-01" and i["id"] not in late]
+    with StacServer(early) as first:
+        rd.build_from_stac(name="s2", stac_api=first.url, collection="sentinel-2-l2a", bbox=BBOX,
+                           date_range=("2024-01-01", "2024-05-31"), workspace_dir=tmp_path,
+                           progress=False)
+        port = first.port
+    root = tmp_path / "s2"
+    everything = [i for i in items if _when(i) < "2024-06-01"]
+    with StacServer(everything, port=port):
+        report = reenrich(root, until="2024-05-31")
+    assert _partition_ids(root) == _expected(items, "2024-01-01", "2024-05-31")
+    added = _expected(items, "2024-04-01", "2024-05-31")
+    found_late = {i for i in late if any(i in v for v in _expected(items, "2024-03-01",
+                                                                   "2024-03-31").values())}
+    assert found_late  # the late March items the bbox search finds
+    assert report.stac_rows_added == sum(map(len, added.values())) + len(found_late)
+    assert [w["window"] for w in report.stac_windows] == ["2024-02", "2024-03", "2024-04",
+                                                          "2024-05"]
+    assert report.stac_windows[2]["items_found"] == len(added[(2024, 4)])
+    assert report.exit_code == 0

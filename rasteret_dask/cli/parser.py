@@ -142,6 +142,11 @@ def _workflow_commands(commands) -> None:
     p.add_argument("--bands", type=A.bands, help="bands to enrich (default: all)")
     p.add_argument("--until", help="search STAC up to this date (default: now)")
     p.add_argument("--no-stac", action="store_true", help="only enrich, do not search STAC")
+    p.add_argument("--lookback", type=int, default=3, metavar="MONTHS",
+                   help="months before the last searched month to search again for items "
+                        "published late (default: 3)")
+    p.add_argument("--full", action="store_true",
+                   help="search the whole recorded date range again")
     p.add_argument("--report", help="report path (default: INDEX/_reports/reenrich-*.json)")
 
     p = _command(jobs, "composite", C.composite,

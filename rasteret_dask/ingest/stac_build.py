@@ -55,6 +55,8 @@ class StacBuildSummary:
     rows_added: int = 0
     partitions_written: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     partitions_unchanged: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    windows_found: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    """Each month window searched (``YYYY-MM``) and the items it found."""
 
 
 def _summary(table: pa.Table | None, with_times: bool) -> dict[str, Any]:
@@ -272,7 +274,9 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
     windows, tables = _window_tasks(spec, date_range, client)
     summaries = compute([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables],
                         client)
-    summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries))
+    summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries),
+                               windows_found=[(f"{w.year:04d}-{w.month:02d}", s["rows"])
+                                              for w, s in zip(windows, summaries, strict=True)])
     bands = list(old_info.bands) if old_info is not None else []
     for s in summaries:
         bands += [b for b in s["bands"] if b not in bands]

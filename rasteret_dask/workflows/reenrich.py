@@ -1,8 +1,10 @@
 """Scheduled re-enrichment: new STAC items since the last run, then missing or failed metadata.
 
 For an index built from STAC the search state is kept with the index (its metadata records the
-API, collection, bbox, band map and the windows searched so far); a run searches from the last
-searched month up to ``until`` and appends only new ids. Then enrichment fills what is missing
+API, collection, bbox, band map and the windows searched so far); a run searches again from
+``lookback`` months (default 3) before the month of the last searched time (``full``: the whole
+recorded range) up to ``until``, one Dask task per month window, and appends only ids the index
+does not have, so items a catalogue publishes late still enter. Then enrichment fills what is missing
 or failed, rewriting only the partitions that changed (each step one committed version of the
 index). A JSON report is written beside the index (``INDEX/_reports/``, one atomic put through
 fsspec, so an index on an object store gets its reports there too); a second run in a row finds
@@ -18,7 +20,8 @@ import os
 import time
 from typing import Any
 
-__all__ = ["ReenrichReport", "reenrich", "REPORTS_DIR"]
+__all__ = ["ReenrichReport", "reenrich", "search_start", "REPORTS_DIR",
+           "DEFAULT_LOOKBACK_MONTHS"]
 
 REPORTS_DIR = "_reports"  # leading underscore: ignored by dataset discovery
 
@@ -31,6 +34,7 @@ class ReenrichReport:
     started: str
     seconds: float = 0.0
     stac_searched: list[str] | None = None
+    stac_windows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     stac_items_found: int = 0
     stac_rows_added: int = 0
     stac_partitions_written: list[str] = dataclasses.field(default_factory=list)
@@ -70,6 +74,10 @@ class ReenrichReport:
         return f"{head}{tail} ({self.seconds:.1f} s)"
 
 
+DEFAULT_LOOKBACK_MONTHS = 3
+"""Months before the last searched month a default run searches again (late publication)."""
+
+
 def _month_start(iso: str) -> dt.datetime:
     stamp = dt.datetime.fromisoformat(iso)
     if stamp.tzinfo is None:
@@ -77,15 +85,47 @@ def _month_start(iso: str) -> dt.datetime:
     return dt.datetime(stamp.year, stamp.month, 1, tzinfo=dt.UTC)
 
 
+def search_start(searched: list[list[str]], *, lookback: int = DEFAULT_LOOKBACK_MONTHS,
+                 full: bool = False) -> dt.datetime | None:
+    """Where a run's STAC search starts, from the windows searched so far.
+
+    Parameters
+    ----------
+    searched : list of [start, end]
+        The recorded search windows (ISO 8601), as kept in ``extra.stac.searched``.
+    lookback : int, default 3
+        Whole calendar months searched again before the month of the last searched time, so
+        items published late (backlogs, reprocessing, backfills) still enter.
+    full : bool, default False
+        Search again from the start of everything recorded.
+
+    Returns
+    -------
+    datetime or None
+        The first instant to search (UTC, a month start, never before the recorded range);
+        None when nothing was searched before.
+    """
+    if not searched:
+        return None
+    if lookback < 0:
+        raise ValueError(f"lookback must be a number of months >= 0, got {lookback}")
+    first = _month_start(min(w[0] for w in searched))
+    if full:
+        return first
+    last = _month_start(max(w[1] for w in searched))
+    months = last.year * 12 + last.month - 1 - lookback
+    return max(first, dt.datetime(months // 12, months % 12 + 1, 1, tzinfo=dt.UTC))
+
+
 def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client: Any,
-                      report: ReenrichReport) -> None:
+                      report: ReenrichReport, lookback: int, full: bool) -> None:
     from ..index.filters import parse_date_range
     from ..ingest import StacQuery, ingest_stac
 
     searched = state.get("searched") or []
     end = (parse_date_range(("1970-01-01", until))[1] if until is not None
            else dt.datetime.now(dt.UTC))
-    start = _month_start(searched[-1][1]) if searched else None
+    start = search_start(searched, lookback=lookback, full=full)
     if start is None or start > end:
         return
     bbox = state.get("bbox")
@@ -99,6 +139,7 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
                           description=collection.description, client=client,
                           storage_options=collection.storage_options)
     report.stac_items_found = summary.items_found
+    report.stac_windows = [{"window": w, "items_found": n} for w, n in summary.windows_found]
     report.stac_rows_added = summary.rows_added
     report.stac_partitions_written = [f"year={y}/month={m}" for y, m in summary.partitions_written]
 
@@ -106,7 +147,8 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
 def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] | None = None,
              stac: bool = True, until: Any = None, storage_options: dict | None = None,
              report_path: str | os.PathLike | None = None, progress: bool = False,
-             index_storage_options: dict | None = None) -> ReenrichReport:
+             index_storage_options: dict | None = None,
+             lookback: int = DEFAULT_LOOKBACK_MONTHS, full: bool = False) -> ReenrichReport:
     """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
 
     Parameters
@@ -119,7 +161,9 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     bands : list of str, optional
         Bands to enrich (default: all).
     stac : bool, default True
-        Search the index's STAC API for items after the last searched month first.
+        Search the index's STAC API again first: from ``lookback`` months before the last
+        searched month (or, with ``full``, from the start of the recorded range) up to
+        ``until``; ids the index does not have are added.
     until : date-like, optional
         Search up to this date (default: now).
     storage_options : dict, optional
@@ -131,6 +175,11 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     index_storage_options : dict, optional
         fsspec options for the index itself (default: the ``rasteret_dask.storage_options``
         dask config).
+    lookback : int, default 3
+        Calendar months before the month of the last searched time that are searched again
+        (items published late enter on the next run).
+    full : bool, default False
+        Search everything recorded again (overrides ``lookback``).
 
     Returns
     -------
@@ -157,7 +206,7 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
             raise ValueError(f"{index} is not a partitioned index directory")
         state = collection.info.extra.get("stac")
         if stac and state:
-            _search_new_items(collection, state, until, active, report)
+            _search_new_items(collection, state, until, active, report, lookback, full)
             collection = load(index, storage_options=index_storage_options)
         outcome = collection.enrich(bands, client=active, only_missing=True,
                                     storage_options=storage_options, progress=progress)
