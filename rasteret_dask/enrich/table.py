@@ -21,7 +21,7 @@ from ..index.normalize import conform_metadata_array, fill_missing_footprints
 from ..io import RangeReader
 from ..redact import redact_url
 from ..tiff import TiffError
-from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_headers
+from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_identified_headers
 
 __all__ = ["EnrichStats", "enrich_table", "enrich_table_with_cog_metadata"]
 
@@ -134,7 +134,8 @@ def enrich_table(
         rows = np.flatnonzero(mask)
         work[band] = (rows, [hrefs[r] for r in rows], [indices[r] for r in rows])
     all_hrefs = [h for rows, hrefs, _ in work.values() for h in hrefs]
-    headers = fetch_headers(all_hrefs, reader, prefix_size=prefix_size) if all_hrefs else {}
+    headers, identities = (fetch_identified_headers(all_hrefs, reader, prefix_size=prefix_size)
+                           if all_hrefs else ({}, {}))
 
     ids = table[S.ID].to_pylist()
     errors = _column(table, S.ENRICH_ERRORS, S.ENRICH_ERRORS_TYPE).to_pylist()
@@ -152,6 +153,11 @@ def enrich_table(
                     metadata = header.to_metadata(band_index)
                 except TiffError as exc:
                     message = str(exc)
+                else:
+                    identity = identities.get(href)
+                    if identity is not None:
+                        metadata.update(etag=identity.etag, object_size=identity.size,
+                                        last_modified=identity.last_modified)
             if metadata is None:
                 message = f"record {ids[row]!r}, band {band!r}, href {redact_url(href)}: {message}"
                 errors[row][band] = message
