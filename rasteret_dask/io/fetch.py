@@ -28,7 +28,13 @@ from fsspec.spec import AbstractFileSystem
 from rasteret_dask.io import state
 from rasteret_dask.io.backends import Progress, RangePayload, read_range
 from rasteret_dask.io.delivery import Deliver, RequestDelivery
-from rasteret_dask.io.errors import FetchError, ObjectChangedError, ShortReadError, classify
+from rasteret_dask.io.errors import (
+    PRECONDITION_FAILED,
+    FetchError,
+    ObjectChangedError,
+    ShortReadError,
+    classify,
+)
 from rasteret_dask.io.identity import ObjectIdentity, mismatch
 from rasteret_dask.io.ranges import ByteRange, MergedRange, Payload, coalesce
 from rasteret_dask.redact import describe_callable, redact_mapping
@@ -331,6 +337,9 @@ class RangeReader:
         reason = verdict.reason
         if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
             reason = f"TimeoutError: no answer within {self.timeout:g} s"
+        if (verdict.status == PRECONDITION_FAILED and request.expect is not None
+                and not isinstance(exc, ObjectChangedError)):  # a 412: say what was expected
+            reason = f"{reason}; enriched from {request.expect.describe()}"
         if not verdict.retryable or attempts >= self.retries:
             error = FetchError(request.href, request.start, request.end, attempts, reason,
                                verdict.status)

@@ -42,6 +42,14 @@ class ObjectIdentity:
     size: int | None = None
     last_modified: dt.datetime | None = None
 
+    @classmethod
+    def recorded(cls, etag: str | None, size: int | None, last_modified: dt.datetime | None
+                 ) -> ObjectIdentity | None:
+        """The identity stored in a metadata struct; None when none of it was recorded (an
+        index enriched before identities were kept: nothing to compare)."""
+        value = cls(etag, size, utc(last_modified))
+        return value if value.known else None
+
     @property
     def strong_etag(self) -> str | None:
         """The ETag when it is a strong validator (``If-Match`` never matches a weak one)."""
