@@ -147,6 +147,11 @@ def _workflow_commands(commands) -> None:
                         "published late (default: 3)")
     p.add_argument("--full", action="store_true",
                    help="search the whole recorded date range again")
+    p.add_argument("--verify", action="store_true",
+                   help="check every enriched asset's ETag/size/Last-Modified (one HEAD each) "
+                        "and re-enrich the objects replaced since enrichment")
+    p.add_argument("--verify-fraction", type=float, default=1.0, metavar="F",
+                   help="with --verify, check this fraction of the objects (default: 1)")
     p.add_argument("--report", help="report path (default: INDEX/_reports/reenrich-*.json)")
 
     p = _command(jobs, "composite", C.composite,

@@ -1,10 +1,13 @@
-"""Scheduled re-enrichment: new STAC items since the last run, then missing or failed metadata.
+"""Scheduled re-enrichment: new, late, changed and removed STAC items, then missing, failed or
+stale metadata.
 
 For an index built from STAC the search state is kept with the index (its metadata records the
 API, collection, bbox, band map and the windows searched so far); a run searches again from
 ``lookback`` months (default 3) before the month of the last searched time (``full``: the whole
 recorded range) up to ``until``, one Dask task per month window, and appends only ids the index
-does not have, so items a catalogue publishes late still enter. Then enrichment fills what is missing
+does not have, so items a catalogue publishes late still enter. With ``verify`` every enriched
+asset (or a sample) is checked against its object's current ETag/size/Last-Modified with one
+HEAD each, and replaced objects are enriched again. Then enrichment fills what is missing
 or failed, rewriting only the partitions that changed (each step one committed version of the
 index). A JSON report is written beside the index (``INDEX/_reports/``, one atomic put through
 fsspec, so an index on an object store gets its reports there too); a second run in a row finds
@@ -45,6 +48,12 @@ class ReenrichReport:
     partitions_rewritten: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
     report_path: str | None = None
+    verify_fraction: float | None = None
+    verified: int = 0
+    changed: int = 0
+    unrecorded: int = 0
+    reenriched: int = 0
+    verify_failed: int = 0
 
     @property
     def nothing_to_do(self) -> bool:
@@ -53,7 +62,8 @@ class ReenrichReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        """1 when band-records stay failed or could not be verified, else 0."""
+        return 1 if self.failed or self.verify_failed else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document written for the run."""
@@ -71,6 +81,10 @@ class ReenrichReport:
                     f"band-records, rewrote {self.partitions_rewritten} of "
                     f"{self.partitions_total} partitions")
         tail = f"; {self.failed} band-records still failed" if self.failed else ""
+        if self.verify_fraction is not None:
+            tail += (f"; verified {self.verified} band-records: {self.changed} changed, "
+                     f"{self.unrecorded} without a recorded identity, {self.reenriched} "
+                     f"re-enriched, {self.verify_failed} could not be verified")
         return f"{head}{tail} ({self.seconds:.1f} s)"
 
 
@@ -148,7 +162,8 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
              stac: bool = True, until: Any = None, storage_options: dict | None = None,
              report_path: str | os.PathLike | None = None, progress: bool = False,
              index_storage_options: dict | None = None,
-             lookback: int = DEFAULT_LOOKBACK_MONTHS, full: bool = False) -> ReenrichReport:
+             lookback: int = DEFAULT_LOOKBACK_MONTHS, full: bool = False,
+             verify: bool = False, verify_fraction: float = 1.0) -> ReenrichReport:
     """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
 
     Parameters
@@ -180,6 +195,12 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         (items published late enter on the next run).
     full : bool, default False
         Search everything recorded again (overrides ``lookback``).
+    verify : bool, default False
+        Check the stored identity (ETag, size, Last-Modified) of every enriched asset with one
+        HEAD per object, as Dask tasks per data file, and enrich again those whose object
+        changed (replaced at the same href) or that have no identity recorded.
+    verify_fraction : float, default 1.0
+        With ``verify``, the fraction of objects checked (a stable sample by href).
 
     Returns
     -------
@@ -195,11 +216,15 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         When a month's search keeps failing (nothing is written).
     """
     from ..collection import load
+    from ..enrich import Verification, enrich_collection
     from ..index.objectstore import put_atomic_url
+    from ..read.source import read_source
     from ..runner import using_client
 
     started = time.perf_counter()
-    report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat())
+    verification = Verification(verify_fraction) if verify else None
+    report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat(),
+                            verify_fraction=verify_fraction if verify else None)
     with using_client(client) as active:
         collection = load(index, storage_options=index_storage_options)
         if collection.version is None:
@@ -208,10 +233,12 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         if stac and state:
             _search_new_items(collection, state, until, active, report, lookback, full)
             collection = load(index, storage_options=index_storage_options)
-        outcome = collection.enrich(bands, client=active, only_missing=True,
-                                    storage_options=storage_options, progress=progress)
-        report.enriched, report.failed, report.skipped = outcome.enriched, outcome.failed, \
-            outcome.skipped
+        reader = read_source(collection, None, None).reader(storage_options, None)
+        outcome = enrich_collection(collection, bands, client=active, only_missing=True,
+                                    reader=reader, progress=progress, verify=verification)
+        for name in ("enriched", "failed", "skipped", "verified", "changed", "unrecorded",
+                     "reenriched", "verify_failed"):
+            setattr(report, name, getattr(outcome, name))
         report.partitions_total = outcome.partitions_total
         report.partitions_rewritten = outcome.partitions_rewritten
         report.errors = list(outcome.errors)
