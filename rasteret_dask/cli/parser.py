@@ -147,6 +147,8 @@ def _workflow_commands(commands) -> None:
                         "published late (default: 3)")
     p.add_argument("--full", action="store_true",
                    help="search the whole recorded date range again")
+    p.add_argument("--prune", action="store_true",
+                   help="remove items the STAC search no longer returns (reported either way)")
     p.add_argument("--verify", action="store_true",
                    help="check every enriched asset's ETag/size/Last-Modified (one HEAD each) "
                         "and re-enrich the objects replaced since enrichment")

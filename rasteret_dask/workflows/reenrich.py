@@ -5,7 +5,9 @@ For an index built from STAC the search state is kept with the index (its metada
 API, collection, bbox, band map and the windows searched so far); a run searches again from
 ``lookback`` months (default 3) before the month of the last searched time (``full``: the whole
 recorded range) up to ``until``, one Dask task per month window, and appends only ids the index
-does not have, so items a catalogue publishes late still enter. With ``verify`` every enriched
+does not have, so items a catalogue publishes late still enter; items whose STAC ``updated``
+(or, without it, hrefs) changed get their rows replaced and their headers read again, and
+indexed items the search no longer returns are reported (removed with ``prune``). With ``verify`` every enriched
 asset (or a sample) is checked against its object's current ETag/size/Last-Modified with one
 HEAD each, and replaced objects are enriched again. Then enrichment fills what is missing
 or failed, rewriting only the partitions that changed (each step one committed version of the
@@ -38,6 +40,9 @@ class ReenrichReport:
     seconds: float = 0.0
     stac_searched: list[str] | None = None
     stac_windows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    stac_rows_replaced: list[str] = dataclasses.field(default_factory=list)
+    stac_items_gone: list[str] = dataclasses.field(default_factory=list)
+    stac_rows_pruned: int = 0
     stac_items_found: int = 0
     stac_rows_added: int = 0
     stac_partitions_written: list[str] = dataclasses.field(default_factory=list)
@@ -58,7 +63,8 @@ class ReenrichReport:
     @property
     def nothing_to_do(self) -> bool:
         """True when the run neither added rows nor rewrote a partition."""
-        return self.stac_rows_added == 0 and self.partitions_rewritten == 0
+        return (self.stac_rows_added == 0 and not self.stac_rows_replaced
+                and self.stac_rows_pruned == 0 and self.partitions_rewritten == 0)
 
     @property
     def exit_code(self) -> int:
@@ -77,10 +83,15 @@ class ReenrichReport:
         if self.nothing_to_do:
             head = "nothing to do: no new items, no missing metadata; rewrote nothing"
         else:
-            head = (f"added {self.stac_rows_added} new items, enriched {self.enriched} "
+            head = (f"added {self.stac_rows_added} new items, replaced "
+                    f"{len(self.stac_rows_replaced)} changed ones, enriched {self.enriched} "
                     f"band-records, rewrote {self.partitions_rewritten} of "
                     f"{self.partitions_total} partitions")
         tail = f"; {self.failed} band-records still failed" if self.failed else ""
+        if self.stac_items_gone:
+            tail += (f"; {len(self.stac_items_gone)} items gone upstream"
+                     + (f", {self.stac_rows_pruned} pruned" if self.stac_rows_pruned
+                        else " (kept; --prune removes them)"))
         if self.verify_fraction is not None:
             tail += (f"; verified {self.verified} band-records: {self.changed} changed, "
                      f"{self.unrecorded} without a recorded identity, {self.reenriched} "
@@ -132,9 +143,9 @@ def search_start(searched: list[list[str]], *, lookback: int = DEFAULT_LOOKBACK_
 
 
 def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client: Any,
-                      report: ReenrichReport, lookback: int, full: bool) -> None:
+                      report: ReenrichReport, lookback: int, full: bool, prune: bool) -> None:
     from ..index.filters import parse_date_range
-    from ..ingest import StacQuery, ingest_stac
+    from ..ingest import ItemSync, StacQuery, ingest_stac
 
     searched = state.get("searched") or []
     end = (parse_date_range(("1970-01-01", until))[1] if until is not None
@@ -151,8 +162,12 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
     summary = ingest_stac(spec, (start, end), collection.path, name=collection.name,
                           data_source=collection.data_source,
                           description=collection.description, client=client,
-                          storage_options=collection.storage_options)
+                          storage_options=collection.storage_options,
+                          sync=ItemSync(refresh=True, prune=prune))
     report.stac_items_found = summary.items_found
+    report.stac_rows_replaced = list(summary.rows_replaced)
+    report.stac_items_gone = list(summary.items_gone)
+    report.stac_rows_pruned = summary.rows_pruned
     report.stac_windows = [{"window": w, "items_found": n} for w, n in summary.windows_found]
     report.stac_rows_added = summary.rows_added
     report.stac_partitions_written = [f"year={y}/month={m}" for y, m in summary.partitions_written]
@@ -163,7 +178,8 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
              report_path: str | os.PathLike | None = None, progress: bool = False,
              index_storage_options: dict | None = None,
              lookback: int = DEFAULT_LOOKBACK_MONTHS, full: bool = False,
-             verify: bool = False, verify_fraction: float = 1.0) -> ReenrichReport:
+             verify: bool = False, verify_fraction: float = 1.0,
+             prune: bool = False) -> ReenrichReport:
     """Add new STAC items, enrich what is missing or failed, and write a JSON run report.
 
     Parameters
@@ -178,7 +194,9 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     stac : bool, default True
         Search the index's STAC API again first: from ``lookback`` months before the last
         searched month (or, with ``full``, from the start of the recorded range) up to
-        ``until``; ids the index does not have are added.
+        ``until``; ids the index does not have are added, rows of items whose ``updated``
+        (or hrefs) changed are replaced and their metadata read again, and indexed items of
+        the searched range the search no longer returns are reported.
     until : date-like, optional
         Search up to this date (default: now).
     storage_options : dict, optional
@@ -201,6 +219,8 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         changed (replaced at the same href) or that have no identity recorded.
     verify_fraction : float, default 1.0
         With ``verify``, the fraction of objects checked (a stable sample by href).
+    prune : bool, default False
+        Remove the rows of items the search no longer returns (they are reported either way).
 
     Returns
     -------
@@ -231,7 +251,7 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
             raise ValueError(f"{index} is not a partitioned index directory")
         state = collection.info.extra.get("stac")
         if stac and state:
-            _search_new_items(collection, state, until, active, report, lookback, full)
+            _search_new_items(collection, state, until, active, report, lookback, full, prune)
             collection = load(index, storage_options=index_storage_options)
         reader = read_source(collection, None, None).reader(storage_options, None)
         outcome = enrich_collection(collection, bands, client=active, only_missing=True,
