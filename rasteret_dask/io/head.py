@@ -30,6 +30,10 @@ __all__ = ["head_identity", "identify"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
+HEAD_FACTOR = 4
+"""HEADs in flight per loop, in units of the reader's ``max_concurrent``: an answer without a
+body costs the client little, so latency, not bandwidth, bounds verification."""
+
 
 def _stat(path: str) -> ObjectIdentity:
     info = os.stat(path)
@@ -109,14 +113,15 @@ async def _identify_one(reader: RangeReader, href: str, semaphore: asyncio.Semap
 
 async def _identify(reader: RangeReader, hrefs: list[str]) -> list[ObjectIdentity | FetchError]:
     loop = asyncio.get_running_loop()
-    semaphore = state.semaphore(loop, reader.max_concurrent)
+    semaphore = state.semaphore(loop, reader.max_concurrent * HEAD_FACTOR)
     return list(await asyncio.gather(*(_identify_one(reader, h, semaphore, loop)
                                        for h in hrefs)))
 
 
 def identify(reader: RangeReader, hrefs: Sequence[str]) -> dict[str, ObjectIdentity | FetchError]:
     """The current identity of each distinct href (or why it could not be had), concurrently
-    on fsspec's IO loop with at most ``reader.max_concurrent`` requests in flight.
+    on fsspec's IO loop with at most ``HEAD_FACTOR * reader.max_concurrent`` requests in
+    flight.
 
     Parameters
     ----------
