@@ -24,7 +24,6 @@ its library's own), never a :class:`~.errors.FetchError`: the fetcher judges eac
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import os
 import stat
@@ -43,7 +42,13 @@ from rasteret_dask.io.errors import (
     ShortReadError,
     is_invalid_range,
 )
-from rasteret_dask.io.identity import ObjectIdentity, from_http_headers, mismatch, utc
+from rasteret_dask.io.identity import (
+    ObjectIdentity,
+    from_http_headers,
+    from_stat,
+    mismatch,
+    utc,
+)
 from rasteret_dask.io.state import local_pool
 
 __all__ = [
@@ -125,9 +130,6 @@ def _is_s3(fs: AbstractFileSystem) -> bool:
 # --- synchronous filesystems ----------------------------------------------------------------
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def _cat_regular(fs: AbstractFileSystem, path: str, start: int, end: int
                  ) -> tuple[bytes, ObjectIdentity | None]:
     """``fs.cat_file`` of a synchronous filesystem and, for a local file, its size and
@@ -141,8 +143,7 @@ def _cat_regular(fs: AbstractFileSystem, path: str, start: int, end: int
             kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
                     else "a socket" if stat.S_ISSOCK(mode) else "a device")
             raise NotRegularFileError(f"{path} is {kind}, not a regular file")
-        identity = ObjectIdentity(None, info.st_size, _EPOCH + dt.timedelta(
-            microseconds=info.st_mtime_ns // 1000))
+        identity = from_stat(info)
     return fs.cat_file(path, start=start, end=end), identity
 
 

@@ -24,28 +24,20 @@ from rasteret_dask.io import state
 from rasteret_dask.io.backends import is_async_filesystem
 from rasteret_dask.io.errors import FetchError, HTTPStatusError, classify
 from rasteret_dask.io.fetch import RangeReader
-from rasteret_dask.io.identity import ObjectIdentity, from_http_headers, utc
+from rasteret_dask.io.identity import EPOCH, ObjectIdentity, from_http_headers, from_stat, utc
 
 __all__ = ["head_identity", "identify"]
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 HEAD_FACTOR = 4
 """HEADs in flight per loop, in units of the reader's ``max_concurrent``: an answer without a
 body costs the client little, so latency, not bandwidth, bounds verification."""
 
 
-def _stat(path: str) -> ObjectIdentity:
-    info = os.stat(path)
-    return ObjectIdentity(None, info.st_size,
-                          _EPOCH + dt.timedelta(microseconds=info.st_mtime_ns // 1000))
-
-
 def _from_info(info: dict[str, Any]) -> ObjectIdentity:
     etag = info.get("ETag") or info.get("etag")
     modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
     if isinstance(modified, int | float):
-        modified = _EPOCH + dt.timedelta(seconds=modified)
+        modified = EPOCH + dt.timedelta(seconds=modified)
     size = info.get("size")
     return ObjectIdentity(etag, None if size is None else int(size),
                           utc(modified) if isinstance(modified, dt.datetime) else None)
@@ -62,7 +54,7 @@ async def head_identity(fs: Any, path: str) -> ObjectIdentity:
         As the filesystem raises them.
     """
     if isinstance(fs, LocalFileSystem):
-        return await asyncio.to_thread(_stat, path)
+        return from_stat(await asyncio.to_thread(os.stat, path))
     if isinstance(fs, HTTPFileSystem):
         session = await fs.set_session()
         kwargs = dict(fs.kwargs)

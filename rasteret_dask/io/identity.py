@@ -10,11 +10,14 @@ modification time stand in.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-__all__ = ["ObjectIdentity", "from_http_headers", "mismatch", "utc"]
+__all__ = ["ObjectIdentity", "from_http_headers", "from_stat", "mismatch", "utc"]
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def utc(stamp: dt.datetime | None) -> dt.datetime | None:
@@ -85,6 +88,13 @@ def from_http_headers(headers: Mapping[str, str], size: int | None) -> ObjectIde
         except (TypeError, ValueError):
             stamp = None
     return ObjectIdentity(headers.get("ETag") or None, size, stamp)
+
+
+def from_stat(info: os.stat_result) -> ObjectIdentity:
+    """A local file's identity: no ETag, its size and modification time (to the
+    microsecond)."""
+    return ObjectIdentity(None, info.st_size,
+                          EPOCH + dt.timedelta(microseconds=info.st_mtime_ns // 1000))
 
 
 def _plain(etag: str) -> str:
