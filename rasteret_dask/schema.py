@@ -30,7 +30,14 @@ reader of the upstream fields sees them unchanged:
   additional compression (0 none, 1 deflate, 2 zstd)];
 - ``overviews`` list<struct<width, height, tile_width, tile_height>>: the reduced-resolution
   IFDs of the file, full resolution excluded, largest first;
-- ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics).
+- ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics);
+- ``etag`` string, ``object_size`` int64, ``last_modified`` timestamp[us, UTC]: the identity of
+  the object version the header was read from, as the header response reported it (HTTP
+  ``ETag``/``Content-Range`` total/``Last-Modified``, S3 ``ETag``/``ContentRange``/
+  ``LastModified``, local files size and modification time with a null ``etag``; null where
+  a backend gives none, and in indexes enriched before these fields existed). Reads send
+  ``etag`` as ``If-Match`` and compare the others, so bytes of a replaced object are never
+  decoded with this metadata.
 """
 
 from __future__ import annotations
@@ -151,6 +158,9 @@ METADATA_TYPE = pa.struct(
         pa.field("lerc_parameters", pa.list_(pa.int32())),
         pa.field("overviews", pa.list_(OVERVIEW_TYPE)),
         pa.field("header_bytes", pa.int64()),
+        pa.field("etag", pa.string()),
+        pa.field("object_size", pa.int64()),
+        pa.field("last_modified", pa.timestamp("us", tz="UTC")),
     ]
 )
 METADATA_FIELDS = tuple(f.name for f in METADATA_TYPE)

@@ -152,6 +152,12 @@ def test_version_help_and_flags_after_the_subcommand(capsys):
     assert (args.debug, args.quiet, args.cluster) == (True, True, "x")
     args = parser.parse_args(["--debug", "workflow", "reenrich", "--index", "idx"])
     assert (args.debug, args.quiet, args.cluster) == (True, False, None)
+    assert (args.lookback, args.full, args.prune, args.verify, args.verify_fraction) == \
+        (3, False, False, False, 1.0)
+    args = parser.parse_args(["workflow", "reenrich", "--index", "idx", "--lookback", "6",
+                              "--full", "--prune", "--verify", "--verify-fraction", "0.2"])
+    assert (args.lookback, args.full, args.prune, args.verify, args.verify_fraction) == \
+        (6, True, True, True, 0.2)
     with pytest.raises(SystemExit):
         main(["workflow", "composite", "--help"])
     usage = capsys.readouterr().out

@@ -117,7 +117,9 @@ def reenrich(args: argparse.Namespace) -> int:
 
     with _client(args.cluster) as client:
         report = run_reenrich(args.index, client=client, bands=args.bands, stac=not args.no_stac,
-                          until=args.until, report_path=args.report, progress=_progress(args))
+                          until=args.until, report_path=args.report, progress=_progress(args),
+                          lookback=args.lookback, full=args.full, verify=args.verify,
+                          verify_fraction=args.verify_fraction, prune=args.prune)
     print(report.summary())
     print(f"report: {report.report_path}")
     return report.exit_code

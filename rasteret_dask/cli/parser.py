@@ -142,6 +142,18 @@ def _workflow_commands(commands) -> None:
     p.add_argument("--bands", type=A.bands, help="bands to enrich (default: all)")
     p.add_argument("--until", help="search STAC up to this date (default: now)")
     p.add_argument("--no-stac", action="store_true", help="only enrich, do not search STAC")
+    p.add_argument("--lookback", type=int, default=3, metavar="MONTHS",
+                   help="months before the last searched month to search again for items "
+                        "published late (default: 3)")
+    p.add_argument("--full", action="store_true",
+                   help="search the whole recorded date range again")
+    p.add_argument("--prune", action="store_true",
+                   help="remove items the STAC search no longer returns (reported either way)")
+    p.add_argument("--verify", action="store_true",
+                   help="check every enriched asset's ETag/size/Last-Modified (one HEAD each) "
+                        "and re-enrich the objects replaced since enrichment")
+    p.add_argument("--verify-fraction", type=float, default=1.0, metavar="F",
+                   help="with --verify, check this fraction of the objects (default: 1)")
     p.add_argument("--report", help="report path (default: INDEX/_reports/reenrich-*.json)")
 
     p = _command(jobs, "composite", C.composite,

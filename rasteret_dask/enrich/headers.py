@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..io import ByteRange, FetchError, RangeReader
+from ..io.identity import ObjectIdentity
 from ..tiff import NeedBytes, SparseBuffer, TiffError, TiffHeader, parse_tiff_header
 
-__all__ = ["HeaderFailure", "fetch_headers", "DEFAULT_PREFIX"]
+__all__ = ["HeaderFailure", "fetch_headers", "fetch_identified_headers", "DEFAULT_PREFIX"]
 
 DEFAULT_PREFIX = 64 * 1024
 MAX_ROUNDS = 8
@@ -42,14 +43,48 @@ def fetch_headers(
     max_rounds: int = MAX_ROUNDS,
 ) -> dict[str, TiffHeader | HeaderFailure]:
     """Header (or failure) of each distinct href; every file's requests share one fetch per round."""
+    return fetch_identified_headers(hrefs, reader, prefix_size=prefix_size,
+                                    max_rounds=max_rounds)[0]
+
+
+def fetch_identified_headers(
+    hrefs: Sequence[str],
+    reader: RangeReader,
+    *,
+    prefix_size: int = DEFAULT_PREFIX,
+    max_rounds: int = MAX_ROUNDS,
+) -> tuple[dict[str, TiffHeader | HeaderFailure], dict[str, ObjectIdentity]]:
+    """Header (or failure) of each distinct href, and the identity of the object version each
+    was read from (absent where the backend reports none).
+
+    Parameters
+    ----------
+    hrefs : sequence of str
+        The files (repeats are fetched once).
+    reader : RangeReader
+        How bytes are fetched.
+    prefix_size : int
+        Bytes read first from each file.
+    max_rounds : int
+        Read rounds before a header that still needs bytes fails.
+
+    Returns
+    -------
+    (dict, dict)
+        href -> ``TiffHeader`` or ``HeaderFailure``; href -> ``ObjectIdentity``.
+    """
+    identities: dict[str, ObjectIdentity] = {}
     buffers = {href: SparseBuffer() for href in dict.fromkeys(hrefs)}
     results: dict[str, TiffHeader | HeaderFailure] = {}
     pending = {href: [(0, prefix_size)] for href in buffers}
     for _ in range(max_rounds):
         if not pending:
             break
-        requests = [ByteRange(h, a, b) for h, ranges in pending.items() for a, b in ranges]
-        answers = reader.fetch(requests, return_exceptions=True, allow_short=True)
+        requests = [ByteRange(h, a, b, identities.get(h)) for h, ranges in pending.items()
+                    for a, b in ranges]
+        answers, seen = reader.fetch_identified(requests, allow_short=True)
+        for href, identity in seen.items():
+            identities.setdefault(href, identity)
         failed: set[str] = set()
         for request, answer in zip(requests, answers, strict=True):
             if request.href in failed:
@@ -74,4 +109,4 @@ def fetch_headers(
         pending = next_pending
     for href in pending:
         results[href] = HeaderFailure(href, f"TIFF header not parsed within {max_rounds} read rounds")
-    return results
+    return results, {h: i for h, i in identities.items() if not isinstance(results[h], HeaderFailure)}

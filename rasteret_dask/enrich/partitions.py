@@ -39,6 +39,7 @@ from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..io import RangeReader
 from ..runner import compute
 from .table import EnrichStats, enrich_table
+from .verify import Verification
 
 if TYPE_CHECKING:
     from ..collection import Collection
@@ -65,6 +66,22 @@ class EnrichReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     collection: Collection | None = field(default=None, repr=False)
+    verified: int = 0
+    """With verification: band-records whose object was asked for its identity."""
+    changed: int = 0
+    """... whose object changed since enrichment."""
+    unrecorded: int = 0
+    """... enriched before identities were kept (enriched again to record it)."""
+    reenriched: int = 0
+    """... changed or unrecorded, and enriched again."""
+    verify_failed: int = 0
+    """... whose object could not be asked (kept as they were)."""
+
+    def _count(self, stats: EnrichStats) -> None:
+        for name in ("enriched", "failed", "skipped", "verified", "changed", "unrecorded",
+                     "reenriched", "verify_failed"):
+            setattr(self, name, getattr(self, name) + getattr(stats, name))
+        self.errors.extend(stats.errors[: max(0, 50 - len(self.errors))])
 
     def __str__(self) -> str:
         return (
@@ -104,12 +121,13 @@ def _failure(store: Store, entry: FileEntry, exc: BaseException) -> _Failed:
 
 
 def _enrich_rows(store: Store, entry: FileEntry, start: int, stop: int, bands: Sequence[str],
-                 reader: RangeReader, only_missing: bool
+                 reader: RangeReader, only_missing: bool, verify: Verification | None = None
                  ) -> tuple[pa.Table | None, EnrichStats] | _Failed:
     """Enrich rows [start, stop) of one data file; None when nothing in them changed."""
     try:
         table = read_data_file(store, entry.path).slice(start, stop - start)
-        enriched, stats = enrich_table(table, bands, reader=reader, only_missing=only_missing)
+        enriched, stats = enrich_table(table, bands, reader=reader, only_missing=only_missing,
+                                       verify=verify)
     except Exception as exc:
         return _failure(store, entry, exc)
     if stats.enriched + stats.failed == 0:
@@ -171,14 +189,15 @@ def _write_file(store: Store, entry: FileEntry, info: CollectionInfo,
 
 
 def _plan_tasks(store: Store, entries: Sequence[FileEntry], info: CollectionInfo, bands, reader,
-                only_missing: bool, chunk_rows: int, attempt: int) -> list[Any]:
+                only_missing: bool, chunk_rows: int, attempt: int,
+                verify: Verification | None = None) -> list[Any]:
     """One write task per data file, depending on one enrichment task per row chunk."""
     tasks = []
     for number, entry in enumerate(entries):
         bounds = _chunk_bounds(entry.rows, chunk_rows)
         parts = [
             dask.delayed(_enrich_rows, pure=False)(
-                store, entry, a, b, bands, reader, only_missing,
+                store, entry, a, b, bands, reader, only_missing, verify,
                 dask_key_name=f"enrich-rows-{attempt}-{number}-{a}")
             for a, b in bounds
         ]
@@ -214,16 +233,17 @@ def _wanted_partitions(collection: Collection, store: Store, latest: Manifest) -
     return wanted
 
 
-def _in_memory(collection: Collection, bands, reader, only_missing, started) -> EnrichReport:
+def _in_memory(collection: Collection, bands, reader, only_missing, started,
+               verify: Verification | None) -> EnrichReport:
     import pyarrow.dataset as ds
 
     from ..collection import Collection
 
     table, stats = enrich_table(collection.to_table(), bands, reader=reader,
-                                only_missing=only_missing)
-    report = EnrichReport(enriched=stats.enriched, failed=stats.failed, skipped=stats.skipped,
-                          errors=stats.errors, partitions_total=1,
+                                only_missing=only_missing, verify=verify)
+    report = EnrichReport(partitions_total=1,
                           partitions_rewritten=int(stats.enriched + stats.failed > 0))
+    report._count(stats)
     info = dataclasses.replace(collection.info, extra={**collection.info.extra,
                                "column_order": table.column_names})
     report.collection = Collection(ds.dataset(table), info)
@@ -289,11 +309,13 @@ def enrich_collection(
     reader: RangeReader | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool = False,
+    verify: Verification | None = None,
 ) -> EnrichReport:
     """Enrich every partition of an index as Dask tasks and commit them as one new version.
 
     A Collection not backed by an index (in memory, or a single Parquet file) is enriched in
-    memory. Raises ``ConcurrentWriteError`` when other writers keep rewriting the same
+    memory. With ``verify`` each task first checks its enriched records' objects (one HEAD
+    per href, or a sample) and enriches again those that changed since enrichment. Raises ``ConcurrentWriteError`` when other writers keep rewriting the same
     partitions, and :class:`EnrichTaskError` (after committing the rest) when tasks fail.
     """
     from ..collection import load
@@ -305,7 +327,7 @@ def enrich_collection(
     if unknown:
         raise ValueError(f"unknown band(s) {unknown}; the collection has {collection.bands}")
     if collection.path is None or collection.version is None:
-        return _in_memory(collection, bands, reader, only_missing, started)
+        return _in_memory(collection, bands, reader, only_missing, started, verify)
     store = collection.store()
     latest = open_for_write(store)
     if latest is None:
@@ -316,7 +338,7 @@ def enrich_collection(
 
     def run_task(entries: list[FileEntry], attempt: int) -> list[FileOutcome]:
         return compute(_plan_tasks(store, entries, info, bands, reader, only_missing, chunk_rows,
-                                   attempt), client, progress=progress)
+                                   attempt, verify), client, progress=progress)
 
     run = _Run(store, latest, info, run_task)
     todo = _wanted_partitions(collection, store, latest)
@@ -347,10 +369,7 @@ def enrich_collection(
         sum(1 for new, old in zip(c.files, c.replaces, strict=True) if new != old)
         for c in run.pending.values()))
     for stats in run.stats.values():
-        report.enriched += stats.enriched
-        report.failed += stats.failed
-        report.skipped += stats.skipped
-        report.errors.extend(stats.errors[: max(0, 50 - len(report.errors))])
+        report._count(stats)
     report.collection = load(collection.path, storage_options=collection.storage_options)
     if collection.filter is not None:
         report.collection = report.collection.where(collection.filter)

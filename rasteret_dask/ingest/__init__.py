@@ -1,6 +1,7 @@
 """Ingest: STAC items -> index rows, month-window searches and partition writes as Dask tasks."""
 
 from .stac_build import StacBuildSummary, conform_table, ingest_stac, partition_rows
+from .stac_changes import ItemSync, changed_ids, gone_ids
 from .stac_items import conform_assets, data_asset_keys, item_dicts, item_epsg, items_to_table
 from .stac_search import (
     MonthWindow,
@@ -14,6 +15,9 @@ from .stac_search import (
 from .stac_static import item_matches, query_matches, walk_catalog
 
 __all__ = [
+    "ItemSync",
+    "changed_ids",
+    "gone_ids",
     "MonthWindow",
     "StacBuildSummary",
     "StacQuery",

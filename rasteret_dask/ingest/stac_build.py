@@ -37,6 +37,7 @@ from ..index.storage import (
 )
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..runner import compute, persist
+from .stac_changes import ItemSync, changed_ids, gone_ids
 from .stac_items import conform_assets
 from .stac_search import MonthWindow, StacQuery, month_windows, search_window
 from .stac_static import catalog_parts, items_span, static_window, walk_catalog
@@ -55,6 +56,14 @@ class StacBuildSummary:
     rows_added: int = 0
     partitions_written: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     partitions_unchanged: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    windows_found: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    """Each month window searched (``YYYY-MM``) and the items it found."""
+    rows_replaced: list[str] = dataclasses.field(default_factory=list)
+    """Ids of items whose ``updated`` (or hrefs) changed: their rows were replaced."""
+    items_gone: list[str] = dataclasses.field(default_factory=list)
+    """Ids of indexed items in the searched range the search no longer returns."""
+    rows_pruned: int = 0
+    """Rows of gone items removed (with ``ItemSync.prune``)."""
 
 
 def _summary(table: pa.Table | None, with_times: bool) -> dict[str, Any]:
@@ -115,38 +124,63 @@ class AppendOutcome:
     added: int
     first: dt.datetime | None = None
     last: dt.datetime | None = None
+    replaced: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    pruned: int = 0
 
 
 def _append(store: Store, partition: Partition, existing_files: tuple[FileEntry, ...],
             tables: list[pa.Table | None], schema: pa.Schema, info: CollectionInfo,
-            cutoff: tuple[Any, str] | None) -> AppendOutcome:
-    """Append new ids to one partition as a new data file (the old ones stay until commit)."""
+            cutoff: tuple[Any, str] | None, sync: ItemSync | None = None) -> AppendOutcome:
+    """Append new ids to one partition as a new data file (the old ones stay until commit);
+    with ``sync`` also replace changed items' rows and find (and prune) gone ones."""
     year, month = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
     rows = partition_rows(tables, year, month)
-    if rows is None:
+    if rows is None and (sync is None or sync.window is None or not existing_files):
         return AppendOutcome(partition, existing_files, None, 0)
-    if cutoff is not None:
-        keep = [(t, i) <= cutoff for t, i in zip(rows[S.DATETIME].to_pylist(),
-                                                  rows[S.ID].to_pylist(), strict=True)]
-        rows = rows.filter(pa.array(keep))
-    rows = _first_per_id(rows)
+    if rows is not None:
+        if cutoff is not None:
+            keep = [(t, i) <= cutoff for t, i in zip(rows[S.DATETIME].to_pylist(),
+                                                      rows[S.ID].to_pylist(), strict=True)]
+            rows = rows.filter(pa.array(keep))
+        rows = _first_per_id(rows)
     existing = [read_data_file(store, entry.path) for entry in existing_files]
-    existing_ids = [t[S.ID].combine_chunks() for t in existing]
-    if existing_ids:
-        known = pa.concat_arrays(existing_ids)
-        rows = rows.filter(pc.invert(pc.is_in(rows[S.ID], value_set=known)))
-    if rows.num_rows == 0:
-        return AppendOutcome(partition, existing_files, None, 0)
+    replaced: set[str] = set()
+    gone: list[str] = []
+    if sync is not None:
+        found = set(rows[S.ID].to_pylist()) if rows is not None else set()
+        for table in existing:
+            if sync.refresh and rows is not None:
+                replaced |= changed_ids(table, rows)
+            if sync.window is not None:
+                gone += gone_ids(table, found, sync.window)
+    drop = replaced | (set(gone) if sync is not None and sync.prune else set())
+    if rows is not None and existing:
+        known = pa.concat_arrays([t[S.ID].combine_chunks() for t in existing])
+        fresh = pc.invert(pc.is_in(rows[S.ID], value_set=known))
+        if replaced:
+            fresh = pc.or_(fresh, pc.is_in(rows[S.ID], value_set=pa.array(sorted(replaced))))
+        rows = rows.filter(fresh)
+    added = 0 if rows is None else rows.num_rows - len(replaced)
+    if (rows is None or rows.num_rows == 0) and not drop:
+        return AppendOutcome(partition, existing_files, None, 0, gone=tuple(gone))
+    if drop:
+        dropped = pa.array(sorted(drop))
+        existing = [t.filter(pc.invert(pc.is_in(t[S.ID], value_set=dropped))) for t in existing]
     # the partition keeps every column its files have (another writer's metadata included)
     kept = {f.name: f for t in existing for f in t.schema if f.name not in schema.names}
     schema = pa.schema([*schema, *kept.values()])
-    merged = conform_table(rows.drop_columns(_PARTITION), schema)
-    if existing:
-        merged = pa.concat_tables([*(conform_table(t, schema) for t in existing), merged])
+    parts = [conform_table(t, schema) for t in existing]
+    if rows is not None and rows.num_rows:
+        parts.append(conform_table(rows.drop_columns(_PARTITION), schema))
+    merged = pa.concat_tables(parts)
+    pruned = len(set(gone) & drop)
     written = write_data_file(store, partition, file_table(merged, (), info))
-    stamps = rows[S.DATETIME]
-    return AppendOutcome(partition, existing_files, written, rows.num_rows,
-                         pc.min(stamps).as_py(), pc.max(stamps).as_py())
+    first = last = None
+    if rows is not None and rows.num_rows:
+        first, last = pc.min(rows[S.DATETIME]).as_py(), pc.max(rows[S.DATETIME]).as_py()
+    return AppendOutcome(partition, existing_files, written, added, first, last,
+                         tuple(sorted(replaced)), tuple(gone), pruned)
 
 
 def _unified_schema(schemas: list[pa.Schema], existing: pa.Schema | None, bands: list[str]
@@ -211,14 +245,15 @@ def _updated_info(now: CollectionInfo | None, base: CollectionInfo, schema: pa.S
 
 def _append_tasks(store: Store, snapshot: Manifest | None, partitions: Sequence[Partition],
                   tables: list[Any], summaries: list[dict], schema: pa.Schema,
-                  info: CollectionInfo, cutoff, attempt: int) -> list[Any]:
+                  info: CollectionInfo, cutoff, attempt: int,
+                  sync: ItemSync | None = None) -> list[Any]:
     tasks = []
     for partition in partitions:
         key = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
         inputs = [t for t, s in zip(tables, summaries, strict=True) if key in s["partitions"]]
         existing = snapshot.files_of(partition) if snapshot is not None else ()
         tasks.append(dask.delayed(_append, pure=False)(
-            store, partition, existing, inputs, schema, info, cutoff,
+            store, partition, existing, inputs, schema, info, cutoff, sync,
             dask_key_name=f"stac-append-{key[0]}-{key[1]:02d}-{attempt}-"
                           f"{dask.base.tokenize(store.url, schema, existing)}"))
     return tasks
@@ -258,12 +293,16 @@ def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any
 
 def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | os.PathLike, *,
                 name: str, data_source: str | None, description: str | None,
-                client: Any = None, storage_options: dict | None = None) -> StacBuildSummary:
+                client: Any = None, storage_options: dict | None = None,
+                sync: ItemSync | None = None) -> StacBuildSummary:
     """Search ``date_range`` month by month and commit new items into the index at ``root``.
 
     ``root`` is a local folder or an fsspec URL; a folder holding anything but an index is
     refused before any search. For a static catalog ``date_range`` may be None (the span of
-    its items).
+    its items). With ``sync`` (re-enrichment) items already indexed are compared too: rows of
+    changed items are replaced, and items of the searched range the search no longer returns
+    are reported (and removed with ``sync.prune``); its ``window`` is set to the searched
+    range here.
     """
     store = open_store(root, storage_options)
     base = open_for_write(store)
@@ -272,7 +311,9 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
     windows, tables = _window_tasks(spec, date_range, client)
     summaries = compute([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables],
                         client)
-    summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries))
+    summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries),
+                               windows_found=[(f"{w.year:04d}-{w.month:02d}", s["rows"])
+                                              for w, s in zip(windows, summaries, strict=True)])
     bands = list(old_info.bands) if old_info is not None else []
     for s in summaries:
         bands += [b for b in s["bands"] if b not in bands]
@@ -308,13 +349,22 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
         sample = conform_table(compute([first], client)[0].drop_columns(_PARTITION), schema)
         commit_schema = schema.with_metadata(with_metadata(sample, info).schema.metadata)
     cutoff = _cutoff(summaries, spec.max_items)
-    todo: list[Partition] = [((S.YEAR, y), (S.MONTH, m))
-                             for y, m in sorted({k for s in summaries for k in s["partitions"]})]
+    keys = {k for s in summaries for k in s["partitions"]}
+    if sync is not None and cutoff is None:  # a complete search: gone items can be told
+        sync = dataclasses.replace(sync, window=(windows[0].start, windows[-1].end))
+        if base is not None:
+            keys |= {(dict(p)[S.YEAR], dict(p)[S.MONTH]) for p in base.partitions()
+                     if (windows[0].start.year, windows[0].start.month)
+                     <= (dict(p)[S.YEAR], dict(p)[S.MONTH])
+                     <= (windows[-1].end.year, windows[-1].end.month)}
+    elif sync is not None:
+        sync = dataclasses.replace(sync, window=None)
+    todo: list[Partition] = [((S.YEAR, y), (S.MONTH, m)) for y, m in sorted(keys)]
     snapshot = base
     outcomes: dict[Partition, AppendOutcome] = {}
     for attempt in range(ATTEMPTS):
         for outcome in compute(_append_tasks(store, snapshot, todo, tables, summaries, schema,
-                                          info, cutoff, attempt), client):
+                                          info, cutoff, attempt, sync), client):
             outcomes[outcome.partition] = outcome
         changes = [PartitionChange(o.partition, (o.written,), o.replaces)
                    for o in outcomes.values() if o.written is not None]
@@ -340,5 +390,9 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
         outcome = outcomes[partition]
         key = (dict(partition)[S.YEAR], dict(partition)[S.MONTH])
         summary.rows_added += outcome.added
-        (summary.partitions_written if outcome.added else summary.partitions_unchanged).append(key)
+        summary.rows_replaced += outcome.replaced
+        summary.items_gone += outcome.gone
+        summary.rows_pruned += outcome.pruned
+        (summary.partitions_written if outcome.written is not None
+         else summary.partitions_unchanged).append(key)
     return summary

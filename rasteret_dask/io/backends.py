@@ -5,10 +5,17 @@ dispatches on the filesystem:
 
 - HTTP (:func:`read_http`): a ``Range`` GET on the filesystem's own session, whose answer is
   checked (:func:`check_partial`) before its bytes are used and whose body is streamed;
-- other async filesystems, S3 among them (:func:`read_async`): fsspec's ``_cat_file``, with
-  an object's end found by asking its size;
+- S3 (:func:`read_s3`): a ranged ``GetObject`` through s3fs, whose answer names the object's
+  ETag, size and Last-Modified;
+- other async filesystems (:func:`read_async`): fsspec's ``_cat_file``, with an object's end
+  found by asking its size;
 - synchronous filesystems, local files among them (:func:`read_blocking`): on the daemon
   threads of :func:`.state.local_pool` that a timeout abandons (:mod:`.blocking`).
+
+Where the backend has conditional requests (HTTP ``If-Match``, S3 ``IfMatch``) a range read
+with an expected ETag sends it; every payload carries the identity of the object version it
+came from (:class:`~.identity.ObjectIdentity`, local files: size and modification time), for
+the fetcher to compare with the expected one.
 
 Every backend returns a :class:`RangePayload` and raises the errors of :mod:`.errors` (or
 its library's own), never a :class:`~.errors.FetchError`: the fetcher judges each attempt.
@@ -30,9 +37,17 @@ from fsspec.spec import AbstractFileSystem
 from rasteret_dask.io.errors import (
     HTTPStatusError,
     NotRegularFileError,
+    ObjectChangedError,
     RangeResponseError,
     ShortReadError,
     is_invalid_range,
+)
+from rasteret_dask.io.identity import (
+    ObjectIdentity,
+    from_http_headers,
+    from_stat,
+    mismatch,
+    utc,
 )
 from rasteret_dask.io.state import local_pool
 
@@ -46,6 +61,7 @@ __all__ = [
     "read_blocking",
     "read_http",
     "read_range",
+    "read_s3",
 ]
 
 Progress = Callable[[memoryview, int], None]
@@ -58,6 +74,7 @@ class RangePayload(NamedTuple):
     data: bytes | memoryview
     size: int | None  # the object's size, when the backend reported it
     past_end: bool  # the object is known to end at or before the range start
+    identity: ObjectIdentity | None = None  # the object version answered, when reported
 
 
 def is_async_filesystem(fs: AbstractFileSystem) -> bool:
@@ -72,6 +89,7 @@ async def read_range(
     end: int,
     progress: Progress | None = None,
     buffer: memoryview | None = None,
+    expect: ObjectIdentity | None = None,
 ) -> RangePayload:
     """Read ``[start, end)`` of ``path`` once (no retry), on the running loop.
 
@@ -85,6 +103,10 @@ async def read_range(
         Told of a streamed body's arrivals (HTTP only; other backends return it whole).
     buffer
         Where an HTTP body of ``end - start`` bytes may land (optional).
+    expect
+        The version the object must still be: its strong ETag is sent as ``If-Match`` over
+        HTTP and ``IfMatch`` on S3 (other backends report their identity only, for the
+        fetcher to compare); an HTTP answer is also compared before its body is read.
 
     Returns
     -------
@@ -94,23 +116,35 @@ async def read_range(
     if not is_async_filesystem(fs):
         return await read_blocking(fs, path, start, end)
     if isinstance(fs, HTTPFileSystem):
-        return await read_http(fs, path, start, end, progress, buffer)
+        return await read_http(fs, path, start, end, progress, buffer, expect)
+    if _is_s3(fs):
+        return await read_s3(fs, path, start, end,
+                             expect.strong_etag if expect is not None else None)
     return await read_async(fs, path, start, end)
+
+
+def _is_s3(fs: AbstractFileSystem) -> bool:
+    return type(fs).__module__.split(".", 1)[0] == "s3fs" and hasattr(fs, "_call_s3")
 
 
 # --- synchronous filesystems ----------------------------------------------------------------
 
 
-def _cat_regular(fs: AbstractFileSystem, path: str, start: int, end: int) -> bytes:
-    """``fs.cat_file`` of a synchronous filesystem; a local path must be a regular file (a
-    FIFO would block in ``open`` until a writer comes)."""
+def _cat_regular(fs: AbstractFileSystem, path: str, start: int, end: int
+                 ) -> tuple[bytes, ObjectIdentity | None]:
+    """``fs.cat_file`` of a synchronous filesystem and, for a local file, its size and
+    modification time (to the microsecond); a local path must be a regular file (a FIFO would
+    block in ``open`` until a writer comes)."""
+    identity = None
     if isinstance(fs, LocalFileSystem):
-        mode = os.stat(path).st_mode
+        info = os.stat(path)
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
                     else "a socket" if stat.S_ISSOCK(mode) else "a device")
             raise NotRegularFileError(f"{path} is {kind}, not a regular file")
-    return fs.cat_file(path, start=start, end=end)
+        identity = from_stat(info)
+    return fs.cat_file(path, start=start, end=end), identity
 
 
 async def read_blocking(fs: AbstractFileSystem, path: str, start: int, end: int
@@ -128,13 +162,47 @@ async def read_blocking(fs: AbstractFileSystem, path: str, start: int, end: int
     pool = local_pool()
     future = pool.submit(functools.partial(_cat_regular, fs, path, start, end))
     try:
-        data = await asyncio.wrap_future(future)
+        data, identity = await asyncio.wrap_future(future)
     except asyncio.CancelledError:  # timed out: the thread may stay blocked, not the read
         pool.abandon(future)
         raise
     # A synchronous filesystem returns fewer bytes only at the end of the object.
     short = len(data) < end - start
-    return RangePayload(data, start + len(data) if short else None, False)
+    return RangePayload(data, start + len(data) if short else None, False, identity)
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+async def read_s3(fs: Any, path: str, start: int, end: int, etag: str | None = None
+                  ) -> RangePayload:
+    """A ranged ``GetObject`` through s3fs (its retries and error translation), with
+    ``IfMatch`` when ``etag`` is given; a range starting past the end is an empty payload.
+
+    The answer's ``ContentRange`` gives the object's size, ``ETag`` and ``LastModified`` its
+    version; a 412 (``PreconditionFailed``) is raised as the library raises it, for
+    :func:`~.errors.classify` to judge final.
+    """
+    bucket, key, version = fs.split_path(path)
+    extra: dict[str, str] = {"VersionId": version} if version else {}
+    if etag is not None:
+        extra["IfMatch"] = etag
+    try:
+        response = await fs._call_s3("get_object", Bucket=bucket, Key=key,
+                                     Range=f"bytes={start}-{end - 1}", **extra)
+    except Exception as exc:
+        if is_invalid_range(exc):
+            return RangePayload(b"", None, True)
+        raise
+    body = response["Body"]
+    try:
+        data = await body.read()
+    finally:
+        body.close()
+    _, _, total = content_range(response.get("ContentRange"))
+    identity = ObjectIdentity(response.get("ETag") or None, total,
+                              utc(response.get("LastModified")))
+    return RangePayload(data, total, False, identity)
 
 
 # --- other async filesystems (S3, ...) ------------------------------------------------------
@@ -248,17 +316,24 @@ async def read_http(
     end: int,
     progress: Progress | None = None,
     buffer: memoryview | None = None,
+    expect: ObjectIdentity | None = None,
 ) -> RangePayload:
     """GET one range on the HTTPFileSystem's own session, seeing the status it answers.
 
     fsspec's ``_cat_file`` returns any body, so a server that ignores Range (200 and the
     whole object) would go unnoticed; here 200 is sliced and 206 is checked. A 206 body is
-    streamed through ``progress`` when one is given, into ``buffer`` when that fits.
+    streamed through ``progress`` when one is given, into ``buffer`` when that fits. With
+    ``expect`` the request carries ``If-Match`` (a strong ETag) and the answer's identity is
+    compared before any of its body is used; the payload carries the answer's ``ETag``,
+    ``Last-Modified`` and the object's size.
 
     Raises
     ------
     HTTPStatusError
-        Any status but 200, 206 and 416 (a range past the end: an empty payload).
+        Any status but 200, 206 and 416 (a range past the end: an empty payload); 412 when
+        ``If-Match`` failed.
+    ObjectChangedError
+        The answer names another ETag or size than ``expect``.
     RangeResponseError, ShortReadError
         A 206 answer that is not the range asked for (:func:`check_partial`).
     """
@@ -266,6 +341,9 @@ async def read_http(
     kwargs = dict(fs.kwargs)
     headers = dict(kwargs.pop("headers", None) or {})
     headers["Range"] = f"bytes={start}-{end - 1}"
+    etag = expect.strong_etag if expect is not None else None
+    if etag is not None:
+        headers["If-Match"] = etag
     async with session.get(fs.encode_url(url), headers=headers, **kwargs) as response:
         status = response.status
         if status == 416:
@@ -275,16 +353,21 @@ async def read_http(
             raise HTTPStatusError(status)
         if status == 200:  # Range ignored: the whole object, sliced here
             body = await response.read()
-            return RangePayload(body[start:end], len(body), False)
+            return RangePayload(body[start:end], len(body), False,
+                                from_http_headers(response.headers, len(body)))
         span, total = check_partial(response.headers.get("Content-Range"),
                                     response.content_length, start, end)
+        identity = from_http_headers(response.headers, total)
+        changed = mismatch(expect, identity)
+        if changed is not None:  # judged on the headers: no byte of the body is handed over
+            raise ObjectChangedError(changed)
         if progress is not None and response.content_length == span:
             # the length is announced, so the body can be handed over as it streams
             target = buffer[:span] if buffer is not None and buffer.nbytes >= span else None
             body = await _stream_body(response, span, progress, target)
-            return RangePayload(body, total, False)
+            return RangePayload(body, total, False, identity)
         body = await response.read()
     if len(body) > span:
         raise RangeResponseError(f"206 answer to bytes {start}-{end - 1} of {len(body)} bytes "
                                  f"for a {span}-byte Content-Range")
-    return RangePayload(body, total, False)
+    return RangePayload(body, total, False, identity)

@@ -25,6 +25,8 @@ __all__ = [
     "FetchError",
     "HTTPStatusError",
     "NotRegularFileError",
+    "ObjectChangedError",
+    "PRECONDITION_FAILED",
     "RangeResponseError",
     "ShortReadError",
     "Verdict",
@@ -43,6 +45,12 @@ RETRY_S3_CODES = frozenset(
 """S3 error codes worth another attempt, whatever status came with them."""
 
 _CHAIN_LIMIT = 8
+
+PRECONDITION_FAILED = 412
+"""The status of a conditional request whose object is no longer the one enriched; an
+:class:`ObjectChangedError` carries it too."""
+
+_CHANGED = "the object changed since enrichment"
 
 
 class FetchError(OSError):
@@ -72,6 +80,12 @@ class FetchError(OSError):
             where += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
         super().__init__(where)
 
+    @property
+    def object_changed(self) -> bool:
+        """Whether the object is no longer the one its metadata describes (HTTP 412 or an
+        identity mismatch): final, never retried."""
+        return self.status == PRECONDITION_FAILED
+
     def __reduce__(self) -> tuple[Any, ...]:
         args = (self.href, self.start, self.end, self.attempts, self.reason, self.status)
         return (FetchError, args)
@@ -83,6 +97,15 @@ class HTTPStatusError(OSError):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+
+
+class ObjectChangedError(OSError):
+    """A response from another version of the object than the one enriched: a 412 answer to
+    ``If-Match``, or an ETag/size/mtime that differs from the recorded one (final)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{_CHANGED} ({detail})")
+        self.status = PRECONDITION_FAILED
 
 
 class ShortReadError(OSError):
@@ -172,14 +195,24 @@ def classify(exc: BaseException) -> Verdict:
     HTTP statuses are retried when in :data:`RETRY_STATUSES`; S3 errors (found anywhere in the
     exception's chain) also when their code is in :data:`RETRY_S3_CODES`, unless the error was
     translated to a missing object or a refused access. Connection errors, timeouts, short reads
-    and wrong ``206`` answers are transient; anything else is final.
+    and wrong ``206`` answers are transient; a 412 (``If-Match`` failed) or an :class:`ObjectChangedError` is final: the
+    object changed since enrichment. Anything else is final.
     """
+    if isinstance(exc, ObjectChangedError):
+        return Verdict(False, str(exc), PRECONDITION_FAILED)
+    if isinstance(exc, HTTPStatusError | aiohttp.ClientResponseError) \
+            and exc.status == PRECONDITION_FAILED:
+        return Verdict(False, f"{_CHANGED} (HTTP 412 Precondition Failed to If-Match)",
+                       PRECONDITION_FAILED)
     if isinstance(exc, HTTPStatusError):
         return Verdict(exc.status in RETRY_STATUSES, str(exc), exc.status)
     if isinstance(exc, aiohttp.ClientResponseError):
         return Verdict(exc.status in RETRY_STATUSES, f"HTTP {exc.status}", exc.status)
     for link in chain(exc):
         status, code = s3_status(link)
+        if status == PRECONDITION_FAILED or code == "PreconditionFailed":
+            return Verdict(False, f"{_CHANGED} (HTTP 412 PreconditionFailed to IfMatch)",
+                           PRECONDITION_FAILED)
         if status is not None or code is not None:
             retry = (status in RETRY_STATUSES) or (code in RETRY_S3_CODES)
             if isinstance(exc, FileNotFoundError | PermissionError):

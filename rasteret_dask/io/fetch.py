@@ -3,7 +3,10 @@
 All requests of one call run as coroutines on one event loop (fsspec's IO loop for the
 synchronous :meth:`RangeReader.fetch`), bounded per loop by a semaphore; each attempt is one
 :func:`~rasteret_dask.io.backends.read_range` under the reader's timeout, local files
-included, judged by :func:`~rasteret_dask.io.errors.classify`. The default timeout and
+included, judged by :func:`~rasteret_dask.io.errors.classify`. A request whose ranges expect a
+version of their object sends its ETag as a precondition where the backend can, and every
+answer's identity is compared with the expected one: another version is a final
+:class:`~rasteret_dask.io.errors.ObjectChangedError`, never bytes. The default timeout and
 attempts come from Dask config (``rasteret_dask.fetch.timeout``,
 ``rasteret_dask.fetch.retries``) when set there.
 """
@@ -25,7 +28,14 @@ from fsspec.spec import AbstractFileSystem
 from rasteret_dask.io import state
 from rasteret_dask.io.backends import Progress, RangePayload, read_range
 from rasteret_dask.io.delivery import Deliver, RequestDelivery
-from rasteret_dask.io.errors import FetchError, ShortReadError, classify
+from rasteret_dask.io.errors import (
+    PRECONDITION_FAILED,
+    FetchError,
+    ObjectChangedError,
+    ShortReadError,
+    classify,
+)
+from rasteret_dask.io.identity import ObjectIdentity, mismatch
 from rasteret_dask.io.ranges import ByteRange, MergedRange, Payload, coalesce
 from rasteret_dask.redact import describe_callable, redact_mapping
 
@@ -116,6 +126,27 @@ class RangeReader:
                 "RangeReader.fetch was called on fsspec's IO loop; await fetch_async instead"
             ) from exc
 
+    def fetch_identified(
+        self, ranges: Sequence[ByteRange], *, allow_short: bool = False
+    ) -> tuple[list[Payload | FetchError], dict[str, ObjectIdentity]]:
+        """Like :meth:`fetch` with ``return_exceptions=True``, and the identity (ETag, size,
+        Last-Modified) each href's answers reported, taken from the same responses (no
+        extra request)."""
+        items = list(ranges)
+        if not items:
+            return [], {}
+        identities: dict[str, ObjectIdentity] = {}
+        results: list[Payload | FetchError | None] = [None] * len(items)
+
+        def deliver(index: int, value: Payload | FetchError) -> None:
+            results[index] = value
+
+        async def run() -> None:
+            await self._run(items, deliver, allow_short, identities=identities)
+
+        fsspec.asyn.sync(state.io_loop(), run)
+        return [r for r in results if r is not None], identities
+
     def submit(self, ranges: Sequence[ByteRange], *, allow_short: bool = False) -> list[Future]:
         """Start fetching ``ranges`` on fsspec's IO loop and return at once, one future per range.
 
@@ -174,6 +205,7 @@ class RangeReader:
         deliver: Deliver,
         allow_short: bool,
         arena: bool = False,
+        identities: dict[str, ObjectIdentity] | None = None,
     ) -> None:
         """Fetch every range, calling ``deliver(input index, bytes or FetchError)`` for each
         as soon as its bytes are in.
@@ -189,7 +221,7 @@ class RangeReader:
         opened = await self._open_all(merged, loop)
         await _await_all(
             self._serve(request, opened[request.href], semaphore, buffer, allow_short,
-                        RequestDelivery(request, positions, deliver))
+                        RequestDelivery(request, positions, deliver), identities)
             for request, buffer in zip(merged, buffers, strict=True)
         )
 
@@ -233,16 +265,19 @@ class RangeReader:
         buffer: memoryview | None,
         allow_short: bool,
         delivery: RequestDelivery,
+        identities: dict[str, ObjectIdentity] | None = None,
     ) -> None:
         """Fetch one merged request and deliver its members: while its body streams, then the
-        rest (or the error)."""
+        rest (or the error); the answer's identity goes to ``identities`` when given."""
         try:
-            data, attempts, size = await self._fetch_merged(
+            data, attempts, size, identity = await self._fetch_merged(
                 request, opened, semaphore, allow_short, delivery.arrived, buffer
             )
         except FetchError as error:
             delivery.fail(error)
             return
+        if identities is not None and identity is not None:
+            identities.setdefault(request.href, identity)
         delivery.finish(data, attempts, size, allow_short)
 
     async def _fetch_merged(
@@ -253,9 +288,16 @@ class RangeReader:
         allow_short: bool,
         progress: Progress | None = None,
         buffer: memoryview | None = None,
-    ) -> tuple[Payload, int, int | None]:
-        """(payload, attempts used, object size when the payload stops at its end); a streamed
-        body is reported to ``progress`` as it arrives, on every attempt."""
+    ) -> tuple[Payload, int, int | None, ObjectIdentity | None]:
+        """(payload, attempts used, object size when the payload stops at its end, the
+        identity the answer reported); a streamed body is reported to ``progress`` as it
+        arrives, on every attempt.
+
+        An answer from another version than ``request.expect`` raises a final
+        :class:`ObjectChangedError` (as a :class:`FetchError` with status 412): over HTTP
+        judged on the answer's headers before its body streams, elsewhere before the payload
+        is delivered.
+        """
         fs, path = _usable(request, opened)
         attempts = 0
         while True:
@@ -264,8 +306,11 @@ class RangeReader:
             target = buffer if attempts == 1 else None
             try:
                 payload = await self._attempt(fs, path, request, semaphore, progress, target)
+                changed = mismatch(request.expect, payload.identity)
+                if changed is not None:
+                    raise ObjectChangedError(changed)
                 data, size = _check_length(payload, request.start, request.end, allow_short)
-                return data, attempts, size
+                return data, attempts, size, payload.identity
             except Exception as exc:
                 self._raise_if_final(exc, request, attempts)
             await asyncio.sleep(self.backoff(attempts))
@@ -282,7 +327,8 @@ class RangeReader:
         """One read of the request, among at most ``max_concurrent`` in flight on this loop,
         within ``timeout`` seconds."""
         async with semaphore, asyncio.timeout(self.timeout):
-            return await read_range(fs, path, request.start, request.end, progress, buffer)
+            return await read_range(fs, path, request.start, request.end, progress, buffer,
+                                    request.expect)
 
     def _raise_if_final(self, exc: Exception, request: MergedRange, attempts: int) -> None:
         """Raise the request's :class:`FetchError` when ``exc`` is final or the attempts are
@@ -291,6 +337,9 @@ class RangeReader:
         reason = verdict.reason
         if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
             reason = f"TimeoutError: no answer within {self.timeout:g} s"
+        if (verdict.status == PRECONDITION_FAILED and request.expect is not None
+                and not isinstance(exc, ObjectChangedError)):  # a 412: say what was expected
+            reason = f"{reason}; enriched from {request.expect.describe()}"
         if not verdict.retryable or attempts >= self.retries:
             error = FetchError(request.href, request.start, request.end, attempts, reason,
                                verdict.status)
@@ -352,7 +401,7 @@ def _check_length(
     A payload cut by the end of the object is accepted here and judged per member range;
     any other short payload is a short read (retried).
     """
-    data, size, past_end = payload
+    data, size, past_end = payload.data, payload.size, payload.past_end
     want = end - start
     if len(data) >= want:
         return (memoryview(data)[:want] if len(data) > want else data), None

@@ -1,7 +1,9 @@
 """Byte ranges and their coalescing (pure, no I/O).
 
 Ranges of one object that lie close together are merged into a single request and the merged
-payload is split back into the bytes of each requested range.
+payload is split back into the bytes of each requested range. A range may name the version of
+the object it expects (``expect``: the identity recorded at enrichment); only ranges expecting
+the same version are merged, and the merged request carries it as its precondition.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rasteret_dask.io.identity import ObjectIdentity
 from rasteret_dask.redact import redact_url
 
 __all__ = ["ByteRange", "MergedRange", "Payload", "coalesce", "split_payloads"]
@@ -19,11 +22,13 @@ Payload = bytes | memoryview
 
 @dataclass(frozen=True, slots=True)
 class ByteRange:
-    """The half-open byte range ``[start, end)`` of the object at ``href``."""
+    """The half-open byte range ``[start, end)`` of the object at ``href``; ``expect`` is the
+    version of the object its bytes must come from (None: any)."""
 
     href: str
     start: int
     end: int
+    expect: ObjectIdentity | None = None
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end < self.start:
@@ -56,6 +61,7 @@ class MergedRange:
     start: int
     end: int
     members: tuple[tuple[int, ByteRange], ...]
+    expect: ObjectIdentity | None = None
 
     def __repr__(self) -> str:
         return (f"MergedRange(href={redact_url(self.href)!r}, start={self.start}, "
@@ -69,7 +75,7 @@ class MergedRange:
     @property
     def byte_range(self) -> ByteRange:
         """The merged request as a plain :class:`ByteRange`."""
-        return ByteRange(self.href, self.start, self.end)
+        return ByteRange(self.href, self.start, self.end, self.expect)
 
     def split(self, payload: Payload) -> list[tuple[int, Payload]]:
         """Cut ``payload`` (the bytes from ``start``) into ``(input index, member bytes)``.
@@ -88,7 +94,8 @@ class MergedRange:
 
 
 def coalesce(ranges: Iterable[ByteRange], *, gap: int, max_size: int) -> list[MergedRange]:
-    """Merge ranges of the same href whose gap is at most ``gap`` bytes into fewer requests.
+    """Merge ranges of the same href (and expected version) whose gap is at most ``gap`` bytes
+    into fewer requests.
 
     A merge is only made while the merged request stays within ``max_size`` bytes; a single
     range larger than ``max_size`` is kept whole. Overlapping and duplicate ranges are fine.
@@ -98,12 +105,12 @@ def coalesce(ranges: Iterable[ByteRange], *, gap: int, max_size: int) -> list[Me
         raise ValueError("gap must be >= 0")
     if max_size < 0:
         raise ValueError("max_size must be >= 0")
-    by_href: dict[str, list[tuple[int, ByteRange]]] = {}
+    by_href: dict[tuple[str, ObjectIdentity | None], list[tuple[int, ByteRange]]] = {}
     for index, rng in enumerate(ranges):
-        by_href.setdefault(rng.href, []).append((index, rng))
+        by_href.setdefault((rng.href, rng.expect), []).append((index, rng))
 
     merged: list[MergedRange] = []
-    for href, items in by_href.items():
+    for (href, expect), items in by_href.items():
         items.sort(key=lambda item: (item[1].start, item[1].end, item[0]))
         group: list[tuple[int, ByteRange]] = [items[0]]
         lo, hi = items[0][1].start, items[0][1].end
@@ -114,10 +121,10 @@ def coalesce(ranges: Iterable[ByteRange], *, gap: int, max_size: int) -> list[Me
                 group.append(item)
                 hi = new_hi
             else:
-                merged.append(MergedRange(href, lo, hi, tuple(group)))
+                merged.append(MergedRange(href, lo, hi, tuple(group), expect))
                 group = [item]
                 lo, hi = rng.start, rng.end
-        merged.append(MergedRange(href, lo, hi, tuple(group)))
+        merged.append(MergedRange(href, lo, hi, tuple(group), expect))
     return merged
 
 

@@ -13,11 +13,21 @@ from .buffers import Placement, claim, on_distributed_worker
 from .failures import TileFailures
 from .plan import ChunkWork, TileRead
 
-__all__ = ["RasterReadError", "TileSource", "decode_chunk"]
+__all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "decode_chunk",
+           "REFRESH_HINT"]
+
+REFRESH_HINT = ("run collection.enrich(only_missing=False) or `rasteret-dask workflow reenrich "
+                "--verify` to refresh its metadata")
+"""How to refresh the metadata of an object replaced since enrichment."""
 
 
 class RasterReadError(OSError):
     """A tile could not be fetched or decoded; the message names record, band and href."""
+
+
+class ObjectChangedReadError(RasterReadError):
+    """A record's object was replaced since enrichment (HTTP/S3 412 to ``If-Match``, or
+    another size or modification time): its bytes are not decoded with the old metadata."""
 
 
 class TileSource(Protocol):

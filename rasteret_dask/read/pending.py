@@ -25,7 +25,7 @@ import numpy as np
 from ..io import FetchError
 from ..io.fetch import Payload
 from .buffers import Placement
-from .chunks import RasterReadError, decode_chunk
+from .chunks import REFRESH_HINT, ObjectChangedReadError, RasterReadError, decode_chunk
 from .failures import TileFailures
 from .plan import ChunkWork
 
@@ -76,6 +76,9 @@ class PendingPayloads:
         try:
             return self._futures[index].result()
         except FetchError as exc:
+            if exc.object_changed:
+                raise ObjectChangedReadError(
+                    f"{self._labels[index]}: {exc.reason}; {REFRESH_HINT}") from exc
             raise RasterReadError(f"{self._labels[index]}: {exc}") from exc
 
     def chunk(self, k: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from affine import Affine
 from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
 from ..io import ByteRange
+from ..io.identity import ObjectIdentity
 from ..plan.grid import GridSpec, Window
 from ..plan.mask import geometry_mask
 from ..plan.tiles import axis_tiles, chunk_edges
@@ -152,14 +153,16 @@ class FetchGroups:
                              or self._size >= self._max_bytes):
             self.close()
 
-    def add(self, href: str, tile: int, start: int, count: int, label: str) -> int:
+    def add(self, href: str, tile: int, start: int, count: int, label: str,
+            expect: ObjectIdentity | None = None) -> int:
         """Index of tile ``tile`` of ``href`` (bytes [start, start + count)) in the open
-        group, where it is added unless it already is."""
+        group, where it is added unless it already is; ``expect`` is the object version the
+        record's metadata was read from (the fetch refuses bytes of any other)."""
         key = (href, tile)
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = len(self._ranges)
-            self._ranges.append(ByteRange(href, start, start + count))
+            self._ranges.append(ByteRange(href, start, start + count, expect))
             self._labels.append(label)
             self._size += count
         return index
@@ -193,6 +196,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
         off_r, off_c = offsets[(band, record.id)]
         label = record.label
         href = record.href
+        expect = ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
         tile_offsets, counts = md.tile_offsets, md.tile_byte_counts
         tile_h, tile_w, across = md.tile_height, md.tile_width, md.tiles_across
         # output pixel (window) -> union grid -> this record's image coordinates, per axis
@@ -222,7 +226,8 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         if count < 0 or count > max_tile_bytes or (count and oversize):
                             refused = limits.tile_size_problem(spec, count, max_tile_bytes, tile)
                             continue
-                        index = fetch.add(href, tile, tile_offsets[tile], count, label)
+                        index = fetch.add(href, tile, tile_offsets[tile], count, label,
+                                          expect)
                         reads.append(TileRead(index, (s0, s1, s2, s3), (d0, d1, d2, d3)))
                 if refused is not None:  # never fetched: the decode task raises it
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),

@@ -85,6 +85,10 @@ class CogMetadata:
     lerc_parameters: tuple[int, ...] | None = None
     overviews: tuple[OverviewLevel, ...] = ()
     header_bytes: int | None = None
+    etag: str | None = None
+    object_size: int | None = None
+    last_modified: Any = None
+    """The identity of the object version the header came from (``datetime`` or None)."""
 
     @classmethod
     def from_struct(cls, struct: Mapping[str, Any] | Any, *, context: str = "") -> CogMetadata:
@@ -177,6 +181,9 @@ class CogMetadata:
                                           int(o["tile_width"]), int(o["tile_height"]))
                             for o in md.get("overviews") or ()),
             header_bytes=None if md.get("header_bytes") is None else int(md["header_bytes"]),
+            etag=md.get("etag"),
+            object_size=None if md.get("object_size") is None else int(md["object_size"]),
+            last_modified=md.get("last_modified"),
         )
         value._check(prefix)
         return value

@@ -143,7 +143,9 @@ class TiffHeader:
         )
 
     def to_metadata(self, band_index: int = 0) -> dict[str, Any]:
-        """The ``{band}_metadata`` struct value (keys = ``schema.METADATA_FIELDS``) of one band."""
+        """The ``{band}_metadata`` struct value (keys = ``schema.METADATA_FIELDS``) of one band;
+        the object identity fields (``etag``, ``object_size``, ``last_modified``) are None here:
+        enrichment fills them from the response the header came in."""
         offsets, counts = self.band_tiles(band_index)
         return {
             "image_width": self.image_width,
@@ -170,6 +172,9 @@ class TiffHeader:
             ),
             "overviews": [ov.to_dict() for ov in self.overviews],
             "header_bytes": self.header_bytes,
+            "etag": None,
+            "object_size": None,
+            "last_modified": None,
         }
 
 
