@@ -82,6 +82,10 @@ def test_http_replaced_object_fails_with_if_match(cog_root, tmp_path):
         server.reset()
         message = _check_fails_then_nodata(collection, cog_root / "a.tif")
         assert "HTTP 412" in message and md["etag"] in message
+        # point samples fetch through the same fetch groups: also refused, never moved bytes
+        box, epsg = _whole(cog_root / "a.tif")
+        with pytest.raises(ObjectChangedReadError):
+            collection.sample_points([box.centroid], ["B1"], geometry_crs=epsg)
         assert any(r.status == 412 for r in server.requests)
         assert not any(r.status == 206 and r.path == "a.tif" for r in server.requests)
         assert np.array_equal(_read(enriched_again, cog_root / "a.tif"),

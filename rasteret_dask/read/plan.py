@@ -22,11 +22,13 @@ from ..io.identity import ObjectIdentity
 from ..plan.grid import GridSpec, Window
 from ..plan.mask import geometry_mask
 from ..plan.tiles import axis_tiles, chunk_edges
+from ..tiff.cog_metadata import CogMetadata
 from .select import Record, Selection
 from .skipped import SkippedRecord
 
 __all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "ReadPlan",
-           "plan_read", "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES", "NO_GROUP"]
+           "plan_read", "expected_version", "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES",
+           "NO_GROUP"]
 
 DEFAULT_GROUP_TILES = 48
 DEFAULT_GROUP_BYTES = 96 * 1024 * 1024
@@ -175,6 +177,12 @@ class FetchGroups:
         return tuple(self.groups)
 
 
+def expected_version(md: CogMetadata) -> ObjectIdentity | None:
+    """The object version a record's metadata was read from (ETag, size, Last-Modified), which
+    every fetch of its tiles must still find; None for metadata enriched before they were kept."""
+    return ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
+
+
 def _band_plan(band: str, records: Sequence[Record], window: Window,
                offsets: Mapping[tuple[str, str], tuple[int, int]],
                row_edges: list[tuple[int, int]], col_edges: list[tuple[int, int]],
@@ -196,7 +204,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
         off_r, off_c = offsets[(band, record.id)]
         label = record.label
         href = record.href
-        expect = ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
+        expect = expected_version(md)
         tile_offsets, counts = md.tile_offsets, md.tile_byte_counts
         tile_h, tile_w, across = md.tile_height, md.tile_width, md.tiles_across
         # output pixel (window) -> union grid -> this record's image coordinates, per axis

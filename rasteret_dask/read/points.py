@@ -32,6 +32,7 @@ from .plan import (
     FetchGroup,
     FetchGroups,
     TileRead,
+    expected_version,
 )
 from .select import Record, Selection
 
@@ -103,7 +104,8 @@ class _Planner:
             start, end = record.metadata.tile_range(tile)
             self.fetch.open_chunk(1)
             found = (self.fetch.current,
-                     self.fetch.add(record.href, tile, start, end - start, record.label))
+                     self.fetch.add(record.href, tile, start, end - start, record.label,
+                                    expected_version(record.metadata)))
             self.placed[key] = found
         return found
 
