@@ -399,6 +399,7 @@ class Collection:
         max_concurrent: int = 64,
         progress: bool = True,
         data_source: Any = None,
+        verify: bool | float = False,
     ):
         """Fill ``{band}_metadata`` from COG headers: one Dask task per partition.
 
@@ -425,6 +426,11 @@ class Collection:
             Show a progress bar.
         data_source : str or DatasetDescriptor, optional
             Overrides the collection's data source (band aliases, storage options, signer).
+        verify : bool or float, default False
+            First check every enriched record's object (one HEAD each, in the same tasks)
+            against the ETag, size and Last-Modified stored at enrichment, and enrich again the
+            records whose object changed or has no stored identity; a float in (0, 1] checks
+            that stable fraction of the objects (by a hash of the href).
 
         Returns
         -------
@@ -443,8 +449,13 @@ class Collection:
         from .read.source import read_source
 
         reader = read_source(self, None, data_source).reader(storage_options, max_concurrent)
+        verification = None
+        if verify is not False:
+            from .enrich import Verification
+
+            verification = Verification(1.0 if verify is True else float(verify))
         return enrich_collection(self, bands, client=client, only_missing=only_missing,
-                                 reader=reader, progress=progress)
+                                 reader=reader, progress=progress, verify=verification)
 
     # --- reads ----------------------------------------------------------------------
     def get_xarray(self, geometries: Any, bands: Sequence[str], **kwargs: Any):

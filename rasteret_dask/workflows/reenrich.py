@@ -236,13 +236,10 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         When a month's search keeps failing (nothing is written).
     """
     from ..collection import load
-    from ..enrich import Verification, enrich_collection
     from ..index.objectstore import put_atomic_url
-    from ..read.source import read_source
     from ..runner import using_client
 
     started = time.perf_counter()
-    verification = Verification(verify_fraction) if verify else None
     report = ReenrichReport(index=str(index), started=dt.datetime.now(dt.UTC).isoformat(),
                             verify_fraction=verify_fraction if verify else None)
     with using_client(client) as active:
@@ -253,9 +250,9 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         if stac and state:
             _search_new_items(collection, state, until, active, report, lookback, full, prune)
             collection = load(index, storage_options=index_storage_options)
-        reader = read_source(collection, None, None).reader(storage_options, None)
-        outcome = enrich_collection(collection, bands, client=active, only_missing=True,
-                                    reader=reader, progress=progress, verify=verification)
+        outcome = collection.enrich(bands, client=active, only_missing=True,
+                                    storage_options=storage_options, progress=progress,
+                                    verify=verify_fraction if verify else False)
         for name in ("enriched", "failed", "skipped", "verified", "changed", "unrecorded",
                      "reenriched", "verify_failed"):
             setattr(report, name, getattr(outcome, name))
