@@ -38,7 +38,7 @@ from ..index.storage import (
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..io import RangeReader
 from ..runner import compute
-from .table import EnrichStats, enrich_table
+from .table import COUNTS, EnrichStats, enrich_table
 from .verify import Verification
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ class EnrichReport:
     """... whose object could not be asked (kept as they were)."""
 
     def _count(self, stats: EnrichStats) -> None:
-        for name in ("enriched", "failed", "skipped", "verified", "changed", "unrecorded",
-                     "reenriched", "verify_failed"):
+        for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(stats, name))
         self.errors.extend(stats.errors[: max(0, 50 - len(self.errors))])
 

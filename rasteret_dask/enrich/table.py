@@ -30,7 +30,11 @@ from ..tiff import TiffError
 from .headers import DEFAULT_PREFIX, HeaderFailure, fetch_identified_headers
 from .verify import Verification, compare, in_sample, recorded_identity
 
-__all__ = ["EnrichStats", "enrich_table", "enrich_table_with_cog_metadata"]
+__all__ = ["COUNTS", "EnrichStats", "enrich_table", "enrich_table_with_cog_metadata"]
+
+COUNTS = ("enriched", "failed", "skipped", "verified", "changed", "unrecorded", "reenriched",
+          "verify_failed")
+"""The band-record counts an enrichment reports (summed over tasks, copied into reports)."""
 
 
 @dataclass
@@ -52,15 +56,8 @@ class EnrichStats:
     verify_failed: int = 0
 
     def add(self, other: EnrichStats) -> EnrichStats:
-        self.enriched += other.enriched
-        self.failed += other.failed
-        self.skipped += other.skipped
-        self.footprints_filled += other.footprints_filled
-        self.verified += other.verified
-        self.changed += other.changed
-        self.unrecorded += other.unrecorded
-        self.reenriched += other.reenriched
-        self.verify_failed += other.verify_failed
+        for name in (*COUNTS, "footprints_filled"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
         return self
 

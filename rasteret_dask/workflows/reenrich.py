@@ -25,6 +25,8 @@ import os
 import time
 from typing import Any
 
+from ..enrich.table import COUNTS
+
 __all__ = ["ReenrichReport", "reenrich", "search_start", "REPORTS_DIR",
            "DEFAULT_LOOKBACK_MONTHS"]
 
@@ -253,8 +255,7 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
         outcome = collection.enrich(bands, client=active, only_missing=True,
                                     storage_options=storage_options, progress=progress,
                                     verify=verify_fraction if verify else False)
-        for name in ("enriched", "failed", "skipped", "verified", "changed", "unrecorded",
-                     "reenriched", "verify_failed"):
+        for name in COUNTS:
             setattr(report, name, getattr(outcome, name))
         report.partitions_total = outcome.partitions_total
         report.partitions_rewritten = outcome.partitions_rewritten
