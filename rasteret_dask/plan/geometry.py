@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyproj
 import shapely
 
-__all__ = ["coerce_geometries", "geometry_crs", "reproject_geometries"]
+__all__ = ["coerce_geometries", "geometry_crs", "reproject_geometries", "transformer"]
 
 _WKB_EXTENSIONS = ("geoarrow.wkb", "ogc.wkb")
 _WKT_EXTENSIONS = ("geoarrow.wkt",)
@@ -225,6 +225,11 @@ def _as_crs(crs: Any) -> pyproj.CRS:
 @lru_cache(maxsize=128)
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def transformer(src_crs: Any, dst_crs: Any) -> pyproj.Transformer:
+    """The (cached) x, y-ordered transformer from ``src_crs`` to ``dst_crs`` (CRS-like)."""
+    return _transformer(_as_crs(src_crs), _as_crs(dst_crs))
 
 
 def reproject_geometries(

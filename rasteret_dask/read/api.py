@@ -7,18 +7,28 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shapely
 import xarray as xr
 
+from ..plan.output_grid import grid_request
 from .assemble import to_dataset
 from .failures import check_errors
+from .grouping import check_groupby
 from .plan import ReadPlan, plan_read
+from .route import is_native, native_tiles_per_chunk
 from .select import Selection, select
 from .skipped import settle_missing
+from .warp_assemble import warped_dataset
+from .warp_plan import WarpPlan, plan_warped_read
 
 if TYPE_CHECKING:
     from ..collection import Collection
 
-__all__ = ["prepare_reads", "plan_reads", "get_xarray", "get_numpy"]
+__all__ = ["prepare_reads", "plan_reads", "get_xarray", "get_numpy", "ReadPlanLike"]
+
+
+ReadPlanLike = ReadPlan | WarpPlan
+"""A read's plan: on the records' own grid (:class:`ReadPlan`) or warped (:class:`WarpPlan`)."""
 
 
 def prepare_reads(
@@ -28,24 +38,44 @@ def prepare_reads(
     *,
     geometry_crs: Any = 4326,
     all_touched: bool = False,
-    chunks: int | None = None,
+    chunks: Any = None,
     data_source: Any = None,
     max_tile_bytes: int | str | None = None,
     on_missing: str = "skip",
     errors: str = "raise",
+    crs: Any = None,
+    resolution: Any = None,
+    resampling: Any = "nearest",
+    geobox: Any = None,
+    groupby: Any = None,
+    rescale: bool = False,
     **filters: Any,
-) -> tuple[list[Selection], list[ReadPlan]]:
+) -> tuple[list[Selection], list[ReadPlanLike]]:
     """The selections and read plans of an array read (see :func:`plan_reads`), one of each
     per geometry; ``get_xarray`` and ``get_gdf`` build on them."""
     check_errors(errors)
+    request = grid_request(crs, resolution, resampling, geobox)
+    check_groupby(groupby)
+    if geometries is None:
+        if request.geobox is None:
+            raise ValueError("geometries=None reads a whole output grid: pass geobox=")
+        geometries = shapely.geometry.box(*request.geobox.boundingbox.bbox)
+        geometry_crs = request.geobox.crs.to_wkt()
     selections = select(collection, geometries, bands, geometry_crs=geometry_crs,
                         data_source=data_source, on_missing=on_missing, **filters)
-    plans = []
+    plans: list[ReadPlanLike] = []
     for selection in selections:
         if selection.is_empty:
             raise selection.empty_error()
-        plans.append(plan_read(selection, all_touched=all_touched, tiles_per_chunk=chunks or 1,
-                               max_tile_bytes=max_tile_bytes))
+        if is_native(selection, request, groupby, rescale):
+            plans.append(plan_read(selection, all_touched=all_touched,
+                                   tiles_per_chunk=native_tiles_per_chunk(selection, chunks),
+                                   max_tile_bytes=max_tile_bytes))
+        else:
+            plans.append(plan_warped_read(
+                selection, request, groupby=groupby, chunks=chunks, all_touched=all_touched,
+                rescale=rescale, scaling=None,
+                max_tile_bytes=max_tile_bytes))
     return selections, plans
 
 
@@ -56,17 +86,24 @@ def plan_reads(
     *,
     geometry_crs: Any = 4326,
     all_touched: bool = False,
-    chunks: int | None = None,
+    chunks: Any = None,
     data_source: Any = None,
     max_tile_bytes: int | str | None = None,
     on_missing: str = "skip",
     errors: str = "raise",
+    crs: Any = None,
+    resolution: Any = None,
+    resampling: Any = "nearest",
+    geobox: Any = None,
+    groupby: Any = None,
+    rescale: bool = False,
     **filters: Any,
-) -> list[ReadPlan]:
+) -> list[ReadPlanLike]:
     """One read plan per geometry: pure planning, reading only index columns, never a COG.
 
-    ``Collection.explain`` returns each plan's :meth:`ReadPlan.explain` dict (records,
-    bands, output shape, CRS, chunks, fetch groups, tiles, compressed bytes, skipped records).
+    ``Collection.explain`` returns each plan's ``explain()`` dict (records, bands, output
+    shape, CRS, chunks, fetch groups, tiles, compressed bytes, skipped records; for a warped
+    read also the output grid, the overview level each band reads and records per chunk).
 
     Parameters
     ----------
@@ -74,7 +111,8 @@ def plan_reads(
         The index to read from.
     geometries
         One or several geometries: shapely, WKB, WKT, GeoJSON, a bbox tuple, a sequence of
-        those, a GeoSeries/GeoDataFrame or Arrow WKB (see ``plan.geometry.coerce_geometries``).
+        those, a GeoSeries/GeoDataFrame or Arrow WKB (see ``plan.geometry.coerce_geometries``);
+        None with ``geobox=`` reads the whole geobox.
     bands : sequence of str or str
         Bands to read, as the index names them or as the data source's band map does; plans
         name them as the index does.
@@ -82,8 +120,11 @@ def plan_reads(
         CRS of ``geometries`` (anything ``pyproj`` accepts), unless they carry their own.
     all_touched : bool, default False
         Keep every pixel the geometry touches, not only those whose centre it holds.
-    chunks : int, optional
-        Tiles per output chunk side (default 1: one chunk per tile).
+    chunks : int, dict or (int, int), optional
+        An int: tiles per output chunk side (default 1 on the records' grid: one chunk per
+        tile; a warped read's output tiles are 512 pixels, default 2). A dict
+        ``{"y": px, "x": px}`` (odc-stac's form) or a (y, x) pair: pixels (whole tiles on the
+        records' grid). Warped chunks are regular from the output grid's origin.
     data_source : DatasetDescriptor or str, optional
         Overrides the collection's data source (band names, storage options, URL signing).
     max_tile_bytes : int or str, optional
@@ -94,40 +135,67 @@ def plan_reads(
         ``skipped`` (without a warning here), or ``MissingRecordsError``.
     errors : {"raise", "nodata"}, default "raise"
         Only checked here; it acts when a read computes (see :func:`get_xarray`).
+    crs : CRS-like, optional
+        Output CRS (anything pyproj accepts, WKT included). Default: the records' CRS when
+        they share one, else the CRS of most records (odc-stac's rule; logged).
+    resolution : float or (float, float), optional
+        Output pixel size (x, y) in ``crs`` units. Default: the finest native resolution
+        among the bands. Pixel edges sit on integer multiples of it.
+    resampling : str, default "nearest"
+        GDAL's kernel names: nearest, bilinear, cubic, cubic_spline, lanczos, average, mode,
+        min, max, median, q1, q3, sum, rms.
+    geobox : odc.geo.geobox.GeoBox, optional
+        The whole output grid (instead of ``crs``/``resolution`` and the geometry's bounds).
+    groupby : None, "time", "solar_day", "id" or callable, optional
+        One time step per record (None), or per group of records fused first-valid (records
+        ordered by datetime then id; see ``read.grouping``).
+    rescale : bool, default False
+        float32 physical values (``raw * scale + offset`` from STAC ``raster:bands``), nodata
+        as NaN (stackstac's semantics); default raw values.
     **filters
         ``Collection.subset`` arguments (e.g. ``date_range``, ``cloud_cover_lt``).
 
     Returns
     -------
-    list of ReadPlan
-        One per geometry, in input order.
+    list of ReadPlan or WarpPlan
+        One per geometry, in input order: a ``ReadPlan`` when the output grid is the records'
+        own (chunks are their tiles), a ``WarpPlan`` otherwise.
 
     Raises
     ------
     ValueError
-        For an unknown ``on_missing``, ``errors`` or ``max_tile_bytes``, an unknown or
-        unenriched band, a geometry that meets no enriched record, records in several CRSs
-        or without an EPSG code (named with band and href), or grids that do not line up.
+        For an unknown ``on_missing``, ``errors``, ``max_tile_bytes``, ``resampling`` or
+        ``groupby``, a ``resolution`` that is not a positive number, a ``crs`` pyproj cannot
+        parse, an unknown or unenriched band, a geometry or geobox that meets no enriched
+        record, records without an EPSG code (named with band and href), or ``rescale=True``
+        on a band without scale and offset.
     MissingRecordsError
         With ``on_missing="raise"``, when a matching record has no metadata for a band.
     """
     return prepare_reads(collection, geometries, bands, geometry_crs=geometry_crs,
                          all_touched=all_touched, chunks=chunks, data_source=data_source,
                          max_tile_bytes=max_tile_bytes, on_missing=on_missing, errors=errors,
-                         **filters)[1]
+                         crs=crs, resolution=resolution, resampling=resampling, geobox=geobox,
+                         groupby=groupby, rescale=rescale, **filters)[1]
 
 
 def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | str, *,
-               geometry_crs: Any = 4326, all_touched: bool = False, chunks: int | None = None,
+               geometry_crs: Any = 4326, all_touched: bool = False, chunks: Any = None,
                max_concurrent: int | None = None, storage_options: dict | None = None,
                data_source: Any = None, max_tile_bytes: int | str | None = None,
-               on_missing: str = "skip", errors: str = "raise",
+               on_missing: str = "skip", errors: str = "raise", crs: Any = None,
+               resolution: Any = None, resampling: Any = "nearest", geobox: Any = None,
+               groupby: Any = None, rescale: bool = False,
                **filters: Any) -> xr.Dataset | list[xr.Dataset]:
     """Lazy Dataset(s) of ``bands`` over ``geometries``: nothing is fetched until computed.
 
-    Each Dataset has one (time, y, x) dask variable per band (named as requested) on the
-    records' own pixel grid, masked to the geometry, with ``time``, ``y``, ``x``, ``id``,
-    ``cloud_cover`` (when the index has it) and a ``spatial_ref`` CRS coordinate.
+    Each Dataset has one (time, y, x) dask variable per band (named as requested), masked to
+    the geometry, with ``time``, ``y``, ``x``, ``id``, ``cloud_cover`` (native reads, when
+    the index has it) and a ``spatial_ref`` CRS coordinate describing the output grid (read
+    by rioxarray and ``.odc.geobox``). Without ``crs``/``resolution``/``geobox``/``groupby``
+    the output is the records' own pixel grid, chunked along their tiles; otherwise records
+    of any CRSs, resolutions and overview levels are resampled onto the output grid
+    (GDAL's warper, as odc-stac) in regular chunks, one task per chunk and time step.
 
     Parameters
     ----------
@@ -141,8 +209,8 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
         CRS of ``geometries`` unless they carry their own.
     all_touched : bool, default False
         Keep every pixel the geometry touches, not only those whose centre it holds.
-    chunks : int, optional
-        Tiles per output chunk side (default 1).
+    chunks : int, dict or (int, int), optional
+        Chunk size (see :func:`plan_reads`).
     max_concurrent : int, optional
         Requests in flight per process (default 64).
     storage_options : dict, optional
@@ -161,6 +229,8 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
         (``RasterReadError`` naming record, band, href); ``"nodata"``: it is read as nodata,
         logged, and listed in ``attrs["read_errors"]`` as chunks compute (see
         ``read.failures``).
+    crs, resolution, resampling, geobox, groupby, rescale
+        The output grid, time grouping and rescaling (see :func:`plan_reads`).
     **filters
         ``Collection.subset`` arguments.
 
@@ -177,11 +247,14 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     selections, plans = prepare_reads(
         collection, geometries, bands, geometry_crs=geometry_crs, all_touched=all_touched,
         chunks=chunks, data_source=data_source, max_tile_bytes=max_tile_bytes,
-        on_missing=on_missing, errors=errors, **filters)
+        on_missing=on_missing, errors=errors, crs=crs, resolution=resolution,
+        resampling=resampling, geobox=geobox, groupby=groupby, rescale=rescale, **filters)
     source = selections[0].source
     reader = source.reader(storage_options, max_concurrent)
     settle_missing((r for plan in plans for r in plan.skipped), on_missing, "get_xarray")
-    datasets = [to_dataset(plan, reader, errors=errors).rename(source.renames) for plan in plans]
+    datasets = [(warped_dataset(plan, reader, errors=errors) if isinstance(plan, WarpPlan)
+                 else to_dataset(plan, reader, errors=errors)).rename(source.renames)
+                for plan in plans]
     for dataset in datasets:
         dataset.attrs.update(_provenance(collection, list(source.bands), geometry_crs, filters))
     return datasets[0] if len(datasets) == 1 else datasets

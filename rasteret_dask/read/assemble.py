@@ -15,9 +15,14 @@ from .plan import ReadPlan
 __all__ = ["to_dataset", "spatial_ref"]
 
 
-def spatial_ref(epsg: int, transform) -> xr.DataArray:
-    """A CF ``spatial_ref`` coordinate (grid mapping + crs_wkt + GeoTransform) for rioxarray."""
-    crs = pyproj.CRS.from_epsg(epsg)
+def _crs(crs: int | pyproj.CRS) -> pyproj.CRS:
+    return crs if isinstance(crs, pyproj.CRS) else pyproj.CRS.from_epsg(int(crs))
+
+
+def spatial_ref(crs: int | pyproj.CRS, transform) -> xr.DataArray:
+    """A CF ``spatial_ref`` coordinate (grid mapping + crs_wkt + GeoTransform) for rioxarray
+    and odc-geo, of an EPSG code or a pyproj CRS."""
+    crs = _crs(crs)
     attrs = crs.to_cf()
     attrs["crs_wkt"] = crs.to_wkt()
     attrs["spatial_ref"] = attrs["crs_wkt"]
@@ -27,11 +32,11 @@ def spatial_ref(epsg: int, transform) -> xr.DataArray:
     return xr.DataArray(np.int32(0), attrs=attrs)
 
 
-def axis_attrs(epsg: int) -> dict[str, dict[str, str]]:
+def axis_attrs(crs: int | pyproj.CRS) -> dict[str, dict[str, str]]:
     """CF attributes of the ``x`` and ``y`` coordinates in a CRS (standard_name, long_name,
     units, axis), as pyproj states them."""
     out = {}
-    for axis in pyproj.CRS.from_epsg(epsg).cs_to_cf():
+    for axis in _crs(crs).cs_to_cf():
         name = {"X": "x", "Y": "y"}.get(axis.get("axis", ""))
         if name is not None:
             out[name] = {k: str(v) for k, v in axis.items()}

@@ -1,0 +1,65 @@
+"""Which path a read takes (pure): the records' own tile grid, or a warped output grid.
+
+A read stays on the native path (chunks are the records' tiles, decoded and copied, bit-exact
+and as fast as before output grids existed) when its output grid is the records' grid: one
+CRS, one pixel size, whole-pixel offsets between records, no time grouping or rescaling, and
+any ``crs=``/``resolution=`` given equal to the records' (with the records' origins on
+integer multiples of that resolution, the anchor every output grid keeps). Everything else
+is warped (:mod:`.warp_plan`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyproj
+
+from ..plan.output_grid import GridRequest, parse_chunks
+from .select import Selection
+
+__all__ = ["is_native", "native_tiles_per_chunk"]
+
+
+def _on_anchor(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-6
+
+
+def is_native(selection: Selection, request: GridRequest, groupby: Any = None,
+              rescale: bool = False) -> bool:
+    """Whether the read's output grid is its records' own grid (see the module docstring)."""
+    if request.geobox is not None or groupby is not None or rescale:
+        return False
+    codes = {grid.crs_epsg for grid in selection.grids.values()}
+    if len(codes) != 1:
+        return False
+    try:
+        union, _ = selection.union()
+    except ValueError:  # several pixel sizes, or origins not whole pixels apart
+        return False
+    if request.crs is not None and request.crs != pyproj.CRS.from_epsg(union.crs_epsg):
+        return False
+    if request.resolution is not None:
+        rx, ry = union.resolution
+        want_x, want_y = request.resolution
+        if not (math.isclose(rx, want_x, rel_tol=1e-9) and math.isclose(ry, want_y,
+                                                                        rel_tol=1e-9)):
+            return False
+        t = union.transform
+        if not (_on_anchor(t.c, rx) and _on_anchor(t.f, ry)):
+            return False
+    return True
+
+
+def native_tiles_per_chunk(selection: Selection, chunks: Any) -> int:
+    """``chunks=`` of a native read as tiles per chunk side: an int is that already; pixels
+    (a dict or a (y, x) pair) are rounded to whole tiles of the first record (at least one)."""
+    if chunks is None:
+        return 1
+    if isinstance(chunks, int) and not isinstance(chunks, bool):
+        parse_chunks(chunks, 1)  # checks it is positive
+        return chunks
+    md = selection.records[0].metadata
+    rows, cols = parse_chunks(chunks, 1)
+    return max(1, round(max(rows / md.tile_height, cols / md.tile_width)))
