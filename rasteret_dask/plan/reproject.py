@@ -72,7 +72,7 @@ def chunk_bounds_in(transform: Affine, row_edges: Sequence[tuple[int, int]],
     rows = _sample_positions(row_edges)
     cols = _sample_positions(col_edges)
     cc, rr = np.meshgrid(cols, rows)
-    xs, ys = transform * (cc, rr)
+    xs, ys = transform @ (cc, rr)
     if src_crs != dst_crs:
         with np.errstate(invalid="ignore"):
             xs, ys = transformer(dst_crs, src_crs).transform(xs, ys, errcheck=False)
@@ -114,8 +114,8 @@ def chunk_windows(bounds: np.ndarray, transform: Affine, size: tuple[int, int],
         col1 <= col0 (the chunk misses the image, or maps outside the CRS's domain).
     """
     inverse = ~transform
-    xa, ya = inverse * (bounds[..., 0], bounds[..., 1])
-    xb, yb = inverse * (bounds[..., 2], bounds[..., 3])
+    xa, ya = inverse @ (bounds[..., 0], bounds[..., 1])
+    xb, yb = inverse @ (bounds[..., 2], bounds[..., 3])
     finite = np.isfinite(xa) & np.isfinite(xb) & np.isfinite(ya) & np.isfinite(yb)
     with np.errstate(invalid="ignore"):
         c0 = np.floor(np.fmin(xa, xb)) - margin

@@ -195,7 +195,7 @@ def _default_resolution(selection: Selection, crs: pyproj.CRS) -> tuple[float, f
             src = _record_crs(md)
             res = md.resolution
             if src != crs:
-                centre = md.transform * (md.image_width / 2, md.image_height / 2)
+                centre = md.transform @ (md.image_width / 2, md.image_height / 2)
                 local = pixel_size_in(centre, crs, (1.0, 1.0), src)  # one output unit, in src
                 res = (res[0] / local[0], res[1] / local[1])
                 side = float(np.sqrt(res[0] * res[1]))
@@ -211,7 +211,7 @@ def _grouped(records: Sequence[Record]) -> list[GroupedRecord]:
     lonlat = pyproj.CRS.from_epsg(4326)
     for record in records:
         md = record.metadata
-        x, y = md.transform * (md.image_width / 2, md.image_height / 2)
+        x, y = md.transform @ (md.image_width / 2, md.image_height / 2)
         lon, _ = transformer(_record_crs(md), lonlat).transform(x, y)
         out.append(GroupedRecord(record.id, record.datetime, float(lon)))
     return out
@@ -271,7 +271,7 @@ def _source_read(record: Record, md: CogMetadata, window: np.ndarray, placement,
                 ranges.append(ByteRange(record.href, md.tile_offsets[tile],
                                         md.tile_offsets[tile] + count, expect))
             reads.append(TileRead(k, (s0, s1, s2, s3), (d0, d1, d2, d3)))
-    transform = md.transform * Affine.translation(c0, r0)
+    transform = md.transform @ Affine.translation(c0, r0)
     return SourceRead(record.label, spec, md.sample_plane(record.band_index), crs,
                       tuple(transform)[:6], (r1 - r0, c1 - c0), md.nodata, tuple(reads),
                       placement, scaling[0], scaling[1])
@@ -352,7 +352,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
             if epsg not in bounds_by_crs:
                 bounds_by_crs[epsg] = chunk_bounds_in(out_transform, grid.row_edges,
                                                       grid.col_edges, crs, _record_crs(md))
-            centre = md.transform * (md.image_width / 2, md.image_height / 2)
+            centre = md.transform @ (md.image_width / 2, md.image_height / 2)
             target = pixel_size_in(centre, _record_crs(md), resolution, crs)
             old_index = old_index or (bool(md.overviews)
                                       and not getattr(md, "has_overview_tiles", False))
@@ -404,7 +404,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
                     if not sources and error is None:
                         work[(g, i, j)] = None
                         continue
-                    transform = out_transform * Affine.translation(c, a)
+                    transform = out_transform @ Affine.translation(c, a)
                     work[(g, i, j)] = WarpChunk(
                         (b - a, d - c), tuple(transform)[:6], crs_wkt, out_dtype.str, fill,
                         request.resampling, tuple(ranges) if error is None else (),
