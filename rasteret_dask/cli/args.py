@@ -57,6 +57,17 @@ def aoi(text: str) -> Any:
     return bbox(candidate)
 
 
+def resolution(text: str) -> float | tuple[float, float]:
+    """``--resolution``: one pixel size, or ``x,y``."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if len(values) not in (1, 2) or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"give one or two positive numbers, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 def date_range(values: list[str] | None) -> tuple[str, str] | None:
     """Two dates (validated by the library, which names what is wrong)."""
     if values is None:

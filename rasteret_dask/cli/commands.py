@@ -100,7 +100,9 @@ def read(args: argparse.Namespace) -> int:
         filters["cloud_cover_lt"] = args.cloud_cover_lt
     started = time.perf_counter()
     ds = collection.get_xarray(args.aoi, args.bands, geometry_crs=args.aoi_crs,
-                               all_touched=args.all_touched, **filters)
+                               all_touched=args.all_touched, crs=args.crs,
+                               resolution=args.resolution, resampling=args.resampling,
+                               groupby=args.groupby, rescale=args.rescale, **filters)
     if isinstance(ds, list):
         raise ValueError("read takes one AOI geometry (a FeatureCollection gave several)")
     with _client(args.cluster) as client:

@@ -12,6 +12,8 @@ import argparse
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
+from ..plan.output_grid import RESAMPLING
+from ..read.grouping import GROUPBY
 from . import args as A
 from . import commands as C
 
@@ -128,6 +130,22 @@ def _read_commands(commands) -> None:
     _filters(p)
     p.add_argument("--all-touched", action="store_true",
                    help="keep every pixel the AOI touches, not only those whose centre it holds")
+    _output_grid(p)
+
+
+def _output_grid(p) -> None:
+    """The output-grid options of a read (see ``get_xarray``)."""
+    p.add_argument("--crs", help="output CRS, e.g. EPSG:3035 (default: the records' CRS, or "
+                                 "the CRS of most records)")
+    p.add_argument("--resolution", type=A.resolution, metavar="RES[,RES_Y]",
+                   help="output pixel size in CRS units (default: the finest native one)")
+    p.add_argument("--resampling", default="nearest", choices=RESAMPLING,
+                   help="resampling kernel onto the output grid (default: nearest)")
+    p.add_argument("--groupby", choices=GROUPBY,
+                   help="one time step per group, fused first-valid (e.g. solar_day: one "
+                        "mosaic per satellite pass; default: one per record)")
+    p.add_argument("--rescale", action="store_true",
+                   help="float32 physical values from the STAC raster:bands scale and offset")
 
 
 def _workflow_commands(commands) -> None:
