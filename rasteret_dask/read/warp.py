@@ -1,13 +1,17 @@
 """One warped output chunk on a worker: fetch its tiles, decode each record's window, put the
 window onto the chunk (a copy when aligned, GDAL's warper otherwise), fuse first-valid.
 
-Resampling is GDAL's warper on in-memory arrays (``rasterio.warp.reproject``), with the kernel
-radius fixed to one output pixel's footprint (``XSCALE=YSCALE=1``) as odc-stac runs it, so
-values agree with odc-stac's. Every tile of the chunk is requested at once; each record's
+Resampling is GDAL's warper on in-memory arrays (``rasterio.warp.reproject``, its default
+options), run as odc-stac runs it so that values agree with odc-stac's: the part of the chunk a
+record reaches is odc-geo's ``compute_reproject_roi`` of the record's image and the chunk, a
+record on the chunk's grid up to a sub-pixel shift (any shift for nearest, 0.05 pixel
+otherwise) is pasted, every other one is warped into that part only. Every tile of the chunk is requested at once; each record's
 window is decoded as soon as its own tiles are in (the next records' bytes keep arriving).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -41,17 +45,45 @@ def _window(payloads: PendingPayloads, source: SourceRead,
     return decode_chunk(payloads, work, None, failures)[0], fill
 
 
-def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk) -> np.ndarray:
-    """The window resampled onto the chunk's grid (pixels it does not reach = ``fill``)."""
+def _region(source: SourceRead, chunk: WarpChunk) -> tuple[tuple[slice, slice], Any]:
+    """The chunk's region the record reaches, and odc-geo's reprojection info for it."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.overlap import compute_reproject_roi
+
+    height, width, transform = source.image
+    image = GeoBox((height, width), Affine(*transform), source.crs)
+    target = GeoBox(chunk.shape, Affine(*chunk.transform), chunk.crs)
+    info = compute_reproject_roi(image, target,
+                                 ttol=0.9 if chunk.resampling == "nearest" else 0.05)
+    return info.roi_dst, info
+
+
+def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
+            ) -> np.ndarray | None:
+    """The full-resolution pixels ``roi_src`` cut from the window, or None when the window
+    does not hold them all."""
+    r0, c0 = source.origin
+    rows, cols = roi_src
+    a, b, c, d = rows.start - r0, rows.stop - r0, cols.start - c0, cols.stop - c0
+    if a < 0 or c < 0 or b > window.shape[0] or d > window.shape[1]:
+        return None
+    return window[a:b, c:d]
+
+
+def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
+          roi: tuple[slice, slice]) -> np.ndarray:
+    """The window resampled onto the chunk's region ``roi`` (pixels it does not reach =
+    ``fill``)."""
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
-    layer = np.full(chunk.shape, fill, window.dtype)
+    rows, cols = roi
+    dst = Affine(*chunk.transform) @ Affine.translation(cols.start, rows.start)
+    layer = np.full((rows.stop - rows.start, cols.stop - cols.start), fill, window.dtype)
     reproject(window, layer, src_transform=Affine(*source.transform), src_crs=source.crs,
               src_nodata=fill if source.nodata is not None else None,
-              dst_transform=Affine(*chunk.transform), dst_crs=chunk.crs, dst_nodata=fill,
-              resampling=Resampling[chunk.resampling], init_dest_nodata=True,
-              XSCALE=1, YSCALE=1)
+              dst_transform=dst, dst_crs=chunk.crs, dst_nodata=fill,
+              resampling=Resampling[chunk.resampling], init_dest_nodata=True)
     return layer
 
 
@@ -94,7 +126,6 @@ def read_warped_chunk(reader: RangeReader, chunk: WarpChunk,
     labels = tuple(_labels(chunk))
     nbytes = sum(r.end - r.start for r in chunk.ranges)
     payloads = PendingPayloads(reader.submit(chunk.ranges), labels, nbytes)
-    height, width = chunk.shape
     for source in chunk.sources:
         window, fill = _window(payloads, source, failures)
         if source.placement is not None:
@@ -104,10 +135,21 @@ def read_warped_chunk(reader: RangeReader, chunk: WarpChunk,
                      else np.ones(window.shape, bool))
             _fuse(out, window, valid, source, chunk, slice(r0, r1), slice(c0, c1))
         else:
-            # the warper marks pixels the image does not reach with ``fill``
-            layer = _warp(window, source, fill, chunk)
-            _fuse(out, layer, ~_missing(layer, fill), source, chunk, slice(0, height),
-                  slice(0, width))
+            roi, info = _region(source, chunk)
+            rows, cols = roi
+            if rows.stop <= rows.start or cols.stop <= cols.start:
+                continue
+            pasted = None
+            if info.paste_ok and info.read_shrink == 1 and source.level == 0:
+                pasted = _pasted(window, source, info.roi_src)
+            if pasted is not None:
+                valid = (~_missing(pasted, fill) if source.nodata is not None
+                         else np.ones(pasted.shape, bool))
+                _fuse(out, pasted, valid, source, chunk, rows, cols)
+            else:
+                # the warper marks pixels the image does not reach with ``fill``
+                layer = _warp(window, source, fill, chunk, roi)
+                _fuse(out, layer, ~_missing(layer, fill), source, chunk, rows, cols)
         if not _missing(out, chunk.fill).any():
             break  # every pixel has its first valid value
     return out[np.newaxis]

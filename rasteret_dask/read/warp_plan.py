@@ -79,6 +79,12 @@ class SourceRead:
     placement: tuple[int, int, int, int] | None = None
     scale: float | None = None
     offset: float | None = None
+    image: tuple[int, int, tuple[float, ...]] = (0, 0, ())
+    """Full-resolution (height, width, transform) of the record's image: where the worker
+    finds the chunk's region reached by it (odc-geo's ``compute_reproject_roi``)."""
+    level: int = 0
+    origin: tuple[int, int] = (0, 0)
+    """(row, col) of the window in its level's pixels."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +252,8 @@ def _burn(geometry: shapely.Geometry, geobox: Any, all_touched: bool):
     return geobox[r0:r1, c0:c1], (outside if outside.any() else None)
 
 
-def _source_read(record: Record, md: CogMetadata, window: np.ndarray, placement, crs: str,
-                 ranges: list[ByteRange], index: dict, limit: int,
+def _source_read(record: Record, md: CogMetadata, level: int, window: np.ndarray, placement,
+                 crs: str, ranges: list[ByteRange], index: dict, limit: int,
                  scaling: tuple[float | None, float | None]) -> SourceRead | str:
     """The SourceRead of one record's window (row0, row1, col0, col1) of level ``md``; the
     tile-size problem instead when a tile is over the limit."""
@@ -272,9 +278,12 @@ def _source_read(record: Record, md: CogMetadata, window: np.ndarray, placement,
                                         md.tile_offsets[tile] + count, expect))
             reads.append(TileRead(k, (s0, s1, s2, s3), (d0, d1, d2, d3)))
     transform = md.transform @ Affine.translation(c0, r0)
+    full = record.metadata
     return SourceRead(record.label, spec, md.sample_plane(record.band_index), crs,
                       tuple(transform)[:6], (r1 - r0, c1 - c0), md.nodata, tuple(reads),
-                      placement, scaling[0], scaling[1])
+                      placement, scaling[0], scaling[1],
+                      (full.image_height, full.image_width, tuple(full.transform)[:6]), level,
+                      (r0, c0))
 
 
 def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any = None,
@@ -361,11 +370,11 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
             offset = aligned_offset(lmd.transform, out_transform) \
                 if _record_crs(md) == crs else None
             if offset is not None:
-                windows[record.id] = (lmd, offset, None)
+                windows[record.id] = (level, lmd, offset, None)
             else:
                 scale = max(target[0] / lmd.resolution[0], target[1] / lmd.resolution[1])
                 margin = kernel_margin(request.resampling, scale)
-                windows[record.id] = (lmd, None, chunk_windows(
+                windows[record.id] = (level, lmd, None, chunk_windows(
                     bounds_by_crs[epsg], lmd.transform, (lmd.image_height, lmd.image_width),
                     margin))
         by_id = {r.id: r for r in band_records}
@@ -379,7 +388,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
                     sources = []
                     error = None
                     for record in members:
-                        lmd, offset, wins = windows[record.id]
+                        level, lmd, offset, wins = windows[record.id]
                         if offset is not None:
                             r0, r1 = max(a, offset[0]), min(b, offset[0] + lmd.image_height)
                             c0, c1 = max(c, offset[1]), min(d, offset[1] + lmd.image_width)
@@ -393,7 +402,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
                             if window[1] <= window[0] or window[3] <= window[2]:
                                 continue
                             placement = None
-                        read = _source_read(record, lmd, window, placement,
+                        read = _source_read(record, lmd, level, window, placement,
                                             f"EPSG:{lmd.crs_epsg}", ranges, index, limit,
                                             (scaling or {}).get((band, record.id),
                                                                 (None, None)))
