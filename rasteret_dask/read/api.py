@@ -66,6 +66,9 @@ def prepare_reads(
     plans: list[ReadPlanLike] = []
     for selection in selections:
         if selection.is_empty:
+            if request.geobox is not None:
+                raise ValueError(f"geobox={request.geobox!r} misses every record of the "
+                                 f"read: {selection.empty_error()}")
             raise selection.empty_error()
         if is_native(selection, request, groupby, rescale):
             plans.append(plan_read(selection, all_touched=all_touched,
