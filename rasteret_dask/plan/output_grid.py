@@ -23,8 +23,8 @@ from odc.geo import resxy_
 from odc.geo.geobox import GeoBox
 
 __all__ = ["RESAMPLING", "OutputGrid", "GridRequest", "grid_request", "check_resampling",
-           "check_resolution", "check_crs", "majority_crs", "anchored_geobox", "chunk_edges_px",
-           "parse_chunks", "WARP_TILE", "DEFAULT_WARP_CHUNK"]
+           "check_resolution", "check_crs", "majority_crs", "anchored_geobox", "describe_geobox",
+           "chunk_edges_px", "parse_chunks", "WARP_TILE", "DEFAULT_WARP_CHUNK"]
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
               "min", "max", "median", "q1", "q3", "sum", "rms")
@@ -184,6 +184,14 @@ class OutputGrid:
     def col_chunks(self) -> tuple[int, ...]:
         """Chunk widths (regular but the last)."""
         return tuple(b - a for a, b in self.col_edges)
+
+
+def describe_geobox(geobox: GeoBox) -> str:
+    """A one-line description of a GeoBox for messages: shape, CRS and bounds."""
+    epsg = geobox.crs.epsg if geobox.crs is not None else None
+    crs = f"EPSG:{epsg}" if epsg else str(geobox.crs)
+    bounds = ", ".join(f"{v:.10g}" for v in geobox.boundingbox.bbox)
+    return f"GeoBox(shape={tuple(geobox.shape)}, crs={crs}, bounds=({bounds}))"
 
 
 def anchored_geobox(bounds: tuple[float, float, float, float], crs: pyproj.CRS,

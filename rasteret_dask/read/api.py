@@ -10,7 +10,7 @@ import numpy as np
 import shapely
 import xarray as xr
 
-from ..plan.output_grid import grid_request
+from ..plan.output_grid import describe_geobox, grid_request
 from .assemble import to_dataset
 from .failures import check_errors
 from .grouping import check_groupby
@@ -67,7 +67,8 @@ def prepare_reads(
     for selection in selections:
         if selection.is_empty:
             if request.geobox is not None:
-                raise ValueError(f"geobox={request.geobox!r} misses every record of the "
+                raise ValueError(f"geobox={describe_geobox(request.geobox)} misses every "
+                                 "record of the "
                                  f"read: {selection.empty_error()}")
             raise selection.empty_error()
         if is_native(selection, request, groupby, rescale):

@@ -35,6 +35,7 @@ from ..plan.output_grid import (
     OutputGrid,
     anchored_geobox,
     chunk_edges_px,
+    describe_geobox,
     majority_crs,
     parse_chunks,
 )
@@ -421,7 +422,8 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
         bands.append(WarpBandPlan(band, out_dtype, None if rescale else nodata, fill, work,
                                   dict(levels)))
     if all(c is None for b in bands for c in b.chunks.values()):
-        what = f"geobox={request.geobox!r}" if request.geobox is not None else "the output grid"
+        what = (f"geobox={describe_geobox(request.geobox)}" if request.geobox is not None
+                else "the output grid")
         raise ValueError(f"{what} misses every record of the read "
                          f"({len(records)} record(s) matched the query)")
     ids = tuple(tuple(records[k].id for k in g.members) for g in groups)
