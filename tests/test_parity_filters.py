@@ -83,8 +83,8 @@ def test_reads_pass_their_filters_through_the_same_checks(cog_dir):
     table = table.append_column("split", pa.array(["train"] * n))
     enriched = rd.build_collection_from_table(table, name="r").enrich(progress=False).collection
     aoi = (15.0, 45.0, 15.01, 45.01)
-    with pytest.raises(ValueError, match="unknown column 'resolution'"):
-        enriched.get_xarray(aoi, ["B04"], resolution=10)
+    with pytest.raises(ValueError, match="unknown column 'res'"):  # resolution= is a grid
+        enriched.get_xarray(aoi, ["B04"], res=10)
     with pytest.raises(ValueError, match="unknown column 'x_column'"):
         enriched.sample_points([shapely.Point(15.0, 45.0)], ["B04"], x_column="lon")
     with pytest.raises(TypeError, match="column 'split'"):
