@@ -28,8 +28,13 @@ reader of the upstream fields sees them unchanged:
   abbreviated JPEG tiles;
 - ``lerc_parameters`` list<int32>: the LercParameters tag (50674) of LERC files: [version,
   additional compression (0 none, 1 deflate, 2 zstd)];
-- ``overviews`` list<struct<width, height, tile_width, tile_height>>: the reduced-resolution
-  IFDs of the file, full resolution excluded, largest first;
+- ``overviews`` list<struct<width, height, tile_width, tile_height, tile_offsets,
+  tile_byte_counts>>: the reduced-resolution IFDs of the file, full resolution excluded,
+  largest first. ``tile_offsets`` and ``tile_byte_counts`` (list<int64>, the record's own
+  plane for planar files, like the image's) are trailing fields added later: indexes
+  enriched before them load with both null, and so does a level whose tiles do not decode
+  with the image's own parameters (e.g. GDAL's ``OVERVIEW_COMPRESS``) or whose tables are
+  unusable; a reader of the first four fields sees them unchanged;
 - ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics);
 - ``etag`` string, ``object_size`` int64, ``last_modified`` timestamp[us, UTC]: the identity of
   the object version the header was read from, as the header response reported it (HTTP
@@ -130,6 +135,9 @@ OVERVIEW_TYPE = pa.struct(
         pa.field("height", pa.int32()),
         pa.field("tile_width", pa.int32()),
         pa.field("tile_height", pa.int32()),
+        # extensions (documented in the module docstring)
+        pa.field("tile_offsets", pa.list_(pa.int64())),
+        pa.field("tile_byte_counts", pa.list_(pa.int64())),
     ]
 )
 
