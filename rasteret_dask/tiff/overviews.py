@@ -106,12 +106,15 @@ class Overview:
 
 def decoding(values: dict[int, Any]) -> tuple[Any, ...]:
     """The decode parameters of an IFD's decoded ``values`` (`DECODE_TAGS`), defaults applied,
-    in a form two IFDs can be compared by."""
+    in a form two IFDs can be compared by (the planar configuration of one sample per pixel
+    is no difference: GDAL writes 2 on such an image and 1 on its overviews)."""
+    samples = single_value(values, SAMPLES_PER_PIXEL, "SamplesPerPixel", 1)
+    planar = single_value(values, PLANAR_CONFIGURATION, "PlanarConfiguration", 1)
     return (
         single_value(values, COMPRESSION, "Compression", 1),
         single_value(values, PREDICTOR, "Predictor", 1),
-        single_value(values, SAMPLES_PER_PIXEL, "SamplesPerPixel", 1),
-        single_value(values, PLANAR_CONFIGURATION, "PlanarConfiguration", 1),
+        samples,
+        planar if samples > 1 else 1,
         frozenset(values.get(BITS_PER_SAMPLE, (1,))),
         frozenset(values.get(SAMPLE_FORMAT, (1,))),
         tuple(values.get(PHOTOMETRIC, ())),
