@@ -1,0 +1,129 @@
+"""Overview tile tables through enrichment over HTTP: request counts, levels decoded with the
+full-resolution decode path against rasterio's overview reads, and old indexes still read."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+
+import rasteret_dask as rd
+from rasteret_dask import schema as S
+from rasteret_dask.decode import DecodeSpec, decode_tile
+from rasteret_dask.io import ByteRange, RangeReader
+from rasteret_dask.testing.cogs import write_cog
+from rasteret_dask.testing.servers import RangeServer
+from rasteret_dask.tiff.cog_metadata import CogMetadata
+
+FILES = {
+    "deflate.tif": dict(width=1300, height=1000, predictor=2, nodata=0),
+    "planar.tif": dict(width=900, height=700, interleave="band", count=2, predictor=2),
+    "jpeg.tif": dict(width=1000, height=800, compress="jpeg", dtype="uint8"),
+    "tables.tif": dict(width=2000, height=1500, blocksize=16, dtype="uint8"),
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ovr")
+    for name, options in FILES.items():
+        write_cog(root / name, **{"blocksize": 256, "seed": len(name), **options})
+    with RangeServer(root, latency=0.0) as server:
+        yield root, server
+
+
+def _table(hrefs: list[str], band_index: int = 0) -> pa.Table:
+    n = len(hrefs)
+    asset = pa.StructArray.from_arrays([pa.array(hrefs), pa.array([band_index] * n, pa.int32())],
+                                       fields=list(S.ASSET_TYPE))
+    return pa.table({
+        "id": [f"r{i}" for i in range(n)],
+        "datetime": pa.array([dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC) for i in range(n)],
+                             S.DATETIME_TYPE),
+        "geometry": pa.nulls(n, pa.binary()),
+        "assets": pa.StructArray.from_arrays([asset], names=["B04"]),
+    })
+
+
+def _enrich(server, name: str, band_index: int = 0) -> CogMetadata:
+    server.reset()
+    table = rd.enrich_table_with_cog_metadata(_table([server.href(name)], band_index))
+    return CogMetadata.from_struct(table["B04_metadata"][0], context=f"{name}, B04")
+
+
+def test_a_gdal_cog_with_overviews_costs_one_get(served):
+    _, server = served
+    md = _enrich(server, "deflate.tif")
+    assert server.count(method=None) == 1 and server.count("GET") == 1
+    assert len(md.overviews) == 3 and md.has_overview_tiles
+
+
+def test_tables_beyond_the_prefix_cost_one_more_get(served):
+    _, server = served
+    md = _enrich(server, "tables.tif")
+    assert server.count(method=None) == 2  # the prefix, then every IFD's tables in one range
+    assert len(md.tile_offsets) == 125 * 94 and len(md.overviews) == 7
+    assert md.has_overview_tiles
+
+
+def _decode_level(md: CogMetadata, href: str, band_index: int) -> np.ndarray:
+    """Level ``md``'s whole image decoded tile by tile, as read/chunks.py decodes a tile."""
+    spec = DecodeSpec.from_metadata(md)
+    ranges = [ByteRange(href, *md.tile_range(i)) for i in range(len(md.tile_offsets))]
+    payloads = RangeReader().fetch(ranges)
+    canvas = np.empty((md.tiles_down * md.tile_height, md.tiles_across * md.tile_width),
+                      md.native_dtype)
+    for index, payload in enumerate(payloads):
+        row, col = divmod(index, md.tiles_across)
+        tile = decode_tile(payload, spec)
+        canvas[row * md.tile_height:(row + 1) * md.tile_height,
+               col * md.tile_width:(col + 1) * md.tile_width] = tile[:, :, md.sample_plane(band_index)]
+    return canvas[:md.image_height, :md.image_width]
+
+
+@pytest.mark.parametrize(("name", "band_index", "tolerance"), [
+    ("deflate.tif", 0, 0), ("planar.tif", 1, 0), ("jpeg.tif", 0, 1)])
+def test_levels_decode_like_rasterios_overview_reads(served, name, band_index, tolerance):
+    root, server = served
+    md = _enrich(server, name, band_index)
+    assert md.level(0) is md
+    for k in range(1, len(md.overviews) + 1):
+        level = md.level(k)
+        got = _decode_level(level, server.href(name), band_index)
+        with rasterio.open(root / name, overview_level=k - 1) as src:
+            want = src.read(band_index + 1)
+            assert level.transform.almost_equals(src.transform, precision=1e-9)
+        assert got.shape == want.shape
+        difference = np.abs(got.astype(np.int32) - want.astype(np.int32)).max()
+        assert difference <= tolerance, (name, k, difference)
+        if tolerance == 0:
+            np.testing.assert_array_equal(got, want)
+
+
+def test_an_index_enriched_before_overview_tables_still_reads(served, tmp_path):
+    root, server = served
+    enriched = rd.enrich_table_with_cog_metadata(_table([server.href("deflate.tif")]))
+    old_overview = pa.struct(list(S.OVERVIEW_TYPE)[:4])
+    old_type = pa.struct([pa.field("overviews", pa.list_(old_overview)) if f.name == "overviews"
+                          else f for f in S.METADATA_TYPE])
+    column = enriched["B04_metadata"].cast(old_type)
+    old = enriched.set_column(enriched.schema.get_field_index("B04_metadata"), "B04_metadata",
+                              column)
+    pq.write_table(old, tmp_path / "old.parquet")
+    collection = rd.load(tmp_path / "old.parquet")
+    stored = collection.to_table()["B04_metadata"]
+    assert stored.type == old_type
+    (md,) = CogMetadata.from_arrow(stored)
+    assert len(md.overviews) == 3 and not md.has_overview_tiles and md.choose_level(40.0) == 0
+    with rasterio.open(root / "deflate.tif") as src:
+        left, top = src.xy(100, 200, offset="ul")
+        right, bottom = src.xy(180, 330, offset="ul")
+        want = src.read(1, window=((100, 180), (200, 330)))
+    box = shapely.box(left, bottom, right, top)
+    ds = collection.get_xarray(box, ["B04"], geometry_crs=32633).compute()
+    np.testing.assert_array_equal(ds["B04"].values[0], want)
