@@ -127,3 +127,32 @@ def test_an_index_enriched_before_overview_tables_still_reads(served, tmp_path):
     box = shapely.box(left, bottom, right, top)
     ds = collection.get_xarray(box, ["B04"], geometry_crs=32633).compute()
     np.testing.assert_array_equal(ds["B04"].values[0], want)
+
+
+def test_enriching_more_records_of_an_old_layout_index(served, tmp_path, monkeypatch):
+    """A data file written before the overview tables gets a record enriched with them: its
+    other rows keep the old layout on disk until then, and the rewrite holds both."""
+    from rasteret_dask.enrich.partitions import enrich_collection
+
+    root, server = served
+    old_overview = pa.struct(list(S.OVERVIEW_TYPE)[:4])
+    old_type = pa.struct([pa.field("overviews", pa.list_(old_overview)) if f.name == "overviews"
+                          else f for f in S.METADATA_TYPE])
+    table = _table([server.href("deflate.tif"), server.href("late.tif")])
+    with monkeypatch.context() as patched:
+        patched.setattr(S, "METADATA_TYPE", old_type)
+        built = rd.build_from_table(table, name="old", workspace_dir=tmp_path, enrich_cog=False)
+        report = built.enrich(progress=False)
+    assert report.enriched == 1 and report.failed == 1
+    stored = rd.load(tmp_path / "old")
+    assert stored.to_table()["B04_metadata"].type == old_type
+    (root / "late.tif").write_bytes((root / "jpeg.tif").read_bytes())
+    try:
+        report = enrich_collection(stored, chunk_rows=1)
+    finally:
+        (root / "late.tif").unlink()
+    assert report.enriched == 1 and report.failed == 0
+    rows = report.collection.to_table().sort_by("id")["B04_metadata"]
+    assert rows.type == S.METADATA_TYPE
+    first, second = CogMetadata.from_arrow(rows)
+    assert not first.has_overview_tiles and second.has_overview_tiles
