@@ -156,3 +156,43 @@ def test_enriching_more_records_of_an_old_layout_index(served, tmp_path, monkeyp
     assert rows.type == S.METADATA_TYPE
     first, second = CogMetadata.from_arrow(rows)
     assert not first.has_overview_tiles and second.has_overview_tiles
+
+
+def test_an_ingest_append_keeps_overview_tables_beside_old_layout_files(tmp_path):
+    """A partition whose files hold both metadata layouts (one rewritten by a newer
+    enrichment, one not): appending new items keeps the newer file's tables."""
+    from rasteret_dask.index.datafiles import file_table, read_data_file, write_data_file
+    from rasteret_dask.index.geoparquet import CollectionInfo
+    from rasteret_dask.index.normalize import normalize_table
+    from rasteret_dask.index.objectstore import open_store
+    from rasteret_dask.ingest.stac_build import _append
+    from rasteret_dask.testing.tables import synthetic_table
+
+    old_type = pa.struct([pa.field("overviews", pa.list_(pa.struct(list(S.OVERVIEW_TYPE)[:4])))
+                          if f.name == "overviews" else f for f in S.METADATA_TYPE])
+    base = normalize_table(synthetic_table(3, months=1, bands=("B04",)))
+    (year,), (month,) = set(base["year"].to_pylist()), set(base["month"].to_pylist())
+    partition = (("year", year), ("month", month))
+    md = {name: None for name in S.METADATA_FIELDS}
+    md.update(image_width=512, image_height=512, tile_width=256, tile_height=256,
+              dtype="uint16", transform=[10.0, 0, 500000.0, 0, -10.0, 5000000.0],
+              tile_offsets=[1, 2, 3, 4], tile_byte_counts=[1, 1, 1, 1],
+              overviews=[{"width": 256, "height": 256, "tile_width": 256, "tile_height": 256,
+                          "tile_offsets": [9], "tile_byte_counts": [7]}])
+    store = open_store(tmp_path / "idx")
+    info = CollectionInfo(name="mixed", bands=("B04",))
+    files = []
+    for row, type_ in ((0, S.METADATA_TYPE), (1, old_type)):
+        rows = base.slice(row, 1)
+        rows = rows.append_column("B04_metadata", pa.array([md], type_))
+        files.append(write_data_file(store, partition, file_table(rows, ("year", "month"), info)))
+    new = base.slice(2, 1)
+    schema = new.drop_columns(["year", "month"]).schema
+    outcome = _append(store, partition, tuple(files), [new], schema, info, None)
+    merged = read_data_file(store, outcome.written.path).sort_by("id")
+    assert merged.num_rows == 3 and merged["B04_metadata"].type == S.METADATA_TYPE
+    overviews = [None if m is None else m["overviews"][0]["tile_offsets"]
+                 for m in merged["B04_metadata"].to_pylist()]
+    ids = merged["id"].to_pylist()
+    assert overviews[ids.index(base["id"][0].as_py())] == [9]
+    assert overviews[ids.index(base["id"][1].as_py())] is None
