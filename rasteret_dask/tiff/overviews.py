@@ -9,9 +9,11 @@ tables, LERC parameters), so a reader can plan and decode them with the image's 
 
 Tile tables are read when their entry counts match the level's size (a level declaring any
 other count, or more tiles than :data:`MAX_TILES` summed over the levels, is listed without
-them, never fetched). GDAL COGs keep every IFD and tile table in the header, so they come in
-the header's own requests; other layouts have them fetched in the rounds that already follow
-the IFD chain.
+them, never fetched). Tables the bytes held do not cover are requested with whatever else
+the parse misses, so GDAL COGs (every IFD and table in the header) still cost the header's
+own requests: one GET when the prefix holds them, and the same rounds as the image's own
+tables when it does not (they are written back to back). Other layouts fetch them in the
+rounds that already follow the IFD chain, plus at most one for the last level's tables.
 """
 
 from __future__ import annotations
