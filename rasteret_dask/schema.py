@@ -12,6 +12,15 @@ Tiers (see ARCHITECTURE.md):
 
 and any user column, which survives every load, filter and write.
 
+Optional, filled at ingest when the source describes it: ``raster_bands``
+map<string, struct<scale, offset, nodata float64, data_type string>>, band (as the index names
+it, a key of ``assets``) -> the STAC description of that band's values: ``raster:bands`` of
+its asset (the entry at the band's ``band_index``), or STAC 1.1's ``bands`` entry and the
+asset's own ``nodata``/``data_type``/``scale``/``offset`` (``raster:scale``/``raster:offset``
+of the raster extension 2.0); a band-level field wins over the asset-level one. A band the
+source does not describe has no key, a record with no described band a null map; physical
+values are ``raw * scale + offset`` (``index.raster_bands.band_scaling`` reads it).
+
 Also derived: ``bbox`` struct<xmin, ymin, xmax, ymax> (``geometry_bbox`` when the input already
 has an unrelated ``bbox`` column), the GeoParquet 1.1 bbox covering column that other readers
 (DuckDB, GDAL, geopandas) use for pushdown; the scalar ``bbox_*`` columns serve Arrow filters.
@@ -28,8 +37,13 @@ reader of the upstream fields sees them unchanged:
   abbreviated JPEG tiles;
 - ``lerc_parameters`` list<int32>: the LercParameters tag (50674) of LERC files: [version,
   additional compression (0 none, 1 deflate, 2 zstd)];
-- ``overviews`` list<struct<width, height, tile_width, tile_height>>: the reduced-resolution
-  IFDs of the file, full resolution excluded, largest first;
+- ``overviews`` list<struct<width, height, tile_width, tile_height, tile_offsets,
+  tile_byte_counts>>: the reduced-resolution IFDs of the file, full resolution excluded,
+  largest first. ``tile_offsets`` and ``tile_byte_counts`` (list<int64>, the record's own
+  plane for planar files, like the image's) are trailing fields added later: indexes
+  enriched before them load with both null, and so does a level whose tiles do not decode
+  with the image's own parameters (e.g. GDAL's ``OVERVIEW_COMPRESS``) or whose tables are
+  unusable; a reader of the first four fields sees them unchanged;
 - ``header_bytes`` int64: how many bytes of the file the header parse needed (diagnostics);
 - ``etag`` string, ``object_size`` int64, ``last_modified`` timestamp[us, UTC]: the identity of
   the object version the header was read from, as the header response reported it (HTTP
@@ -73,6 +87,9 @@ __all__ = [
     "METADATA_TYPE",
     "METADATA_FIELDS",
     "ENRICH_ERRORS_TYPE",
+    "RASTER_BANDS",
+    "BAND_SCALING_TYPE",
+    "RASTER_BANDS_TYPE",
     "assets_type",
     "metadata_column",
     "band_of_metadata_column",
@@ -118,6 +135,14 @@ BBOX_STRUCT_TYPE = pa.struct(
 EPSG = "proj:epsg"
 CLOUD_COVER = "eo:cloud_cover"
 CLOUD_COVER_COLUMNS = ("eo:cloud_cover", "cloud_cover")
+RASTER_BANDS = "raster_bands"
+BAND_SCALING_TYPE = pa.struct([
+    pa.field("scale", pa.float64()),
+    pa.field("offset", pa.float64()),
+    pa.field("nodata", pa.float64()),
+    pa.field("data_type", pa.string()),
+])
+RASTER_BANDS_TYPE = pa.map_(pa.string(), BAND_SCALING_TYPE)
 
 # --- tier 3: COG acceleration ---------------------------------------------------------------
 METADATA_SUFFIX = "_metadata"
@@ -130,6 +155,9 @@ OVERVIEW_TYPE = pa.struct(
         pa.field("height", pa.int32()),
         pa.field("tile_width", pa.int32()),
         pa.field("tile_height", pa.int32()),
+        # extensions (documented in the module docstring)
+        pa.field("tile_offsets", pa.list_(pa.int64())),
+        pa.field("tile_byte_counts", pa.list_(pa.int64())),
     ]
 )
 

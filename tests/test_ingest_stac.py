@@ -14,7 +14,9 @@ import pytest
 import shapely
 
 import rasteret_dask as rd
+from rasteret_dask import schema as S
 from rasteret_dask.index.objectstore import open_store
+from rasteret_dask.index.raster_bands import BandScaling, band_scaling
 from rasteret_dask.index.versions import latest_manifest
 from rasteret_dask.ingest import StacSearchError
 from rasteret_dask.testing.cogs import write_cog
@@ -170,6 +172,19 @@ def test_max_items_and_query_free_band_map(stac, items, tmp_path):
     matching = set().union(*_expected(items, "2024-01-01", "2024-06-30").values())
     when = {item["id"]: item["properties"]["datetime"] for item in items if item["id"] in matching}
     assert set(table["id"].to_pylist()) == set(sorted(when, key=when.__getitem__)[:7])
+
+
+def test_raster_bands_scale_offset_nodata_reach_the_index(stac, tmp_path):
+    collection = rd.build_from_stac(
+        name="scaled", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        date_range=("2024-01-01", "2024-02-29"), workspace_dir=tmp_path, enrich_cog=False,
+        progress=False)
+    table = rd.load(tmp_path / "scaled").to_table()
+    assert table.num_rows > 10 and table.schema.field("raster_bands").type == S.RASTER_BANDS_TYPE
+    s2 = BandScaling(scale=0.0001, offset=-0.1, nodata=0.0, data_type="uint16")
+    assert band_scaling(table, "B04") == band_scaling(table, "B08") == [s2] * table.num_rows
+    assert band_scaling(table, "SCL") == [None] * table.num_rows  # no raster:bands on it
+    assert collection.bands == ["B04", "B08", "SCL"]
 
 
 def _is_search(request) -> bool:

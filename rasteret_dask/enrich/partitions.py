@@ -158,7 +158,10 @@ def _splice(table: pa.Table, bounds: list[tuple[int, int]],
             if part is not None:
                 chunks.append(part[target.name].combine_chunks())
             elif target.name in table.column_names:
-                chunks.append(table[target.name].slice(a, b - a).combine_chunks())
+                # rows this run left alone keep their stored values; a struct written before
+                # later trailing fields (etag, overview tile tables) gains them as nulls
+                kept = table[target.name].slice(a, b - a).combine_chunks()
+                chunks.append(kept if kept.type == target.type else kept.cast(target.type))
             else:
                 chunks.append(pa.nulls(b - a, target.type))
         column = pa.chunked_array(chunks, type=target.type)

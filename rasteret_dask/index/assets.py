@@ -46,10 +46,11 @@ def select_assets(assets: pa.ChunkedArray, band_codes: Mapping[str, str] | Seque
         for band, key in mapping.items():
             asset = chunk.field(keys.index(key))
             index = (band_index_map or {}).get(band)
-            if index is not None:
+            if index is not None:  # the asset's other fields (raster:bands...) stay
+                names = [f.name for f in asset.type if f.name != "band_index"]
                 asset = pa.StructArray.from_arrays(
-                    [asset.field("href"), pa.array([index] * len(asset), pa.int32())],
-                    fields=list(S.ASSET_TYPE), mask=asset.is_null())
+                    [asset.field(n) for n in names] + [pa.array([index] * len(asset), pa.int32())],
+                    names=[*names, "band_index"], mask=asset.is_null())
             fields.append(asset)
         chunks.append(pa.StructArray.from_arrays(fields, names=list(mapping)))
     return pa.chunked_array(chunks)

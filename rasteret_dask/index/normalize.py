@@ -5,7 +5,8 @@ Accepts Arrow tables (and anything Arrow can import), pandas and geopandas frame
 GeoArrow WKB, WKT or shapely objects, in the CRS the column declares (reprojected to CRS84,
 ``index.geometry_input``) or null (filled from the header at enrichment:
 :func:`fill_missing_footprints`); timestamps, dates, ISO text or integer years
-(``index.times``); ``proj:epsg`` derived from the projection columns (``index.projection``).
+(``index.times``); ``proj:epsg`` derived from the projection columns (``index.projection``);
+``raster_bands`` from the assets' STAC band descriptions (``index.raster_bands``).
 Every user column survives with its type. Stored footprints are CRS84: coordinates outside
 [-180, 180] x [-90, 90] are refused, polygons crossing the antimeridian are split at +/-180
 (``index.footprints``). Derived columns (``scene_bbox``, ``bbox_*``, the ``bbox`` covering,
@@ -35,6 +36,7 @@ from .footprints import (
 from .geometry_input import NOT_WKB_HINT, declared_crs, decode_footprints, is_crs84, to_crs84
 from .inputs import as_arrow_table
 from .projection import derive_epsg
+from .raster_bands import raster_bands_of_assets
 from .times import to_utc
 
 __all__ = ["as_arrow_table", "normalize_table", "conform_metadata_array",
@@ -331,6 +333,26 @@ def fill_missing_footprints(table: pa.Table) -> tuple[pa.Table, int]:
     return _derive_bbox_columns(table, geoms), filled
 
 
+def _raster_bands(table: pa.Table, ids: pa.ChunkedArray | None, problems: _Problems) -> pa.Table:
+    """``raster_bands`` from the assets' STAC band descriptions (``index.raster_bands``) while
+    the assets still hold them; else an input ``raster_bands`` column, checked."""
+    names = ids.to_pylist() if ids is not None else list(range(table.num_rows))
+    try:
+        derived = raster_bands_of_assets(table[S.ASSETS], names)
+    except ValueError as exc:
+        problems.add(str(exc))
+        return table
+    if derived is not None:
+        return _replace(table, S.RASTER_BANDS, derived)
+    if S.RASTER_BANDS in table.column_names and table[S.RASTER_BANDS].type != S.RASTER_BANDS_TYPE:
+        try:
+            return _replace(table, S.RASTER_BANDS, table[S.RASTER_BANDS].cast(S.RASTER_BANDS_TYPE))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            problems.add(f"column {S.RASTER_BANDS!r} must be {S.RASTER_BANDS_TYPE}, got "
+                         f"{table[S.RASTER_BANDS].type}")
+    return table
+
+
 def normalize_table(data: Any) -> pa.Table:
     """Validate ``data`` against the contract and return it with normalised and derived columns.
 
@@ -390,6 +412,7 @@ def normalize_table(data: Any) -> pa.Table:
         problems.add(f"{column!r} of record {record} names no CRS pyproj can read: {message}")
 
     table = derive_epsg(table, unreadable_crs)
+    table = _raster_bands(table, ids, problems)
     assets = _normalize_assets(table[S.ASSETS], problems)
     if assets is not None:
         table = _replace(table, S.ASSETS, assets)

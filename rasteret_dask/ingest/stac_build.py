@@ -167,8 +167,10 @@ def _append(store: Store, partition: Partition, existing_files: tuple[FileEntry,
     if drop:
         dropped = pa.array(sorted(drop))
         existing = [t.filter(pc.invert(pc.is_in(t[S.ID], value_set=dropped))) for t in existing]
-    # the partition keeps every column its files have (another writer's metadata included)
-    kept = {f.name: f for t in existing for f in t.schema if f.name not in schema.names}
+    # the partition keeps every column its files have (another writer's metadata included;
+    # files enriched before a struct's trailing fields existed conform to the current type)
+    kept = {f.name: pa.field(f.name, S.METADATA_TYPE) if S.is_metadata_column(f.name, f.type)
+            else f for t in existing for f in t.schema if f.name not in schema.names}
     schema = pa.schema([*schema, *kept.values()])
     parts = [conform_table(t, schema) for t in existing]
     if rows is not None and rows.num_rows:

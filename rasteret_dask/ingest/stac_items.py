@@ -3,7 +3,8 @@
 ``id``, ``datetime`` (plus ``start_datetime``/``end_datetime`` when given), the footprint as
 WKB (null for an item without geometry), ``assets`` band code -> {href, band_index} through a
 band map, ``collection``, ``proj:epsg`` (from ``proj:code``, else ``proj:epsg``, on the item
-or its assets), and every other item property as its own column (``eo:cloud_cover``,
+or its assets), ``raster_bands`` (each band's scale, offset, nodata and data type from its
+asset, ``index.raster_bands``; only when an item describes one), and every other item property as its own column (``eo:cloud_cover``,
 ``platform``, ``s2:mgrs_tile``...). :func:`item_dicts` recognises the forms items come in
 (pystac ``ItemCollection`` and ``Item``, item dicts, a FeatureCollection).
 """
@@ -19,13 +20,15 @@ import pyarrow as pa
 import shapely
 
 from .. import schema as S
+from ..index.raster_bands import raster_bands_of_items
 
 __all__ = ["items_to_table", "item_dicts", "data_asset_keys", "item_epsg", "conform_assets",
            "RESERVED"]
 
 _TIME_PROPS = (S.DATETIME, S.START_DATETIME, S.END_DATETIME)
 RESERVED = frozenset({S.ID, S.GEOMETRY, S.ASSETS, "collection", S.EPSG, S.YEAR, S.MONTH,
-                      S.SCENE_BBOX, S.BBOX_STRUCT, *S.BBOX_COLUMNS, *_TIME_PROPS})
+                      S.SCENE_BBOX, S.BBOX_STRUCT, *S.BBOX_COLUMNS, *_TIME_PROPS,
+                      S.RASTER_BANDS})
 _EPSG_CODE = re.compile(r"^EPSG:(\d+)$", re.IGNORECASE)
 _RASTER_TYPES = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
 
@@ -180,6 +183,9 @@ def items_to_table(
                                        url_rewrite_patterns or {})
     columns["collection"] = pa.array([item.get("collection") for item in items], pa.string())
     columns[S.EPSG] = pa.array([item_epsg(item, band_map.values()) for item in items], pa.int32())
+    raster_bands = raster_bands_of_items(items, band_map, band_index_map)
+    if raster_bands is not None:
+        columns[S.RASTER_BANDS] = raster_bands
     names: dict[str, None] = {}
     for p in props:
         names.update(dict.fromkeys(k for k in p if k not in RESERVED))

@@ -10,11 +10,13 @@ header-declared sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
+
+from .levels import choose_level as _choose_level
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,12 +33,26 @@ class MetadataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OverviewLevel:
-    """A reduced-resolution image of the file (full resolution excluded)."""
+    """A reduced-resolution image of the file (full resolution excluded): its size, tile size
+    and, when the index holds them, its tile tables (the record's own plane, like
+    `CogMetadata`'s; None in indexes enriched before they were recorded)."""
 
     width: int
     height: int
     tile_width: int
     tile_height: int
+    tile_offsets: tuple[int, ...] | None = None
+    tile_byte_counts: tuple[int, ...] | None = None
+
+    @property
+    def has_tiles(self) -> bool:
+        """Whether the level's tile tables are known."""
+        return self.tile_offsets is not None and self.tile_byte_counts is not None
+
+    @property
+    def tile_count(self) -> int:
+        """Tiles covering the level once."""
+        return -(-self.width // self.tile_width) * -(-self.height // self.tile_height)
 
 
 def _ints(values: Any) -> tuple[int, ...]:
@@ -52,6 +68,33 @@ def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
     if hasattr(struct, "as_py"):  # pyarrow StructScalar
         struct = struct.as_py()
     return struct
+
+
+def _overview(struct: Mapping[str, Any], level: int, prefix: str,
+              ints: Callable[[Any], tuple[int, ...]]) -> OverviewLevel:
+    """One ``overviews`` struct (``schema.OVERVIEW_TYPE``; the tile tables absent or null in
+    indexes enriched before they were recorded) as a checked `OverviewLevel`."""
+    sizes = [struct.get(k) for k in ("width", "height", "tile_width", "tile_height")]
+    if any(v is None for v in sizes):
+        raise MetadataError(f"{prefix}overview level {level} lacks its size or tile size")
+    width, height, tile_width, tile_height = (int(v) for v in sizes)
+    offsets, counts = struct.get("tile_offsets"), struct.get("tile_byte_counts")
+    if (offsets is None) != (counts is None):
+        raise MetadataError(f"{prefix}overview level {level} has tile_offsets or "
+                            "tile_byte_counts without the other")
+    if offsets is None:
+        return OverviewLevel(width, height, tile_width, tile_height)
+    value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts))
+    if min(width, height, tile_width, tile_height) <= 0:
+        raise MetadataError(f"{prefix}overview level {level} has tile tables but a "
+                            f"{width} x {height} size with {tile_width} x {tile_height} tiles")
+    expected = value.tile_count
+    if len(value.tile_offsets or ()) != expected or len(value.tile_byte_counts or ()) != expected:
+        raise MetadataError(
+            f"{prefix}overview level {level} ({width} x {height}, {tile_width} x "
+            f"{tile_height} tiles) has {len(offsets)} tile offsets and {len(counts)} byte "
+            f"counts for {expected} tiles")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +220,8 @@ class CogMetadata:
             crs_epsg=None if md.get("crs_epsg") is None else int(md["crs_epsg"]),
             jpeg_tables=bytes(tables) if tables else None,
             lerc_parameters=None if lerc is None else _ints(lerc),
-            overviews=tuple(OverviewLevel(int(o["width"]), int(o["height"]),
-                                          int(o["tile_width"]), int(o["tile_height"]))
-                            for o in md.get("overviews") or ()),
+            overviews=tuple(_overview(o, k + 1, prefix, ints)
+                            for k, o in enumerate(md.get("overviews") or ())),
             header_bytes=None if md.get("header_bytes") is None else int(md["header_bytes"]),
             etag=md.get("etag"),
             object_size=None if md.get("object_size") is None else int(md["object_size"]),
@@ -276,3 +318,69 @@ class CogMetadata:
         overview = self.overviews[level]
         return self.transform @ Affine.scale(self.image_width / overview.width,
                                              self.image_height / overview.height)
+
+    # --- overview levels ----------------------------------------------------------------
+    @property
+    def has_overview_tiles(self) -> bool:
+        """Whether every listed overview's tile tables are known (True without overviews;
+        False for an index enriched before they were recorded)."""
+        return all(overview.has_tiles for overview in self.overviews)
+
+    def level(self, n: int, *, context: str = "") -> CogMetadata:
+        """The metadata of level ``n`` as an image of its own: 0 is full resolution (this
+        value), ``k`` the ``k``-th overview, with that level's size, tile size, tile tables
+        and transform (`overview_transform`), and no overviews; dtype, codec, predictor,
+        JPEG tables, samples, nodata, CRS and object identity are shared. The plan and decode
+        layers read its tiles exactly as they read full resolution's.
+
+        Raises
+        ------
+        MetadataError
+            When the file has no level ``n``, or its tile tables are not in the index (an
+            index enriched before they were recorded: enrich the band again with
+            ``only_missing=False``; or a level whose tiles decode unlike the image's).
+            ``context`` (record, band, href) prefixes the message.
+        """
+        prefix = f"{context}: " if context else ""
+        if n == 0:
+            return self
+        if not 0 < n <= len(self.overviews):
+            raise MetadataError(f"{prefix}no overview level {n}: levels are 0 (full resolution)"
+                                f" to {len(self.overviews)}")
+        overview = self.overviews[n - 1]
+        if not overview.has_tiles:
+            raise MetadataError(
+                f"{prefix}overview level {n} ({overview.width} x {overview.height}) has no "
+                "tile offsets in the index: enriched before they were recorded (enrich the "
+                "band again with only_missing=False), or its tiles decode unlike the image's")
+        assert overview.tile_offsets is not None and overview.tile_byte_counts is not None
+        return replace(self, image_width=overview.width, image_height=overview.height,
+                       tile_width=overview.tile_width, tile_height=overview.tile_height,
+                       tile_offsets=overview.tile_offsets,
+                       tile_byte_counts=overview.tile_byte_counts,
+                       transform=self.overview_transform(n - 1), overviews=())
+
+    def choose_level(self, target_resolution: float | tuple[float, float]) -> int:
+        """The level (0 = full resolution, ``k`` = ``k``-th overview) odc-stac reads for an
+        output pixel size ``target_resolution`` ((x, y) or one number, positive, in this
+        file's CRS units) on an axis-aligned grid; `tiff.levels` states the rule. Only
+        levels whose tile tables are known are candidates, so an index enriched before they
+        were recorded reads full resolution (0).
+
+        Raises
+        ------
+        ValueError
+            For a non-positive target, or a rotated or sheared transform.
+        """
+        tx, ty = ((target_resolution, target_resolution)
+                  if isinstance(target_resolution, int | float) else target_resolution)
+        if not (tx > 0 and ty > 0):
+            raise ValueError(f"target resolution must be positive, got {target_resolution}")
+        if not self.is_axis_aligned:
+            raise ValueError("choose_level needs an axis-aligned transform; use "
+                             "tiff.levels.choose_level with the read's scale")
+        sx, sy = self.resolution
+        usable = [k for k, overview in enumerate(self.overviews, start=1) if overview.has_tiles]
+        pick = _choose_level(min(tx / sx, ty / sy), self.image_width,
+                            [self.overviews[k - 1].width for k in usable])
+        return 0 if pick == 0 else usable[pick - 1]

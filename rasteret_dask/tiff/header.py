@@ -19,6 +19,7 @@ from .geokeys import (
     parse_geo_keys,
 )
 from .ifd import IFD_READAHEAD, Ifd, IfdReader, check_tile_table, read_file_header
+from .overviews import Overview, OverviewWalk, ReducedImage, usable_overviews
 from .tags import (
     BITS_PER_SAMPLE,
     COMPRESSION,
@@ -34,15 +35,12 @@ from .tags import (
     MODEL_PIXEL_SCALE,
     MODEL_TIEPOINT,
     MODEL_TRANSFORMATION,
-    NEW_SUBFILE_TYPE,
     PHOTOMETRIC,
     PLANAR_CONFIGURATION,
     PREDICTOR,
     SAMPLE_FORMAT,
     SAMPLES_PER_PIXEL,
     STRIP_OFFSETS,
-    SUBFILE_MASK,
-    SUBFILE_REDUCED_IMAGE,
     SUPPORTED_COMPRESSIONS,
     TILE_BYTE_COUNTS,
     TILE_LENGTH,
@@ -51,6 +49,7 @@ from .tags import (
     compression_name,
     sample_dtype,
 )
+from .values import BLOB_TAGS, FLOAT_TAGS, INT_TAGS, TEXT_TAGS, single_value, tag_values
 
 __all__ = ["MAX_CHAINED_IFDS", "Overview", "TiffHeader", "parse_tiff_header"]
 
@@ -58,25 +57,6 @@ MAX_CHAINED_IFDS = 256
 """Most overview and mask IFDs walked after the image (a COG has a few dozen at most)."""
 
 Transform = tuple[float, float, float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Overview:
-    """A reduced-resolution level of the image: its size and tile size."""
-
-    width: int
-    height: int
-    tile_width: int
-    tile_height: int
-
-    def to_dict(self) -> dict[str, int]:
-        """The level as the ``overviews`` struct of the metadata column."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "tile_width": self.tile_width,
-            "tile_height": self.tile_height,
-        }
 
 
 @dataclass(frozen=True)
@@ -170,34 +150,13 @@ class TiffHeader:
             "lerc_parameters": (
                 None if self.lerc_parameters is None else list(self.lerc_parameters)
             ),
-            "overviews": [ov.to_dict() for ov in self.overviews],
+            "overviews": [ov.to_dict(band_index, self.planar_configuration == 2)
+                          for ov in self.overviews],
             "header_bytes": self.header_bytes,
             "etag": None,
             "object_size": None,
             "last_modified": None,
         }
-
-
-_INT_TAGS = (
-    IMAGE_WIDTH, IMAGE_LENGTH, TILE_WIDTH, TILE_LENGTH, BITS_PER_SAMPLE, COMPRESSION,
-    PHOTOMETRIC, SAMPLES_PER_PIXEL, PLANAR_CONFIGURATION, PREDICTOR, SAMPLE_FORMAT,
-    EXTRA_SAMPLES, TILE_OFFSETS, TILE_BYTE_COUNTS, GEO_KEY_DIRECTORY, LERC_PARAMETERS,
-    NEW_SUBFILE_TYPE,
-)  # fmt: skip
-_FLOAT_TAGS = (MODEL_PIXEL_SCALE, MODEL_TIEPOINT, MODEL_TRANSFORMATION, GEO_DOUBLE_PARAMS)
-_TEXT_TAGS = (GDAL_NODATA, GEO_ASCII_PARAMS)
-_BLOB_TAGS = (JPEG_TABLES,)
-_OVERVIEW_TAGS = (NEW_SUBFILE_TYPE, IMAGE_WIDTH, IMAGE_LENGTH, TILE_WIDTH, TILE_LENGTH)
-
-
-def _single(values: dict[int, Any], tag: int, name: str, default: int | None = None) -> int:
-    """A one-valued integer tag, its default when absent, TiffError when required."""
-    vals = values.get(tag)
-    if vals:
-        return int(vals[0])
-    if default is None:
-        raise TiffError(f"missing required tag {name} ({tag})")
-    return default
 
 
 def _check_layout(ifd: Ifd) -> None:
@@ -211,42 +170,6 @@ def _check_layout(ifd: Ifd) -> None:
             raise TiffError(f"tiled TIFF without the required tag {tag}")
     for tag in (TILE_OFFSETS, TILE_BYTE_COUNTS):
         check_tile_table(entries[tag])
-
-
-def _values(reader: IfdReader, ifd: Ifd, tags: Sequence[int]) -> dict[int, Any]:
-    """Decoded values of the ``tags`` present in ``ifd`` (missing bytes recorded, not raised)."""
-    out: dict[int, Any] = {}
-    for tag in tags:
-        entry = ifd.entries.get(tag)
-        if entry is None:
-            continue
-        if tag in _TEXT_TAGS:
-            value: Any = reader.text(entry)
-        elif tag in _BLOB_TAGS:
-            value = reader.blob(entry)
-        else:
-            value = reader.numbers(entry, integer=tag in _INT_TAGS)
-        if value is not None:
-            out[tag] = value
-    return out
-
-
-def _overview(reader: IfdReader, ifd: Ifd) -> tuple[Overview | None, bool]:
-    """The overview described by a following IFD, and whether the chain walk should go on
-    (it stops at the first IFD that is neither a reduced image nor a mask: a new page)."""
-    vals = _values(reader, ifd, _OVERVIEW_TAGS)
-    if NEW_SUBFILE_TYPE in ifd.entries and NEW_SUBFILE_TYPE not in vals:
-        return None, True  # bytes pending; the walk continues and NeedBytes is raised later
-    kind = _single(vals, NEW_SUBFILE_TYPE, "NewSubfileType", 0)
-    if kind & SUBFILE_MASK:
-        return None, True
-    if not kind & SUBFILE_REDUCED_IMAGE:
-        return None, False
-    sizes = [vals.get(t) for t in _OVERVIEW_TAGS[1:]]
-    if any(not v for v in sizes):
-        return None, True  # untiled level (unusable by a tile reader) or bytes pending
-    width, height, tile_width, tile_height = (int(v[0]) for v in sizes if v)
-    return Overview(width, height, tile_width, tile_height), True
 
 
 def _nodata(text: str | None) -> float | None:
@@ -277,14 +200,15 @@ def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> T
         reader.need()
     assert first is not None
     _check_layout(first)
-    code = _single(_values(reader, first, (COMPRESSION,)), COMPRESSION, "Compression", 1)
+    code = single_value(tag_values(reader, first, (COMPRESSION,)), COMPRESSION, "Compression", 1)
     if code not in SUPPORTED_COMPRESSIONS:
         raise TiffError(
             f"unsupported compression {code} ({compression_name(code)}); supported: "
             + ", ".join(f"{c} {n}" for c, n in SUPPORTED_COMPRESSIONS.items())
         )
-    values = _values(reader, first, _INT_TAGS + _FLOAT_TAGS + _TEXT_TAGS + _BLOB_TAGS)
-    overviews: list[Overview] = []
+    values = tag_values(reader, first, INT_TAGS + FLOAT_TAGS + TEXT_TAGS + BLOB_TAGS)
+    walk = OverviewWalk(reader)
+    levels: list[ReducedImage] = []
     seen = {first.offset}
     offset = first.next_offset
     while offset:
@@ -297,34 +221,34 @@ def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> T
         ifd = reader.ifd(offset)
         if ifd is None:
             break
-        overview, go_on = _overview(reader, ifd)
-        if overview is not None:
-            overviews.append(overview)
+        level, go_on = walk.read(ifd)
+        if level is not None:
+            levels.append(level)
         if not go_on:
             break
         offset = ifd.next_offset
     reader.need()
-    return _build(fh.byte_order == ">", fh.bigtiff, values, overviews, reader.max_end)
+    return _build(fh.byte_order == ">", fh.bigtiff, values, levels, reader.max_end)
 
 
 def _build(
     big_endian: bool,
     bigtiff: bool,
     values: dict[int, Any],
-    overviews: list[Overview],
+    levels: list[ReducedImage],
     header_bytes: int,
 ) -> TiffHeader:
     """Assemble and validate a `TiffHeader` from the decoded values of the first IFD."""
-    width = _single(values, IMAGE_WIDTH, "ImageWidth")
-    height = _single(values, IMAGE_LENGTH, "ImageLength")
-    tile_width = _single(values, TILE_WIDTH, "TileWidth")
-    tile_height = _single(values, TILE_LENGTH, "TileLength")
+    width = single_value(values, IMAGE_WIDTH, "ImageWidth")
+    height = single_value(values, IMAGE_LENGTH, "ImageLength")
+    tile_width = single_value(values, TILE_WIDTH, "TileWidth")
+    tile_height = single_value(values, TILE_LENGTH, "TileLength")
     if min(width, height, tile_width, tile_height) <= 0:
         raise TiffError(
             f"bad image or tile size: {width} x {height} image, {tile_width} x {tile_height} tiles"
         )
-    spp = _single(values, SAMPLES_PER_PIXEL, "SamplesPerPixel", 1)
-    planar = _single(values, PLANAR_CONFIGURATION, "PlanarConfiguration", 1)
+    spp = single_value(values, SAMPLES_PER_PIXEL, "SamplesPerPixel", 1)
+    planar = single_value(values, PLANAR_CONFIGURATION, "PlanarConfiguration", 1)
     if planar not in (1, 2):
         raise TiffError(f"bad PlanarConfiguration {planar} (1 chunky or 2 planar expected)")
     bits = set(values.get(BITS_PER_SAMPLE, (1,)))
@@ -373,8 +297,8 @@ def _build(
         dtype=dtype,
         big_endian=big_endian,
         bigtiff=bigtiff,
-        compression=_single(values, COMPRESSION, "Compression", 1),
-        predictor=_single(values, PREDICTOR, "Predictor", 1),
+        compression=single_value(values, COMPRESSION, "Compression", 1),
+        predictor=single_value(values, PREDICTOR, "Predictor", 1),
         photometric=int(photometric[0]) if photometric else None,
         samples_per_pixel=spp,
         planar_configuration=planar,
@@ -389,7 +313,7 @@ def _build(
         nodata=_nodata(values.get(GDAL_NODATA)),
         jpeg_tables=values.get(JPEG_TABLES),
         lerc_parameters=None if lerc is None else tuple(int(v) for v in lerc),
-        overviews=tuple(sorted(overviews, key=lambda o: (o.width, o.height), reverse=True)),
+        overviews=usable_overviews(levels, values, width, height),
         header_bytes=header_bytes,
         geo_keys=geo_keys,
     )
@@ -413,7 +337,8 @@ def _check_ranges(header: TiffHeader) -> None:
         ("SamplesPerPixel", (header.samples_per_pixel,), _INT32),
         ("ExtraSamples", header.extra_samples, _INT32),
         ("LercParameters", header.lerc_parameters or (), _INT32),
-        ("overview sizes", [v for o in header.overviews for v in o.to_dict().values()], _INT32),
+        ("overview sizes", [v for o in header.overviews
+                            for v in (o.width, o.height, o.tile_width, o.tile_height)], _INT32),
         ("TileOffsets", header.tile_offsets, _INT64),
         ("TileByteCounts", header.tile_byte_counts, _INT64),
     ]
