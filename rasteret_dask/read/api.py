@@ -15,6 +15,7 @@ from .assemble import to_dataset
 from .failures import check_errors
 from .grouping import check_groupby
 from .plan import ReadPlan, plan_read
+from .rescale import rescaling
 from .route import is_native, native_tiles_per_chunk
 from .select import Selection, select
 from .skipped import settle_missing
@@ -78,7 +79,7 @@ def prepare_reads(
         else:
             plans.append(plan_warped_read(
                 selection, request, groupby=groupby, chunks=chunks, all_touched=all_touched,
-                rescale=rescale, scaling=None,
+                rescale=rescale, scaling=rescaling(selection) if rescale else None,
                 max_tile_bytes=max_tile_bytes))
     return selections, plans
 

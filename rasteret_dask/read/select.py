@@ -223,6 +223,7 @@ def _read_columns(schema_names: Sequence[str], bands: Sequence[str]) -> list[str
     columns = [S.ID, S.DATETIME, S.ASSETS] + [S.metadata_column(b) for b in bands]
     columns += [c for c in S.CLOUD_COVER_COLUMNS if c in schema_names][:1]
     columns += [S.ENRICH_ERRORS] if S.ENRICH_ERRORS in schema_names else []
+    columns += [S.RASTER_BANDS] if S.RASTER_BANDS in schema_names else []
     return columns
 
 

@@ -226,7 +226,7 @@ def _grouped(records: Sequence[Record]) -> list[GroupedRecord]:
 
 def _level(md: CogMetadata, target: tuple[float, float]) -> tuple[int, CogMetadata]:
     """The overview level GDAL would read for pixels of ``target`` size, and its metadata."""
-    level = md.choose_level(target) if getattr(md, "has_overview_tiles", False) else 0
+    level = md.choose_level(target) if md.overviews else 0
     return level, (md.level(level) if level else md)
 
 
@@ -364,8 +364,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
                                                       grid.col_edges, crs, _record_crs(md))
             centre = md.transform @ (md.image_width / 2, md.image_height / 2)
             target = pixel_size_in(centre, _record_crs(md), resolution, crs)
-            old_index = old_index or (bool(md.overviews)
-                                      and not getattr(md, "has_overview_tiles", False))
+            old_index = old_index or (bool(md.overviews) and not md.has_overview_tiles)
             level, lmd = _level(md, target)
             levels[level] += 1
             offset = aligned_offset(lmd.transform, out_transform) \
