@@ -326,43 +326,40 @@ def _stackstac_items(grid: GridFixture) -> list[dict]:
     return out
 
 
-def test_rescale_equals_stackstac(grid):
+@pytest.mark.parametrize("epsg", [32643, 32644])
+def test_rescale_equals_stackstac(grid, epsg):
+    # on each zone's own grid (stackstac's warper samples other zones differently from
+    # odc-stac's on about 0.3 % of the pixels; the warped values are odc-stac's business)
     bands = ["B02", "B11"]
-    gbox = geobox_over(BOX, 32643, 10.0)
-    left, bottom, right, top = gbox.boundingbox.bbox
-    theirs = stackstac.stack(
-        _stackstac_items(grid), assets=bands, epsg=32643, resolution=10.0,
-        bounds=(left, bottom, right, top), rescale=True, xy_coords="center",
-        chunksize=1024).compute()
-    assert theirs.dtype == np.float64 and theirs.sizes["time"] == len(grid.scenes.records)
-    np.testing.assert_allclose(theirs["x"].values, gbox.coords["x"].values, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(theirs["y"].values, gbox.coords["y"].values, rtol=0, atol=1e-6)
+    gbox = geobox_over(BOX, epsg, 10.0)
+    records = grid.scenes.in_zone(epsg)
+    items = [d for d in _stackstac_items(grid) if d["id"] in {r.id for r in records}]
+    theirs = stackstac.stack(items, assets=bands, epsg=epsg, resolution=10.0,
+                             bounds=gbox.boundingbox.bbox, rescale=True, xy_coords="center",
+                             chunksize=1024).compute()
+    assert theirs.dtype == np.float64 and theirs.sizes["time"] == len(records)
+    np.testing.assert_array_equal(theirs["x"].values, gbox.coords["x"].values)
+    np.testing.assert_array_equal(theirs["y"].values, gbox.coords["y"].values)
 
-    ours = load_ours(grid, bands, geobox=gbox, rescale=True)
-    raw = load_ours(grid, bands, geobox=gbox)
+    zone = grid.collection.where(pc.field("proj:epsg") == epsg)
+    ours = zone.get_xarray(None, bands, geobox=gbox, rescale=True).compute()
+    raw = zone.get_xarray(None, bands, geobox=gbox).compute()
+    assert list(ours["id"].values) == [r.id for r in records]
     for band in bands:
         spec = next(b for b in grid.scenes.bands if b.name == band)
         assert ours[band].dtype == np.float32
-        counts = raw[band].values
-        physical = ours[band].values
+        counts, physical = raw[band].values, ours[band].values
         assert np.isnan(physical[counts == 0]).all()
         np.testing.assert_allclose(physical[counts != 0],
                                    counts[counts != 0] * spec.scale + spec.offset,
                                    rtol=1e-6, atol=1e-7)
-        for t in range(len(grid.scenes.records)):
-            mine = ours[band][t]
-            other = theirs.sel(band=band)[t]
-            # where both are defined, the physical value; NaN (nodata) on the same pixels
-            assert_close_within(mine, other, 1e-6, SHARE, nodata=np.nan)
+        for t in range(len(records)):
+            # both defined and equal within float32 rounding; NaN (nodata) on the same pixels
+            assert_close_within(ours[band][t], theirs.sel(band=band)[t], 1e-6, 1.0,
+                                nodata=np.nan)
 
 
 # -- crs= / resolution= and a geometry: the same grid as odc-stac derives -----------------------
-
-
-def _snap_margin(bounds: Sequence[float], resolution: float) -> float:
-    """Distance, in pixels, from the nearest bound to a grid line."""
-    fractions = [abs(v / resolution - round(v / resolution)) for v in bounds]
-    return min(fractions)
 
 
 @pytest.mark.parametrize(("form", "epsg"), [
@@ -379,14 +376,14 @@ def test_geometry_grid_matches_odc_stac(grid, form, epsg):
     else:  # a polygon in the output CRS itself, bounds off the grid
         geometry, geometry_crs = QUAD_32643, epsg
         odc_args = {"geopolygon": Geometry(geometry, f"EPSG:{epsg}")}
-    # odc-stac takes the bounds of the projected vertices; a densified outline has the same
-    # bounds here, and no bound lies within a hundredth of a pixel of a grid line
+    # odc-stac takes the bounds of the projected vertices (no densification); a densified
+    # outline has the same bounds here. The lon/lat box into 4326 lies on grid lines and the
+    # polygon into 32644 ends 0.0024 px past one: odc-geo's 1/100 px tolerance snaps inwards.
     projected = Geometry(geometry, f"EPSG:{geometry_crs}").to_crs(f"EPSG:{epsg}")
     densified = Geometry(geometry, f"EPSG:{geometry_crs}").to_crs(
         f"EPSG:{epsg}", resolution=0.001 if geometry_crs == 4326 else 10.0)
     assert np.allclose(projected.boundingbox.bbox, densified.boundingbox.bbox,
                        rtol=0, atol=resolution / 1000)
-    assert _snap_margin(projected.boundingbox.bbox, resolution) > 0.02
 
     theirs = load_odc(grid, ["B02"], crs=f"EPSG:{epsg}", resolution=resolution, **odc_args)
     ours = load_ours(grid, ["B02"], geometry, crs=epsg, resolution=resolution,
