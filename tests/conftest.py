@@ -53,6 +53,6 @@ def grid_server(grid_scenes):
 
 
 @pytest.fixture(scope="session")
-def grid(grid_scenes, grid_server, tmp_path_factory) -> GridFixture:
+def two_zones(grid_scenes, grid_server, tmp_path_factory) -> GridFixture:
     """The scenes over HTTP: pystac Items and the enriched index built from them."""
     return grid_fixture(tmp_path_factory.mktemp("grid-index"), grid_scenes, grid_server.url)

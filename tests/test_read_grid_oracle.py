@@ -46,7 +46,7 @@ SHARE = 0.999
 LEVEL_16X = 3
 
 
-# -- helpers -----------------------------------------------------------------------------------
+# -- helpers
 
 
 @dataclass(frozen=True)
@@ -77,23 +77,24 @@ def geobox_over(bbox: tuple[float, float, float, float], epsg: int, resolution: 
     return GeoBox.from_bbox(bounds, f"EPSG:{epsg}", resolution=resolution)
 
 
-def load_odc(grid: GridFixture, bands: Sequence[str], **kwargs: Any) -> xr.Dataset:
+def load_odc(two_zones: GridFixture, bands: Sequence[str], **kwargs: Any) -> xr.Dataset:
     """odc-stac's load of every item, computed."""
     kwargs.setdefault("groupby", None)
-    return odc.stac.load(list(grid.items), bands=list(bands), chunks=ODC_CHUNKS,
+    return odc.stac.load(list(two_zones.items), bands=list(bands), chunks=ODC_CHUNKS,
                          **kwargs).compute()
 
 
-def load_ours(grid: GridFixture, bands: Sequence[str], geometry: Any = None,
+def load_ours(two_zones: GridFixture, bands: Sequence[str], geometry: Any = None,
               **kwargs: Any) -> xr.Dataset:
     """rasteret_dask's read of the index, computed."""
-    return grid.collection.get_xarray(geometry, list(bands), **kwargs).compute()
+    return two_zones.collection.get_xarray(geometry, list(bands), **kwargs).compute()
 
 
 def assert_same_grid(ours: xr.Dataset, theirs: xr.Dataset) -> None:
-    """Identical x/y coordinates, CRS and time steps."""
-    np.testing.assert_array_equal(ours["x"].values, theirs["x"].values)
-    np.testing.assert_array_equal(ours["y"].values, theirs["y"].values)
+    """Identical pixel-centre coordinates (odc-stac names them latitude/longitude in a
+    geographic CRS, y/x otherwise), GeoBox, CRS and time steps."""
+    for mine, other in zip(ours.odc.spatial_dims, theirs.odc.spatial_dims, strict=True):
+        np.testing.assert_array_equal(ours[mine].values, theirs[other].values)
     assert ours.odc.geobox == theirs.odc.geobox
     assert pyproj.CRS(ours.odc.crs) == pyproj.CRS(theirs.odc.crs)
     np.testing.assert_array_equal(ours["time"].values.astype("datetime64[ns]"),
@@ -187,19 +188,19 @@ def _valid_share(values: xr.DataArray) -> float:
     return float((values.values != 0).mean())
 
 
-# -- the same GeoBox ---------------------------------------------------------------------------
+# -- the same GeoBox
 
 
 @pytest.mark.parametrize("resampling", RESAMPLINGS)
 @pytest.mark.parametrize("epsg", list(TARGETS))
-def test_two_zones_onto_one_geobox(grid, epsg, resampling):
+def test_two_zones_onto_one_geobox(two_zones, epsg, resampling):
     gbox = geobox_over(BOX, epsg, TARGETS[epsg])
-    theirs = load_odc(grid, ["B02"], geobox=gbox, resampling=resampling)
-    records = grid.scenes.records
+    theirs = load_odc(two_zones, ["B02"], geobox=gbox, resampling=resampling)
+    records = two_zones.scenes.records
     assert theirs.sizes["time"] == len(records)
     assert all(_valid_share(theirs["B02"][t]) > 0.3 for t in range(len(records)))
 
-    ours = load_ours(grid, ["B02"], geobox=gbox, resampling=resampling)
+    ours = load_ours(two_zones, ["B02"], geobox=gbox, resampling=resampling)
     assert_same_grid(ours, theirs)
     assert list(ours["id"].values) == [r.id for r in records]
     assert ours["B02"].dtype == theirs["B02"].dtype == np.uint16
@@ -209,20 +210,20 @@ def test_two_zones_onto_one_geobox(grid, epsg, resampling):
 
 
 @pytest.mark.parametrize("resampling", RESAMPLINGS)
-def test_three_resolutions_into_10m(grid, resampling):
+def test_three_resolutions_into_10m(two_zones, resampling):
     bands = ["B02", "B11", "B01"]
     gbox = geobox_over(BOX, 32643, 10.0)
-    theirs = load_odc(grid, bands, geobox=gbox, resampling=resampling)
-    ours = load_ours(grid, bands, geobox=gbox, resampling=resampling)
+    theirs = load_odc(two_zones, bands, geobox=gbox, resampling=resampling)
+    ours = load_ours(two_zones, bands, geobox=gbox, resampling=resampling)
     assert_same_grid(ours, theirs)
     for band in bands:
         assert ours[band].dtype == theirs[band].dtype == np.uint16
-        for t, record in enumerate(grid.scenes.records):
+        for t, record in enumerate(two_zones.scenes.records):
             assert_agrees(resampling, ours[band][t], theirs[band][t],
                           [source_image(record, band)])
 
 
-# -- a 16x coarser read: the overview only ------------------------------------------------------
+# -- a 16x coarser read: the overview only
 
 
 def _tile_spans(path, shape: tuple[int, int]) -> list[tuple[int, int]]:
@@ -237,20 +238,20 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 
 @pytest.mark.parametrize("resampling", ["nearest", "average"])
-def test_sixteen_times_coarser_reads_only_the_overview(grid, grid_server, resampling):
-    zone = grid.scenes.in_zone(32643)
+def test_sixteen_times_coarser_reads_only_the_overview(two_zones, grid_server, resampling):
+    zone = two_zones.scenes.in_zone(32643)
     gbox = GeoBox.from_bbox(zone[0].bounds, "EPSG:32643", resolution=160)
     expected = [source_image(r, "B02", LEVEL_16X).pixels for r in zone]
     assert gbox.shape == expected[0].shape == (120, 120)
-    items = grid.items_in_zone(32643)
+    items = two_zones.items_in_zone(32643)
     theirs = odc.stac.load(items, bands=["B02"], geobox=gbox, resampling=resampling,
                            groupby=None, chunks=ODC_CHUNKS).compute()
     for t in range(len(zone)):  # odc-stac reads the 16x overview, 1:1
         np.testing.assert_array_equal(theirs["B02"][t].values, expected[t])
 
-    spans = {r.paths["B02"].relative_to(grid.scenes.root).as_posix():
+    spans = {r.paths["B02"].relative_to(two_zones.scenes.root).as_posix():
              _tile_spans(r.paths["B02"], (120, 120)) for r in zone}
-    collection = grid.collection.where(pc.field("proj:epsg") == 32643)
+    collection = two_zones.collection.where(pc.field("proj:epsg") == 32643)
     grid_server.reset()
     ours = collection.get_xarray(None, ["B02"], geobox=gbox, resampling=resampling).compute()
     requests = grid_server.requests
@@ -273,7 +274,7 @@ def test_sixteen_times_coarser_reads_only_the_overview(grid, grid_server, resamp
         np.testing.assert_array_equal(ours["B02"][t].values, expected[t])
 
 
-# -- groupby="solar_day": a mosaic of both zones per pass ----------------------------------------
+# -- groupby="solar_day": a mosaic of both zones per pass
 
 
 def _on_grid(record: GridRecord, band: str, gbox: GeoBox) -> np.ndarray:
@@ -291,10 +292,10 @@ def _on_grid(record: GridRecord, band: str, gbox: GeoBox) -> np.ndarray:
 
 
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
-def test_solar_day_mosaic_of_two_zones(grid, resampling):
+def test_solar_day_mosaic_of_two_zones(two_zones, resampling):
     gbox = geobox_over(BOX, 32643, 10.0)
-    passes = grid.scenes.passes
-    theirs = load_odc(grid, ["B02"], geobox=gbox, resampling=resampling, groupby="solar_day")
+    passes = two_zones.scenes.passes
+    theirs = load_odc(two_zones, ["B02"], geobox=gbox, resampling=resampling, groupby="solar_day")
     first_times = [group[0].datetime.replace(tzinfo=None) for group in passes]
     np.testing.assert_array_equal(theirs["time"].values,
                                   np.array(first_times, dtype="datetime64[ns]"))
@@ -305,20 +306,20 @@ def test_solar_day_mosaic_of_two_zones(grid, resampling):
     if resampling == "nearest":
         assert ((own != 0) & (fused == own)).mean() > 0.3
 
-    ours = load_ours(grid, ["B02"], geobox=gbox, resampling=resampling, groupby="solar_day")
+    ours = load_ours(two_zones, ["B02"], geobox=gbox, resampling=resampling, groupby="solar_day")
     assert_same_grid(ours, theirs)
     for t, group in enumerate(passes):
         assert_agrees(resampling, ours["B02"][t], theirs["B02"][t],
                       [source_image(r, "B02") for r in group])
 
 
-# -- rescale=True: stackstac's physical values ---------------------------------------------------
+# -- rescale=True: stackstac's physical values
 
 
-def _stackstac_items(grid: GridFixture) -> list[dict]:
+def _stackstac_items(two_zones: GridFixture) -> list[dict]:
     """Item dicts with ``proj:epsg`` on every asset (stackstac 0.5 reads no ``proj:code``)."""
     out = []
-    for item in grid.items:
+    for item in two_zones.items:
         data = item.to_dict()
         for asset in data["assets"].values():
             asset["proj:epsg"] = int(asset["proj:code"].split(":")[1])
@@ -327,13 +328,13 @@ def _stackstac_items(grid: GridFixture) -> list[dict]:
 
 
 @pytest.mark.parametrize("epsg", [32643, 32644])
-def test_rescale_equals_stackstac(grid, epsg):
+def test_rescale_equals_stackstac(two_zones, epsg):
     # on each zone's own grid (stackstac's warper samples other zones differently from
     # odc-stac's on about 0.3 % of the pixels; the warped values are odc-stac's business)
     bands = ["B02", "B11"]
     gbox = geobox_over(BOX, epsg, 10.0)
-    records = grid.scenes.in_zone(epsg)
-    items = [d for d in _stackstac_items(grid) if d["id"] in {r.id for r in records}]
+    records = two_zones.scenes.in_zone(epsg)
+    items = [d for d in _stackstac_items(two_zones) if d["id"] in {r.id for r in records}]
     theirs = stackstac.stack(items, assets=bands, epsg=epsg, resolution=10.0,
                              bounds=gbox.boundingbox.bbox, rescale=True, xy_coords="center",
                              chunksize=1024).compute()
@@ -341,12 +342,12 @@ def test_rescale_equals_stackstac(grid, epsg):
     np.testing.assert_array_equal(theirs["x"].values, gbox.coords["x"].values)
     np.testing.assert_array_equal(theirs["y"].values, gbox.coords["y"].values)
 
-    zone = grid.collection.where(pc.field("proj:epsg") == epsg)
+    zone = two_zones.collection.where(pc.field("proj:epsg") == epsg)
     ours = zone.get_xarray(None, bands, geobox=gbox, rescale=True).compute()
     raw = zone.get_xarray(None, bands, geobox=gbox).compute()
     assert list(ours["id"].values) == [r.id for r in records]
     for band in bands:
-        spec = next(b for b in grid.scenes.bands if b.name == band)
+        spec = next(b for b in two_zones.scenes.bands if b.name == band)
         assert ours[band].dtype == np.float32
         counts, physical = raw[band].values, ours[band].values
         assert np.isnan(physical[counts == 0]).all()
@@ -359,13 +360,13 @@ def test_rescale_equals_stackstac(grid, epsg):
                                 nodata=np.nan)
 
 
-# -- crs= / resolution= and a geometry: the same grid as odc-stac derives -----------------------
+# -- crs= / resolution= and a geometry: the same grid as odc-stac derives
 
 
 @pytest.mark.parametrize(("form", "epsg"), [
     ("bbox", 32643), ("bbox", 3857), ("bbox", 4326), ("polygon", 32643), ("polygon", 32644),
     ("polygon", 3857), ("native polygon", 32643)])
-def test_geometry_grid_matches_odc_stac(grid, form, epsg):
+def test_geometry_grid_matches_odc_stac(two_zones, form, epsg):
     resolution = TARGETS.get(epsg, 20.0)
     if form == "bbox":
         geometry, geometry_crs = shapely.box(*BOX), 4326
@@ -385,8 +386,8 @@ def test_geometry_grid_matches_odc_stac(grid, form, epsg):
     assert np.allclose(projected.boundingbox.bbox, densified.boundingbox.bbox,
                        rtol=0, atol=resolution / 1000)
 
-    theirs = load_odc(grid, ["B02"], crs=f"EPSG:{epsg}", resolution=resolution, **odc_args)
-    ours = load_ours(grid, ["B02"], geometry, crs=epsg, resolution=resolution,
+    theirs = load_odc(two_zones, ["B02"], crs=f"EPSG:{epsg}", resolution=resolution, **odc_args)
+    ours = load_ours(two_zones, ["B02"], geometry, crs=epsg, resolution=resolution,
                      geometry_crs=geometry_crs)
     assert_same_grid(ours, theirs)
     # inside the geometry (pixel centres) the nearest values agree; outside ours is nodata
@@ -394,7 +395,7 @@ def test_geometry_grid_matches_odc_stac(grid, form, epsg):
     rows, cols = np.indices(gbox.shape)
     x, y = _pixel_centres(gbox, rows.ravel(), cols.ravel())
     inside = shapely.contains_xy(densified.geom, x, y).reshape(gbox.shape)
-    for t, record in enumerate(grid.scenes.records):
+    for t, record in enumerate(two_zones.scenes.records):
         outside = int(((ours["B02"][t].values != 0) & ~inside).sum())
         assert outside <= (1 - SHARE) * inside.sum(), f"{outside} pixels outside hold data"
         clipped = theirs["B02"][t].where(inside, 0)
