@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rasteret_dask.testing.cogs import write_cog
+from rasteret_dask.testing.grids import GridFixture, GridScenes, grid_fixture, write_grid_scenes
 from rasteret_dask.testing.servers import RangeServer, S3Server
 
 BUCKET = "cogs"
@@ -37,3 +38,21 @@ def s3_server(cog_dir):
         server.create_bucket(BUCKET)
         server.upload_dir(cog_dir, BUCKET)
         yield server
+
+
+@pytest.fixture(scope="session")
+def grid_scenes(tmp_path_factory) -> GridScenes:
+    """Sentinel-2-like COGs in EPSG:32643 and 32644 across 78 E (rasteret_dask.testing.grids)."""
+    return write_grid_scenes(tmp_path_factory.mktemp("grid-cogs"))
+
+
+@pytest.fixture(scope="session")
+def grid_server(grid_scenes):
+    with RangeServer(grid_scenes.root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def two_zones(grid_scenes, grid_server, tmp_path_factory) -> GridFixture:
+    """The scenes over HTTP: pystac Items and the enriched index built from them."""
+    return grid_fixture(tmp_path_factory.mktemp("grid-index"), grid_scenes, grid_server.url)
