@@ -395,8 +395,13 @@ def test_geometry_grid_matches_odc_stac(two_zones, form, epsg):
     rows, cols = np.indices(gbox.shape)
     x, y = _pixel_centres(gbox, rows.ravel(), cols.ravel())
     inside = shapely.contains_xy(densified.geom, x, y).reshape(gbox.shape)
+    # centres within 1/100 pixel of the outline are in or out by how finely each side
+    # densifies the projected edges: compared nowhere
+    edge = shapely.dwithin(densified.geom.boundary, shapely.points(x, y),
+                           resolution / 100).reshape(gbox.shape)
     for t, record in enumerate(two_zones.scenes.records):
         outside = int(((ours["B02"][t].values != 0) & ~inside).sum())
         assert outside <= (1 - SHARE) * inside.sum(), f"{outside} pixels outside hold data"
-        clipped = theirs["B02"][t].where(inside, 0)
-        assert_nearest_agrees(ours["B02"][t], clipped, [source_image(record, "B02")])
+        clipped = theirs["B02"][t].where(inside & ~edge, 0)
+        assert_nearest_agrees(ours["B02"][t].where(~edge, 0), clipped,
+                              [source_image(record, "B02")])

@@ -231,26 +231,17 @@ def _level(md: CogMetadata, target: tuple[float, float]) -> tuple[int, CogMetada
 
 
 def _output_geobox(selection: Selection, request: GridRequest, crs: pyproj.CRS,
-                   resolution: tuple[float, float], geometry: shapely.Geometry | None):
-    if request.geobox is not None:
-        return request.geobox
-    assert geometry is not None
+                   resolution: tuple[float, float], geometry: shapely.Geometry):
     bounds = shapely.bounds(geometry)
     return anchored_geobox(tuple(float(b) for b in bounds), crs, resolution)
 
 
-def _burn(geometry: shapely.Geometry, geobox: Any, all_touched: bool):
-    """Trim the geobox to the pixels the geometry burns; the mask (True = outside) or None."""
+def _mask(geometry: shapely.Geometry, geobox: Any, all_touched: bool) -> np.ndarray | None:
+    """The pixels of the geobox outside the geometry (True), or None when none is."""
     height, width = int(geobox.shape.y), int(geobox.shape.x)
     outside = geometry_mask([geometry], (height, width), geobox.transform,
                             all_touched=all_touched)
-    inside = ~outside
-    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    if not len(rows):
-        return geobox, outside if outside.any() else None
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    outside = outside[r0:r1, c0:c1]
-    return geobox[r0:r1, c0:c1], (outside if outside.any() else None)
+    return outside if outside.any() else None
 
 
 def _source_read(record: Record, md: CogMetadata, level: int, window: np.ndarray, placement,
@@ -323,12 +314,17 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
     else:
         resolution = request.resolution or _default_resolution(selection, crs)
     geometry = None
-    if request.geobox is None:
-        geometry = reproject_geometries([selection.geometry], selection.geometry_crs, crs)[0]
-    geobox = _output_geobox(selection, request, crs, resolution, geometry)
     mask = None
-    if geometry is not None:
-        geobox, mask = _burn(geometry, geobox, all_touched)
+    if request.geobox is None:
+        # the grid covers the geometry's vertices projected (odc-stac's extent); the mask is
+        # the geometry with its edges densified, as they bend in the output CRS
+        vertices = reproject_geometries([selection.geometry], selection.geometry_crs, crs,
+                                        densify=0)[0]
+        geometry = reproject_geometries([selection.geometry], selection.geometry_crs, crs)[0]
+        geobox = _output_geobox(selection, request, crs, resolution, vertices)
+        mask = _mask(geometry, geobox, all_touched)
+    else:
+        geobox = request.geobox
     rows_px, cols_px = parse_chunks(chunks if chunks is not None
                                     else DEFAULT_WARP_CHUNK // WARP_TILE, WARP_TILE)
     height, width = int(geobox.shape.y), int(geobox.shape.x)
