@@ -99,6 +99,19 @@ class PeakRSS:
             self.peak = high - self.base
 
 
+# --- data -------------------------------------------------------------------------------------
+
+def cached_file(path: Path, write: Callable[[Path], object]) -> Path:
+    """``path``, written by ``write`` (into a partial file, then renamed) unless it exists."""
+    if not path.exists():
+        started = time.perf_counter()
+        partial = path.parent / f".partial-{os.getpid()}-{path.name}"
+        write(partial)
+        os.replace(partial, path)
+        print(f"  wrote {path} in {time.perf_counter() - started:.1f} s", flush=True)
+    return path
+
+
 # --- runs -------------------------------------------------------------------------------------
 
 def gdal_clear_cache() -> Callable[[], None]:

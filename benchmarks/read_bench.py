@@ -39,6 +39,7 @@ import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ from _common import (  # isort: skip  (the scripts' folder, first on sys.path)
     GDAL_ENV,
     LATENCY,
     Measure,
+    cached_file,
     decode_tile,
     gdal_clear_cache,
     mb,
@@ -85,14 +87,8 @@ def scene_files(cache_dir: Path) -> list[dict[str, Path]]:
     for i in range(SCENES):
         files = {}
         for b, band in enumerate(BANDS):
-            path = cache_dir / f"scene{i}_{band}.tif"
-            if not path.exists():
-                started = time.perf_counter()
-                partial = cache_dir / f".partial-{os.getpid()}-{path.name}"
-                write_s2_like_cog(partial, band_seed=len(BANDS) * i + b)
-                os.replace(partial, path)
-                print(f"  wrote {path} in {time.perf_counter() - started:.1f} s", flush=True)
-            files[band] = path
+            files[band] = cached_file(cache_dir / f"scene{i}_{band}.tif",
+                                      partial(write_s2_like_cog, band_seed=len(BANDS) * i + b))
         scenes.append(files)
     return scenes
 
