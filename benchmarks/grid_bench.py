@@ -65,18 +65,9 @@ import rasteret_dask as rd
 from rasteret_dask.testing.cogs import S2_BLOCKSIZE, write_cog
 from rasteret_dask.testing.server_process import RangeServerProcess
 
-from _common import (  # isort: skip  (the scripts' folder, first on sys.path)
-    GDAL_ENV,
-    LATENCY,
-    Measure,
-    cached_file,
-    decode_tile,
-    gdal_clear_cache,
-    mb,
-    measured,
-    spread,
-    tile_bytes,
-)
+# the scripts' folder comes first on sys.path
+from _common import (GDAL_ENV, LATENCY, Measure, cached_file, decode_tile,  # isort: skip
+                     gdal_clear_cache, mb, measured, spread, tile_bytes)
 
 SIZE = 5490
 RES = 10.0
@@ -278,7 +269,7 @@ def plan_source(path: Path, gbox: GeoBox, out: GeoBox) -> Source | None:
         page = tif.pages[0]
         across = -(-page.imagewidth // page.tilewidth)
         full_res_bytes = sum(page.databytecounts[r * across + c] for r in rows0 for c in cols0)
-    level = max(i for i, (_, w) in enumerate(shapes) if SIZE / w <= full.scale * 1.001)
+    level = max(i for i, (_, w) in enumerate(shapes) if shapes[0][1] / w <= full.scale * 1.001)
     level_gbox = gbox.zoom_to(shapes[level])
     rows, cols = _tile_span(compute_reproject_roi(level_gbox, out).roi_src)
     window = level_gbox[rows.start * S2_BLOCKSIZE:min(rows.stop * S2_BLOCKSIZE, shapes[level][0]),
