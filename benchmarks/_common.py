@@ -2,8 +2,8 @@
 measurements (wall, CPU, requests, bytes, peak RSS), GDAL's cache reset, and the pieces of the
 decode floor (a COG level's tile bytes, imagecodecs' fastest decode of one tile).
 
-Imported by ``read_bench.py`` and ``grid_bench.py`` as ``_common`` (the scripts' folder is first
-on ``sys.path`` when they run).
+Imported by ``read_bench.py``, ``grid_bench.py`` and ``_grid_floor.py`` as ``_common`` (the
+scripts' folder is first on ``sys.path`` when they run).
 """
 
 from __future__ import annotations

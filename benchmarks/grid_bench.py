@@ -48,26 +48,24 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyproj
 import pystac
-import tifffile
 from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import compute_reproject_roi
 
 import rasteret_dask as rd
 from rasteret_dask.testing.cogs import S2_BLOCKSIZE, write_cog
 from rasteret_dask.testing.server_process import RangeServerProcess
 
 # the scripts' folder comes first on sys.path
-from _common import (GDAL_ENV, LATENCY, Measure, cached_file, decode_tile,  # isort: skip
-                     gdal_clear_cache, mb, measured, spread, tile_bytes)
+from _common import (GDAL_ENV, LATENCY, Measure, cached_file, gdal_clear_cache,  # isort: skip
+                     mb, measured, spread)
+from _grid_floor import Floor, warp_floor  # isort: skip
 
 SIZE = 5490
 RES = 10.0
@@ -235,145 +233,18 @@ def read_stackstac(items: list[pystac.Item], read: Read, groupby: str | None, th
 
 # --- the floor: what any reader must spend on this machine ------------------------------------
 
-@dataclass(frozen=True)
-class Source:
-    """One file's part in a read: the level GDAL would read, its tiles, and where they go."""
-
-    path: Path
-    level: int
-    rows: range
-    cols: range
-    window: GeoBox  # the tiles' pixels (clipped to the level's image)
-    full_res_bytes: int  # the level-0 tiles of the same area
-
-    @property
-    def tiles(self) -> int:
-        return len(self.rows) * len(self.cols)
-
-
-def _tile_span(roi: tuple[slice, slice]) -> tuple[range, range]:
-    ys, xs = roi
-    return (range(ys.start // S2_BLOCKSIZE, (ys.stop - 1) // S2_BLOCKSIZE + 1),
-            range(xs.start // S2_BLOCKSIZE, (xs.stop - 1) // S2_BLOCKSIZE + 1))
-
-
-def plan_source(path: Path, gbox: GeoBox, out: GeoBox) -> Source | None:
-    """The part of ``path`` (grid ``gbox``) that ``out`` needs, at GDAL's overview choice: the
-    coarsest level whose pixels are no larger than the output's."""
-    full = compute_reproject_roi(gbox, out)
-    if any(s.stop <= s.start for s in full.roi_src):
-        return None
-    with tifffile.TiffFile(path) as tif:
-        shapes = [(page.imagelength, page.imagewidth) for page in tif.pages]
-        rows0, cols0 = _tile_span(full.roi_src)
-        page = tif.pages[0]
-        across = -(-page.imagewidth // page.tilewidth)
-        full_res_bytes = sum(page.databytecounts[r * across + c] for r in rows0 for c in cols0)
-    level = max(i for i, (_, w) in enumerate(shapes) if shapes[0][1] / w <= full.scale * 1.001)
-    level_gbox = gbox.zoom_to(shapes[level])
-    rows, cols = _tile_span(compute_reproject_roi(level_gbox, out).roi_src)
-    window = level_gbox[rows.start * S2_BLOCKSIZE:min(rows.stop * S2_BLOCKSIZE, shapes[level][0]),
-                        cols.start * S2_BLOCKSIZE:min(cols.stop * S2_BLOCKSIZE, shapes[level][1])]
-    return Source(path, level, rows, cols, window, full_res_bytes)
-
-
-def _decode(source: Source, blobs: list[bytes]) -> np.ndarray:
-    """The source's tiles decoded into one array of its window."""
-    mosaic = np.empty(source.window.shape, np.uint16)
-    tile = np.empty((S2_BLOCKSIZE, S2_BLOCKSIZE), np.uint16)
-    blob = iter(blobs)
-    for i in range(len(source.rows)):
-        for j in range(len(source.cols)):
-            decode_tile(next(blob), tile)
-            y, x = i * S2_BLOCKSIZE, j * S2_BLOCKSIZE
-            part = mosaic[y:y + S2_BLOCKSIZE, x:x + S2_BLOCKSIZE]
-            part[...] = tile[:part.shape[0], :part.shape[1]]
-    return mosaic
-
-
-def _fuse(source: Source, pixels: np.ndarray, out: GeoBox, resampling: str,
-          dst: np.ndarray) -> None:
-    """Paste (same grid) or resample ``pixels`` into ``dst`` where ``dst`` is still nodata."""
-    from rasterio.enums import Resampling
-    from rasterio.warp import reproject
-
-    roi = compute_reproject_roi(source.window, out)
-    if roi.paste_ok:
-        part = pixels[roi.roi_src]
-    else:
-        part = np.zeros(out[roi.roi_dst].shape, np.uint16)
-        reproject(pixels, part, src_transform=source.window.transform, src_crs=source.window.crs,
-                  dst_transform=out[roi.roi_dst].transform, dst_crs=out.crs, src_nodata=0,
-                  dst_nodata=0, resampling=Resampling[resampling])
-    view = dst[roi.roi_dst]
-    np.copyto(view, part, where=view == 0)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One output slice of the floor (time step, band) and its sources' tiles, in fusing order."""
-
-    step: int
-    band: str
-    parts: tuple[tuple[Source, tuple[bytes, ...]], ...]
-
-
-@dataclass
-class Floor:
-    """The floor of one read: the needed tiles in memory, the output, the timed runs."""
-
-    read: Read
-    jobs: list[Job]
-    output: Arrays
-    decode_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        return LATENCY + min(self.decode_seconds)
-
-    @property
-    def tiles(self) -> int:
-        return sum(source.tiles for job in self.jobs for source, _ in job.parts)
-
-    @property
-    def compressed_bytes(self) -> int:
-        return sum(len(b) for job in self.jobs for _, blobs in job.parts for b in blobs)
-
-    @property
-    def full_res_bytes(self) -> int:
-        return sum(source.full_res_bytes for job in self.jobs for source, _ in job.parts)
-
-    def _slice(self, job: Job) -> None:
-        dst = self.output[job.band][job.step]
-        dst[...] = 0
-        for source, blobs in job.parts:
-            _fuse(source, _decode(source, blobs), self.read.geobox, self.read.resampling, dst)
-
-    def run(self) -> None:
-        """Decode and paste or resample every needed tile on every core, timed."""
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            started = time.perf_counter()
-            list(pool.map(self._slice, self.jobs))
-            self.decode_seconds.append(time.perf_counter() - started)
-
-
 def floor(scenes_: list[Scene], read: Read, groupby: str | None) -> Floor:
-    """The read's floor: every needed tile's bytes read into memory, one output slice a job."""
+    """The read's floor: one output slice per time step (a date's tiles fused when grouping,
+    in time order) and band."""
     slots: list[list[Scene]] = []
     for scene in scenes_:  # scenes_ is in time order; a date's tiles are adjacent
         if groupby is not None and slots and slots[-1][0].when.date() == scene.when.date():
             slots[-1].append(scene)
         else:
             slots.append([scene])
-    jobs = []
-    for t, slot in enumerate(slots):
-        for band in BANDS:
-            sources = [plan_source(scene.files[band], scene.geobox, read.geobox) for scene in slot]
-            jobs.append(Job(t, band, tuple(
-                (s, tuple(tile_bytes(s.path, s.level, s.rows, s.cols)))
-                for s in sources if s is not None)))
-    output = {band: np.zeros((len(slots), *read.geobox.shape), np.uint16) for band in BANDS}
-    return Floor(read, jobs, output)
+    return warp_floor([(t, band, [(scene.files[band], scene.geobox) for scene in slot])
+                       for t, slot in enumerate(slots) for band in BANDS],
+                      read.geobox, read.resampling)
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def _row(bench, label, seconds):
 
 def test_verdict_ratio_or_floor(bench):
     fine = bench.benchmark_reads()[0]
-    floor = bench.Floor(fine, [], {}, decode_seconds=[1.0 - bench.LATENCY])  # a 1 s floor
+    floor = bench.Floor(fine.geobox, "nearest", [], {}, decode_seconds=[1.0 - bench.LATENCY])
     ours = _row(bench, "rasteret_dask", 1.5)
     assert "PASS" in bench.verdict(ours, _row(bench, "odc-stac 8 thr", 3.0), floor)
     assert "MISS" in bench.verdict(ours, _row(bench, "stackstac 8 thr", 4.0), floor)
