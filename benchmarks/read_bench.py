@@ -30,9 +30,7 @@ Run: .venv/bin/python benchmarks/read_bench.py [--cache-dir DIR] [--runs N] [--a
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
-import glob
 import os
 import statistics
 import tempfile
@@ -40,31 +38,37 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
 import pyarrow as pa
 import pyproj
 import shapely
-import tifffile
 
 import rasteret_dask as rd
 from rasteret_dask import schema as S
 from rasteret_dask.testing.cogs import S2_SIZE, S2_TRANSFORM, write_s2_like_cog
 from rasteret_dask.testing.server_process import RangeServerProcess
 
-LATENCY = 0.040
+from _common import (  # isort: skip  (the scripts' folder, first on sys.path)
+    GDAL_ENV,
+    LATENCY,
+    Measure,
+    cached_file,
+    decode_tile,
+    gdal_clear_cache,
+    mb,
+    measured,
+    spread,
+    tile_bytes,
+)
+
 SCENES = 6
 BANDS = ("B04", "B08")
 EPSG = 32633
 RASTERIO_THREADS = 8
-GDAL_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
-}
 # AOIs as pixel windows of the scene grid (row_off, col_off, size): pixel-aligned, not
 # tile-aligned. 2 km lies inside one 1024 x 1024 tile; 20 km touches 2 x 3 tiles.
 AOIS = {
@@ -72,73 +76,6 @@ AOIS = {
     "20 km": (2060, 3000, 2000),
 }
 TILE = 1024
-
-
-@dataclass
-class Measure:
-    """One tool on one AOI: per-run seconds, requests, bytes and peak RSS above the start."""
-
-    seconds: list[float] = field(default_factory=list)
-    plan_seconds: list[float] = field(default_factory=list)
-    requests: list[int] = field(default_factory=list)
-    nbytes: list[int] = field(default_factory=list)
-    peak_rss: list[int] = field(default_factory=list)
-    cpu_seconds: list[float] = field(default_factory=list)
-    output_bytes: int = 0
-    tracemalloc_peak: int | None = None
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-
-# --- memory -----------------------------------------------------------------------------------
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
-
-
-def _status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-class PeakRSS:
-    """Resident-set high-water mark of a block above the RSS at its start (Linux only).
-
-    Freed heap is returned to the OS first (gc + malloc_trim) so memory kept by the allocator
-    from earlier runs does not hide this run's allocations; VmHWM is reset via clear_refs.
-    """
-
-    def __enter__(self) -> PeakRSS:
-        gc.collect()
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
-        self.base = _status_kb("VmRSS")
-        self.peak: int | None = None
-        try:
-            with open("/proc/self/clear_refs", "w") as handle:
-                handle.write("5")
-        except OSError:
-            self.base = None
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        high = _status_kb("VmHWM")
-        if self.base is not None and high is not None:
-            self.peak = high - self.base
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -150,14 +87,8 @@ def scene_files(cache_dir: Path) -> list[dict[str, Path]]:
     for i in range(SCENES):
         files = {}
         for b, band in enumerate(BANDS):
-            path = cache_dir / f"scene{i}_{band}.tif"
-            if not path.exists():
-                started = time.perf_counter()
-                partial = cache_dir / f".partial-{os.getpid()}-{path.name}"
-                write_s2_like_cog(partial, band_seed=len(BANDS) * i + b)
-                os.replace(partial, path)
-                print(f"  wrote {path} in {time.perf_counter() - started:.1f} s", flush=True)
-            files[band] = path
+            files[band] = cached_file(cache_dir / f"scene{i}_{band}.tif",
+                                      partial(write_s2_like_cog, band_seed=len(BANDS) * i + b))
         scenes.append(files)
     return scenes
 
@@ -213,23 +144,6 @@ def read_rasteret(collection, aoi: shapely.Geometry, timing: list[float]) -> dic
     return {band: computed[band].values for band in BANDS}
 
 
-def _gdal_clear_cache() -> Callable[[], None]:
-    """VSICurlClearCache from the libgdal rasterio loaded (the wheel's bundled copy if any)."""
-    import rasterio
-
-    candidates = glob.glob(os.path.join(os.path.dirname(rasterio.__file__) + ".libs", "libgdal*"))
-    candidates += ["libgdal.so"]
-    for name in candidates:
-        try:
-            function = ctypes.CDLL(name).VSICurlClearCache
-        except (OSError, AttributeError):
-            continue
-        function.restype = None
-        function.argtypes = []
-        return function
-    raise RuntimeError("cannot find VSICurlClearCache in GDAL; run with a fresh process instead")
-
-
 def read_rasterio(urls: list[dict[str, str]], window: tuple[int, int, int],
                   clear_cache: Callable[[], None]) -> dict[str, np.ndarray]:
     """rasterio: one open + window read per scene-band on 8 threads, into (time, y, x) arrays."""
@@ -273,25 +187,15 @@ def decode_floor(scenes: list[dict[str, Path]], window: tuple[int, int, int],
     row_off, col_off, size = window
     rows = range(row_off // TILE, (row_off + size - 1) // TILE + 1)
     cols = range(col_off // TILE, (col_off + size - 1) // TILE + 1)
-    blobs = []
-    for files in scenes:
-        for path in files.values():
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                across = -(-page.imagewidth // TILE)
-                with open(path, "rb") as handle:
-                    for r in rows:
-                        for c in cols:
-                            handle.seek(page.dataoffsets[r * across + c])
-                            blobs.append(handle.read(page.databytecounts[r * across + c]))
+    blobs = [blob for files in scenes for path in files.values()
+             for blob in tile_bytes(path, 0, rows, cols)]
     threads = os.cpu_count() or 1
     scratch = [np.empty((TILE, TILE), np.uint16) for _ in range(threads)]
 
     def decode(k: int) -> None:
         out = scratch[k % threads]
         for blob in blobs[k::threads]:
-            imagecodecs.deflate_decode(blob, out=out.reshape(-1).view(np.uint8))
-            imagecodecs.delta_decode(out, axis=1, out=out)
+            decode_tile(blob, out)
 
     best = float("inf")
     with ThreadPoolExecutor(threads) as pool:
@@ -300,31 +204,6 @@ def decode_floor(scenes: list[dict[str, Path]], window: tuple[int, int, int],
             list(pool.map(decode, range(threads)))
             best = min(best, time.perf_counter() - started)
     return Floor(best, sum(len(b) for b in blobs))
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def measured(server: RangeServerProcess, measure: Measure,
-             run: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Run once, recording wall time, request and byte deltas and the peak RSS."""
-    requests, sent = server.count(method=None), server.bytes_sent
-    with PeakRSS() as memory:
-        cpu = _cpu_seconds()
-        started = time.perf_counter()
-        result = run()
-        seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu
-    measure.seconds.append(seconds)
-    measure.cpu_seconds.append(cpu)
-    measure.requests.append(server.count(method=None) - requests)
-    measure.nbytes.append(server.bytes_sent - sent)
-    if memory.peak is not None:
-        measure.peak_rss.append(memory.peak)
-    measure.output_bytes = sum(a.nbytes for a in result.values())
-    return result
 
 
 def compare(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> str:
@@ -340,14 +219,6 @@ def compare(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> str:
 
 # --- report -----------------------------------------------------------------------------------
 
-def _mb(n: float | None) -> str:
-    return "n/a" if n is None else f"{n / 1e6:.1f} MB"
-
-
-def _spread(values: list) -> str:
-    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
-
-
 def report(name: str, window: tuple[int, int, int], ours: Measure, theirs: Measure,
            check: str, ratio_target: float, floor: Floor) -> None:
     size = window[2]
@@ -361,15 +232,15 @@ def report(name: str, window: tuple[int, int, int], ours: Measure, theirs: Measu
         if m.plan_seconds:
             print(f"  {'':<17} of which get_xarray (plan + graph) "
                   f"{statistics.median(m.plan_seconds) * 1000:.0f} ms median")
-        print(f"  {'':<17} requests {_spread(m.requests)}, transferred "
-              f"{_mb(statistics.median(m.nbytes))}, output {_mb(m.output_bytes)}")
+        print(f"  {'':<17} requests {spread(m.requests)}, transferred "
+              f"{mb(statistics.median(m.nbytes))}, output {mb(m.output_bytes)}")
         peak = max(m.peak_rss) if m.peak_rss else None
         runs = "/".join(f"{p / 1e6:.0f}" for p in m.peak_rss)
-        line = f"  {'':<17} peak RSS above start {_mb(peak)} (max of runs {runs} MB)"
+        line = f"  {'':<17} peak RSS above start {mb(peak)} (max of runs {runs} MB)"
         if peak is not None:
             line += f" = {peak / m.output_bytes:.1f}x output"
         if m.tracemalloc_peak is not None:
-            line += (f"; tracemalloc peak {_mb(m.tracemalloc_peak)} = "
+            line += (f"; tracemalloc peak {mb(m.tracemalloc_peak)} = "
                      f"{m.tracemalloc_peak / m.output_bytes:.1f}x output")
         print(line)
     print(f"  floor (any reader)  {floor.seconds:6.3f} s = {LATENCY * 1000:.0f} ms first byte + "
@@ -474,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         scenes = scene_files(cache_dir)
         print(f"scenes               {SCENES} x {len(BANDS)} bands in {cache_dir} "
               f"({time.perf_counter() - started:.1f} s)")
-        clear_cache = _gdal_clear_cache()
+        clear_cache = gdal_clear_cache()
         with RangeServerProcess(cache_dir, latency=LATENCY) as server:
             table = collection_table(server, scenes)
             collection = rd.build_collection_from_table(table, name="read-bench")
