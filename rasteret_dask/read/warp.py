@@ -17,14 +17,37 @@ import numpy as np
 from affine import Affine
 
 from ..decode.spec import fill_value
-from ..io import RangeReader
+from ..io import ByteRange, RangeReader
+from ..io.fetch import Payload
 from .chunks import RasterReadError, decode_chunk
 from .failures import TileFailures
 from .pending import PendingPayloads
 from .plan import ChunkWork
 from .warp_plan import SourceRead, WarpChunk
 
-__all__ = ["read_warped_chunk", "fill_chunk"]
+__all__ = ["read_warped_chunk", "fill_chunk", "fetch_warp_group", "GroupView"]
+
+
+def fetch_warp_group(reader: RangeReader, ranges: tuple[ByteRange, ...],
+                     labels: tuple[str, ...]) -> PendingPayloads:
+    """Task: start fetching the byte ranges of several warped chunks at once and return
+    without waiting (each chunk's task waits for its own ranges only)."""
+    nbytes = sum(r.end - r.start for r in ranges)
+    return PendingPayloads(reader.submit(ranges), labels, nbytes)
+
+
+class GroupView:
+    """One chunk's view of its fetch group: the chunk's range ``i`` is the group's
+    ``index[i]`` (tiles shared by neighbouring chunks are fetched once)."""
+
+    __slots__ = ("payloads", "index")
+
+    def __init__(self, payloads: PendingPayloads, index: tuple[int, ...]) -> None:
+        self.payloads = payloads
+        self.index = index
+
+    def get(self, i: int) -> Payload:
+        return self.payloads.get(self.index[i])
 
 
 def fill_chunk(shape: tuple[int, int], dtype: str, fill: float) -> np.ndarray:
@@ -36,7 +59,7 @@ def _missing(out: np.ndarray, fill: float) -> np.ndarray:
     return np.isnan(out) if np.isnan(fill) else out == fill
 
 
-def _window(payloads: PendingPayloads, source: SourceRead,
+def _window(payloads: GroupView, source: SourceRead,
             failures: TileFailures | None) -> tuple[np.ndarray, float]:
     """The source's window decoded (h, w), and its nodata fill."""
     dtype = np.dtype(source.spec.dtype).newbyteorder("=")
@@ -109,9 +132,11 @@ def _fuse(out: np.ndarray, layer: np.ndarray, valid: np.ndarray, source: SourceR
         region[take] = layer[take]
 
 
-def read_warped_chunk(reader: RangeReader, chunk: WarpChunk,
+def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
+                      index: tuple[int, ...] = (),
                       failures: TileFailures | None = None) -> np.ndarray:
-    """Task: the (1, h, w) array of one warped chunk of one band and time group.
+    """Task: the (1, h, w) array of one warped chunk of one band and time group, from its
+    fetch group's ``payloads`` (the chunk's range ``i`` is the group's ``index[i]``).
 
     A tile that cannot be fetched or decoded raises :class:`RasterReadError` naming record,
     band and href, or with ``failures`` is reported and read as nodata.
@@ -123,11 +148,9 @@ def read_warped_chunk(reader: RangeReader, chunk: WarpChunk,
             raise refused
         failures.report(refused)
         return out[np.newaxis]
-    labels = tuple(_labels(chunk))
-    nbytes = sum(r.end - r.start for r in chunk.ranges)
-    payloads = PendingPayloads(reader.submit(chunk.ranges), labels, nbytes)
+    view = GroupView(payloads, index)
     for source in chunk.sources:
-        window, fill = _window(payloads, source, failures)
+        window, fill = _window(view, source, failures)
         if source.placement is not None:
             r0, r1, c0, c1 = source.placement
             # a copied window is all image: without nodata every pixel is valid
@@ -154,12 +177,3 @@ def read_warped_chunk(reader: RangeReader, chunk: WarpChunk,
             break  # every pixel has its first valid value
     return out[np.newaxis]
 
-
-def _labels(chunk: WarpChunk) -> list[str]:
-    """Each range's record label (the first source reading it)."""
-    labels = [""] * len(chunk.ranges)
-    for source in chunk.sources:
-        for tile in source.tiles:
-            if not labels[tile.payload]:
-                labels[tile.payload] = source.label
-    return labels

@@ -9,27 +9,76 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
-from ..io import RangeReader
+from ..io import ByteRange, RangeReader
 from .assemble import axis_attrs, spatial_ref
 from .failures import TileFailures, check_errors, new_read_errors
-from .warp import fill_chunk, read_warped_chunk
-from .warp_plan import WarpBandPlan, WarpPlan
+from .plan import DEFAULT_GROUP_TILES
+from .warp import fetch_warp_group, fill_chunk, read_warped_chunk
+from .warp_plan import WarpBandPlan, WarpChunk, WarpPlan
 
 __all__ = ["warped_dataset", "warped_band_array"]
 
 
+class _FetchGroups:
+    """Warped chunks' byte ranges batched into fetch groups (at most ``max_tiles`` ranges),
+    each range of a group once however many chunks read it."""
+
+    def __init__(self, max_tiles: int) -> None:
+        self.max_tiles = max_tiles
+        self.groups: list[tuple[tuple[ByteRange, ...], tuple[str, ...]]] = []
+        self._ranges: list[ByteRange] = []
+        self._labels: list[str] = []
+        self._index: dict[tuple[str, int, int], int] = {}
+
+    def add(self, chunk: WarpChunk) -> tuple[int, tuple[int, ...]]:
+        """The fetch group of ``chunk`` and where its ranges are in it."""
+        if self._ranges and len(self._ranges) + len(chunk.ranges) > self.max_tiles:
+            self.close()
+        labels = [""] * len(chunk.ranges)
+        for source in chunk.sources:
+            for tile in source.tiles:
+                labels[tile.payload] = labels[tile.payload] or source.label
+        index = []
+        for r, label in zip(chunk.ranges, labels, strict=True):
+            key = (r.href, r.start, r.end)
+            k = self._index.get(key)
+            if k is None:
+                k = self._index[key] = len(self._ranges)
+                self._ranges.append(r)
+                self._labels.append(label)
+            index.append(k)
+        return len(self.groups), tuple(index)
+
+    def close(self) -> None:
+        if self._ranges:
+            self.groups.append((tuple(self._ranges), tuple(self._labels)))
+        self._ranges, self._labels, self._index = [], [], {}
+
+
 def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
                       failures: TileFailures | None = None) -> da.Array:
-    """A lazy (time group, y, x) dask array of one band, regular chunks from the grid origin."""
-    name = f"warp-{band.band}-{uuid.uuid4().hex[:12]}"
+    """A lazy (time group, y, x) dask array of one band, regular chunks from the grid origin.
+
+    Fetch-group tasks start the byte ranges of many chunks at once (as the native path's
+    do), so requests are in flight while earlier chunks decode and resample."""
+    token = uuid.uuid4().hex[:12]
+    name, fetch_name = f"warp-{band.band}-{token}", f"warp-fetch-{band.band}-{token}"
     layer = {}
+    fetch = _FetchGroups(DEFAULT_GROUP_TILES)
     for (g, i, j), chunk in band.chunks.items():
-        if chunk is None:
+        if chunk is None or not chunk.ranges:
             shape = (plan.grid.row_chunks[i], plan.grid.col_chunks[j])
-            layer[(name, g, i, j)] = (fill_chunk, shape, band.dtype.str, band.fill)
-        else:
-            layer[(name, g, i, j)] = (read_warped_chunk, reader, chunk, failures)
-    graph = HighLevelGraph({name: layer}, {name: set()})
+            layer[(name, g, i, j)] = (fill_chunk, shape, band.dtype.str, band.fill) \
+                if chunk is None else (read_warped_chunk, None, chunk, (), failures)
+            continue
+        group, index = fetch.add(chunk)
+        layer[(name, g, i, j)] = (read_warped_chunk, (fetch_name, group), chunk, index,
+                                  failures)
+    fetch.close()
+    fetch_layer = {(fetch_name, k): (fetch_warp_group, reader, ranges, labels)
+                   for k, (ranges, labels) in enumerate(fetch.groups)}
+    graph = HighLevelGraph({fetch_name: fetch_layer, name: layer},
+                           {fetch_name: set(), name: {fetch_name}})
     chunks = ((1,) * len(plan.groups), plan.grid.row_chunks, plan.grid.col_chunks)
     return da.Array(graph, name, chunks, dtype=band.dtype)
 
