@@ -14,16 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import shapely
 from affine import Affine
 
 from ..decode.spec import fill_value
 from ..io import ByteRange, RangeReader
 from ..io.fetch import Payload
+from ..plan.mask import geometry_mask
 from .chunks import RasterReadError, decode_chunk
 from .failures import TileFailures
 from .pending import PendingPayloads
 from .plan import ChunkWork
-from .warp_plan import SourceRead, WarpChunk
+from .warp_sources import SourceRead, WarpChunk, WarpParams
 
 __all__ = ["read_warped_chunk", "fill_chunk", "fetch_warp_group", "GroupView"]
 
@@ -68,16 +70,17 @@ def _window(payloads: GroupView, source: SourceRead,
     return decode_chunk(payloads, work, None, failures)[0], fill
 
 
-def _region(source: SourceRead, chunk: WarpChunk) -> tuple[tuple[slice, slice], Any]:
+def _region(source: SourceRead, chunk: WarpChunk, params: WarpParams
+            ) -> tuple[tuple[slice, slice], Any]:
     """The chunk's region the record reaches, and odc-geo's reprojection info for it."""
     from odc.geo.geobox import GeoBox
     from odc.geo.overlap import compute_reproject_roi
 
     height, width, transform = source.image
     image = GeoBox((height, width), Affine(*transform), source.crs)
-    target = GeoBox(chunk.shape, Affine(*chunk.transform), chunk.crs)
+    target = GeoBox(chunk.shape, Affine(*chunk.transform), params.crs)
     info = compute_reproject_roi(image, target,
-                                 ttol=0.9 if chunk.resampling == "nearest" else 0.05)
+                                 ttol=0.9 if params.resampling == "nearest" else 0.05)
     return info.roi_dst, info
 
 
@@ -94,7 +97,7 @@ def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
 
 
 def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
-          roi: tuple[slice, slice]) -> np.ndarray:
+          params: WarpParams, roi: tuple[slice, slice]) -> np.ndarray:
     """The window resampled onto the chunk's region ``roi`` (pixels it does not reach =
     ``fill``)."""
     from rasterio.enums import Resampling
@@ -105,8 +108,8 @@ def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
     layer = np.full((rows.stop - rows.start, cols.stop - cols.start), fill, window.dtype)
     reproject(window, layer, src_transform=Affine(*source.transform), src_crs=source.crs,
               src_nodata=fill if source.nodata is not None else None,
-              dst_transform=dst, dst_crs=chunk.crs, dst_nodata=fill,
-              resampling=Resampling[chunk.resampling], init_dest_nodata=True)
+              dst_transform=dst, dst_crs=params.crs, dst_nodata=fill,
+              resampling=Resampling[params.resampling], init_dest_nodata=True)
     return layer
 
 
@@ -122,18 +125,34 @@ def _physical(values: np.ndarray, valid: np.ndarray, source: SourceRead) -> np.n
 
 
 def _fuse(out: np.ndarray, layer: np.ndarray, valid: np.ndarray, source: SourceRead,
-          chunk: WarpChunk, rows: slice, cols: slice) -> None:
+          chunk: WarpChunk, rescale: bool, rows: slice, cols: slice) -> None:
     """First-valid: pixels of ``out[rows, cols]`` still missing take ``layer``'s valid ones."""
     region = out[rows, cols]
     take = _missing(region, chunk.fill) & valid
-    if chunk.rescale:
+    if rescale:
         region[take] = _physical(layer, valid, source)[take]
     else:
         region[take] = layer[take]
 
 
+def _outside(chunk: WarpChunk, params: WarpParams) -> np.ndarray | None:
+    """The chunk's pixels outside the query geometry (True), or None when none is."""
+    if params.geometry is None:
+        return None
+    t = Affine(*chunk.transform)
+    height, width = chunk.shape
+    x0, y0 = t @ (0.5, 0.5)
+    x1, y1 = t @ (width - 0.5, height - 0.5)
+    centres = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if shapely.contains_properly(params.geometry, centres):
+        return None
+    outside = geometry_mask([params.geometry], chunk.shape, t,
+                            all_touched=params.all_touched)
+    return outside if outside.any() else None
+
+
 def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
-                      index: tuple[int, ...] = (),
+                      index: tuple[int, ...], params: WarpParams,
                       failures: TileFailures | None = None) -> np.ndarray:
     """Task: the (1, h, w) array of one warped chunk of one band and time group, from its
     fetch group's ``payloads`` (the chunk's range ``i`` is the group's ``index[i]``).
@@ -156,9 +175,10 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
             # a copied window is all image: without nodata every pixel is valid
             valid = (~_missing(window, fill) if source.nodata is not None
                      else np.ones(window.shape, bool))
-            _fuse(out, window, valid, source, chunk, slice(r0, r1), slice(c0, c1))
+            _fuse(out, window, valid, source, chunk, params.rescale, slice(r0, r1),
+                  slice(c0, c1))
         else:
-            roi, info = _region(source, chunk)
+            roi, info = _region(source, chunk, params)
             rows, cols = roi
             if rows.stop <= rows.start or cols.stop <= cols.start:
                 continue
@@ -168,12 +188,16 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
             if pasted is not None:
                 valid = (~_missing(pasted, fill) if source.nodata is not None
                          else np.ones(pasted.shape, bool))
-                _fuse(out, pasted, valid, source, chunk, rows, cols)
+                _fuse(out, pasted, valid, source, chunk, params.rescale, rows, cols)
             else:
                 # the warper marks pixels the image does not reach with ``fill``
-                layer = _warp(window, source, fill, chunk, roi)
-                _fuse(out, layer, ~_missing(layer, fill), source, chunk, rows, cols)
+                layer = _warp(window, source, fill, chunk, params, roi)
+                _fuse(out, layer, ~_missing(layer, fill), source, chunk, params.rescale,
+                      rows, cols)
         if not _missing(out, chunk.fill).any():
             break  # every pixel has its first valid value
+    outside = _outside(chunk, params)
+    if outside is not None:
+        out[outside] = chunk.fill
     return out[np.newaxis]
 

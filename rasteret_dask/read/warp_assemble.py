@@ -14,7 +14,8 @@ from .assemble import axis_attrs, spatial_ref
 from .failures import TileFailures, check_errors, new_read_errors
 from .plan import DEFAULT_GROUP_TILES
 from .warp import fetch_warp_group, fill_chunk, read_warped_chunk
-from .warp_plan import WarpBandPlan, WarpChunk, WarpPlan
+from .warp_plan import WarpBandPlan, WarpPlan
+from .warp_sources import WarpChunk
 
 __all__ = ["warped_dataset", "warped_band_array"]
 
@@ -63,17 +64,18 @@ def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
     do), so requests are in flight while earlier chunks decode and resample."""
     token = uuid.uuid4().hex[:12]
     name, fetch_name = f"warp-{band.band}-{token}", f"warp-fetch-{band.band}-{token}"
-    layer = {}
+    params = f"warp-params-{token}"
+    layer: dict = {(params,): plan.params}
     fetch = _FetchGroups(DEFAULT_GROUP_TILES)
     for (g, i, j), chunk in band.chunks.items():
         if chunk is None or not chunk.ranges:
             shape = (plan.grid.row_chunks[i], plan.grid.col_chunks[j])
             layer[(name, g, i, j)] = (fill_chunk, shape, band.dtype.str, band.fill) \
-                if chunk is None else (read_warped_chunk, None, chunk, (), failures)
+                if chunk is None else (read_warped_chunk, None, chunk, (), (params,), failures)
             continue
         group, index = fetch.add(chunk)
         layer[(name, g, i, j)] = (read_warped_chunk, (fetch_name, group), chunk, index,
-                                  failures)
+                                  (params,), failures)
     fetch.close()
     fetch_layer = {(fetch_name, k): (fetch_warp_group, reader, ranges, labels)
                    for k, (ranges, labels) in enumerate(fetch.groups)}
@@ -108,10 +110,6 @@ def warped_dataset(plan: WarpPlan, reader: RangeReader, *, errors: str = "raise"
     variables = {}
     for band in plan.bands:
         data = warped_band_array(plan, band, reader, failures)
-        if plan.mask is not None:
-            outside = da.from_array(plan.mask, chunks=(plan.grid.row_chunks,
-                                                       plan.grid.col_chunks))
-            data = da.where(outside[np.newaxis], np.array(band.fill, band.dtype), data)
         attrs = {"grid_mapping": "spatial_ref", "resampling": plan.grid.resampling}
         array = xr.DataArray(data, dims=("time", "y", "x"), attrs=attrs)
         if band.nodata is not None:

@@ -21,13 +21,10 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
-from affine import Affine
 
-from ..decode import DecodeSpec, limits
+from ..decode import limits
 from ..decode.spec import fill_value
-from ..io import ByteRange
 from ..plan.geometry import reproject_geometries, transformer
-from ..plan.mask import geometry_mask
 from ..plan.output_grid import (
     DEFAULT_WARP_CHUNK,
     WARP_TILE,
@@ -39,22 +36,14 @@ from ..plan.output_grid import (
     majority_crs,
     parse_chunks,
 )
-from ..plan.reproject import (
-    aligned_offset,
-    chunk_bounds_in,
-    chunk_windows,
-    kernel_margin,
-    pixel_size_in,
-)
-from ..plan.tiles import axis_tiles
-from ..tiff.cog_metadata import CogMetadata
+from ..plan.reproject import chunk_bounds_in, chunk_windows, pixel_size_in
 from .grouping import GroupedRecord, TimeGroup, group_records
-from .plan import TileRead, expected_version
 from .select import Record, Selection
 from .skipped import SkippedRecord
+from .warp_sources import WarpChunk, WarpParams, chunk_work, record_crs, record_level
 
-__all__ = ["SourceRead", "WarpChunk", "WarpBandPlan", "WarpPlan", "plan_warped_read",
-           "output_crs_of"]
+__all__ = ["WarpBandPlan", "WarpPlan", "plan_warped_read", "output_crs_of", "output_grid",
+           "band_values", "grouped_records", "default_resolution"]
 
 logger = logging.getLogger("rasteret_dask.read")
 
@@ -62,46 +51,6 @@ _UPGRADE_HINT = ("this index was enriched before overview tiles were cached, so 
                  "resolutions read full resolution; run collection.enrich(only_missing=False) "
                  "once to cache them")
 _warned: list[bool] = []  # the hint is logged once per process
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRead:
-    """One record's part of a chunk: its tiles decoded into a window of its level, then copied
-    (``placement``: rows/cols of the chunk the window fills, pixel for pixel) or warped."""
-
-    label: str
-    spec: DecodeSpec
-    sample: int
-    crs: str
-    transform: tuple[float, float, float, float, float, float]
-    shape: tuple[int, int]
-    nodata: float | None
-    tiles: tuple[TileRead, ...]
-    placement: tuple[int, int, int, int] | None = None
-    scale: float | None = None
-    offset: float | None = None
-    image: tuple[int, int, tuple[float, ...]] = (0, 0, ())
-    """Full-resolution (height, width, transform) of the record's image: where the worker
-    finds the chunk's region reached by it (odc-geo's ``compute_reproject_roi``)."""
-    level: int = 0
-    origin: tuple[int, int] = (0, 0)
-    """(row, col) of the window in its level's pixels."""
-
-
-@dataclass(frozen=True)
-class WarpChunk:
-    """Everything one task needs to fill one output chunk (1, h, w) of one band and group."""
-
-    shape: tuple[int, int]
-    transform: tuple[float, float, float, float, float, float]
-    crs: str
-    dtype: str
-    fill: float
-    resampling: str
-    ranges: tuple[ByteRange, ...]
-    sources: tuple[SourceRead, ...]
-    rescale: bool = False
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +75,7 @@ class WarpPlan:
     groups: tuple[TimeGroup, ...]
     ids: tuple[tuple[str, ...], ...]
     bands: tuple[WarpBandPlan, ...]
-    mask: np.ndarray | None = field(default=None, repr=False)
+    params: WarpParams = field(repr=False, default=None)  # type: ignore[assignment]
     skipped: tuple[SkippedRecord, ...] = ()
     upgrade_hint: str | None = None
 
@@ -170,10 +119,6 @@ class WarpPlan:
         }
 
 
-def _record_crs(md: CogMetadata) -> pyproj.CRS:
-    return pyproj.CRS.from_epsg(int(md.crs_epsg))
-
-
 def output_crs_of(selection: Selection, request: GridRequest) -> pyproj.CRS:
     """The read's output CRS: the geobox's, ``crs=``, the records' shared CRS, or the CRS of
     most records (said on the ``rasteret_dask.read`` logger)."""
@@ -192,14 +137,14 @@ def output_crs_of(selection: Selection, request: GridRequest) -> pyproj.CRS:
     return chosen
 
 
-def _default_resolution(selection: Selection, crs: pyproj.CRS) -> tuple[float, float]:
+def default_resolution(selection: Selection, crs: pyproj.CRS) -> tuple[float, float]:
     """The finest native resolution among the requested bands, in ``crs`` units (the local
     scale at a record's centre when it is in another CRS)."""
     best: tuple[float, float] | None = None
     for records in selection.records_by_band.values():
         for record in records:
             md = record.metadata
-            src = _record_crs(md)
+            src = record_crs(md)
             res = md.resolution
             if src != crs:
                 centre = md.transform @ (md.image_width / 2, md.image_height / 2)
@@ -213,69 +158,22 @@ def _default_resolution(selection: Selection, crs: pyproj.CRS) -> tuple[float, f
     return best
 
 
-def _grouped(records: Sequence[Record]) -> list[GroupedRecord]:
+def grouped_records(records: Sequence[Record]) -> list[GroupedRecord]:
+    """What ``groupby`` sees of each record (id, datetime, longitude of its image centre)."""
     out = []
     lonlat = pyproj.CRS.from_epsg(4326)
     for record in records:
         md = record.metadata
         x, y = md.transform @ (md.image_width / 2, md.image_height / 2)
-        lon, _ = transformer(_record_crs(md), lonlat).transform(x, y)
+        lon, _ = transformer(record_crs(md), lonlat).transform(x, y)
         out.append(GroupedRecord(record.id, record.datetime, float(lon)))
     return out
-
-
-def _level(md: CogMetadata, target: tuple[float, float]) -> tuple[int, CogMetadata]:
-    """The overview level GDAL would read for pixels of ``target`` size, and its metadata."""
-    level = md.choose_level(target) if md.overviews else 0
-    return level, (md.level(level) if level else md)
 
 
 def _output_geobox(selection: Selection, request: GridRequest, crs: pyproj.CRS,
                    resolution: tuple[float, float], geometry: shapely.Geometry):
     bounds = shapely.bounds(geometry)
     return anchored_geobox(tuple(float(b) for b in bounds), crs, resolution)
-
-
-def _mask(geometry: shapely.Geometry, geobox: Any, all_touched: bool) -> np.ndarray | None:
-    """The pixels of the geobox outside the geometry (True), or None when none is."""
-    height, width = int(geobox.shape.y), int(geobox.shape.x)
-    outside = geometry_mask([geometry], (height, width), geobox.transform,
-                            all_touched=all_touched)
-    return outside if outside.any() else None
-
-
-def _source_read(record: Record, md: CogMetadata, level: int, window: np.ndarray, placement,
-                 crs: str, ranges: list[ByteRange], index: dict, limit: int,
-                 scaling: tuple[float | None, float | None]) -> SourceRead | str:
-    """The SourceRead of one record's window (row0, row1, col0, col1) of level ``md``; the
-    tile-size problem instead when a tile is over the limit."""
-    r0, r1, c0, c1 = (int(v) for v in window)
-    spec = DecodeSpec.from_metadata(md)
-    oversize = spec.nbytes > limit
-    expect = expected_version(md)
-    reads = []
-    rows = axis_tiles(r0, r1, md.tile_height, md.image_height)
-    cols = axis_tiles(c0, c1, md.tile_width, md.image_width)
-    for tile_row, s0, s1, d0, d1 in rows:
-        for tile_col, s2, s3, d2, d3 in cols:
-            tile = tile_row * md.tiles_across + tile_col
-            count = md.tile_byte_counts[tile]
-            if count < 0 or count > limit or (count and oversize):
-                return limits.tile_size_problem(spec, count, limit, tile) or "tile too large"
-            key = (record.href, md.image_width, tile)
-            k = index.get(key)
-            if k is None:
-                k = index[key] = len(ranges)
-                ranges.append(ByteRange(record.href, md.tile_offsets[tile],
-                                        md.tile_offsets[tile] + count, expect))
-            reads.append(TileRead(k, (s0, s1, s2, s3), (d0, d1, d2, d3)))
-    transform = md.transform @ Affine.translation(c0, r0)
-    full = record.metadata
-    return SourceRead(record.label, spec, md.sample_plane(record.band_index), crs,
-                      tuple(transform)[:6], (r1 - r0, c1 - c0), md.nodata, tuple(reads),
-                      placement, scaling[0], scaling[1],
-                      (full.image_height, full.image_width, tuple(full.transform)[:6]), level,
-                      (r0, c0))
 
 
 def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any = None,
@@ -312,9 +210,8 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
     if request.geobox is not None:
         resolution = (abs(request.geobox.transform.a), abs(request.geobox.transform.e))
     else:
-        resolution = request.resolution or _default_resolution(selection, crs)
+        resolution = request.resolution or default_resolution(selection, crs)
     geometry = None
-    mask = None
     if request.geobox is None:
         # the grid covers the geometry's vertices projected (odc-stac's extent); the mask is
         # the geometry with its edges densified, as they bend in the output CRS
@@ -322,98 +219,43 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
                                         densify=0)[0]
         geometry = reproject_geometries([selection.geometry], selection.geometry_crs, crs)[0]
         geobox = _output_geobox(selection, request, crs, resolution, vertices)
-        mask = _mask(geometry, geobox, all_touched)
     else:
         geobox = request.geobox
-    rows_px, cols_px = parse_chunks(chunks if chunks is not None
-                                    else DEFAULT_WARP_CHUNK // WARP_TILE, WARP_TILE)
-    height, width = int(geobox.shape.y), int(geobox.shape.x)
-    grid = OutputGrid(geobox, request.resampling, chunk_edges_px(height, rows_px),
-                      chunk_edges_px(width, cols_px))
+    grid = output_grid(geobox, request.resampling, chunks)
     records = selection.records
-    groups = group_records(_grouped(records), groupby)
-    crs_wkt = crs.to_wkt()
+    groups = group_records(grouped_records(records), groupby)
+    params = WarpParams(crs.to_wkt(), request.resampling, rescale, geometry, all_touched)
     out_transform = geobox.transform
     bounds_by_crs: dict[int, np.ndarray] = {}
     bands = []
     old_index = False
     for band, band_records in selection.records_by_band.items():
-        first = band_records[0].metadata
-        dtype = first.native_dtype
-        for record in band_records:
-            if record.metadata.native_dtype != dtype:
-                raise ValueError(f"band {band!r}: record {record.id!r} has dtype "
-                                 f"{record.metadata.dtype}, others {first.dtype}; read bands "
-                                 "of one dtype")
-        nodata = first.nodata
-        out_dtype = np.dtype("float32") if rescale else dtype
-        fill = float("nan") if rescale else fill_value(dtype, nodata)
-        if not rescale and nodata is None and dtype.kind == "f":
-            fill = float("nan")
-        windows = {}
+        dtype, nodata, out_dtype, fill = band_values(band, band_records, rescale)
         levels: Counter = Counter()
+        resolved = {}
         for record in band_records:
             md = record.metadata
             epsg = int(md.crs_epsg)
             if epsg not in bounds_by_crs:
                 bounds_by_crs[epsg] = chunk_bounds_in(out_transform, grid.row_edges,
-                                                      grid.col_edges, crs, _record_crs(md))
-            centre = md.transform @ (md.image_width / 2, md.image_height / 2)
-            target = pixel_size_in(centre, _record_crs(md), resolution, crs)
+                                                      grid.col_edges, crs, record_crs(md))
             old_index = old_index or (bool(md.overviews) and not md.has_overview_tiles)
-            level, lmd = _level(md, target)
-            levels[level] += 1
-            offset = aligned_offset(lmd.transform, out_transform) \
-                if _record_crs(md) == crs else None
-            if offset is not None:
-                windows[record.id] = (level, lmd, offset, None)
-            else:
-                scale = max(target[0] / lmd.resolution[0], target[1] / lmd.resolution[1])
-                margin = kernel_margin(request.resampling, scale)
-                windows[record.id] = (level, lmd, None, chunk_windows(
-                    bounds_by_crs[epsg], lmd.transform, (lmd.image_height, lmd.image_width),
-                    margin))
-        by_id = {r.id: r for r in band_records}
+            rl = record_level(record, crs, out_transform, resolution, request.resampling,
+                              (scaling or {}).get((band, record.id), (None, None)))
+            levels[rl.level] += 1
+            windows = None if rl.offset is not None else chunk_windows(
+                bounds_by_crs[epsg], rl.metadata.transform,
+                (rl.metadata.image_height, rl.metadata.image_width), rl.margin)
+            resolved[record.id] = (rl, windows)
         work: dict[tuple[int, int, int], WarpChunk | None] = {}
         for g, group in enumerate(groups):
-            members = [by_id[records[k].id] for k in group.members if records[k].id in by_id]
+            members = [resolved[records[k].id] for k in group.members
+                       if records[k].id in resolved]
             for i, (a, b) in enumerate(grid.row_edges):
                 for j, (c, d) in enumerate(grid.col_edges):
-                    ranges: list[ByteRange] = []
-                    index: dict = {}
-                    sources = []
-                    error = None
-                    for record in members:
-                        level, lmd, offset, wins = windows[record.id]
-                        if offset is not None:
-                            r0, r1 = max(a, offset[0]), min(b, offset[0] + lmd.image_height)
-                            c0, c1 = max(c, offset[1]), min(d, offset[1] + lmd.image_width)
-                            if r1 <= r0 or c1 <= c0:
-                                continue
-                            window = (r0 - offset[0], r1 - offset[0], c0 - offset[1],
-                                      c1 - offset[1])
-                            placement = (r0 - a, r1 - a, c0 - c, c1 - c)
-                        else:
-                            window = wins[i, j]
-                            if window[1] <= window[0] or window[3] <= window[2]:
-                                continue
-                            placement = None
-                        read = _source_read(record, lmd, level, window, placement,
-                                            f"EPSG:{lmd.crs_epsg}", ranges, index, limit,
-                                            (scaling or {}).get((band, record.id),
-                                                                (None, None)))
-                        if isinstance(read, str):
-                            error = f"{record.label}: {read}"
-                            break
-                        sources.append(read)
-                    if not sources and error is None:
-                        work[(g, i, j)] = None
-                        continue
-                    transform = out_transform @ Affine.translation(c, a)
-                    work[(g, i, j)] = WarpChunk(
-                        (b - a, d - c), tuple(transform)[:6], crs_wkt, out_dtype.str, fill,
-                        request.resampling, tuple(ranges) if error is None else (),
-                        tuple(sources) if error is None else (), rescale, error)
+                    work[(g, i, j)] = chunk_work(
+                        [(rl, None if wins is None else wins[i, j]) for rl, wins in members],
+                        (a, b, c, d), out_transform, out_dtype, fill, limit)
         bands.append(WarpBandPlan(band, out_dtype, None if rescale else nodata, fill, work,
                                   dict(levels)))
     if all(c is None for b in bands for c in b.chunks.values()):
@@ -426,4 +268,39 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
     if old_index and not _warned:
         _warned.append(True)
         logger.warning(_UPGRADE_HINT)
-    return WarpPlan(grid, tuple(groups), ids, tuple(bands), mask, selection.skipped, hint)
+    return WarpPlan(grid, tuple(groups), ids, tuple(bands), params, selection.skipped, hint)
+
+
+def output_grid(geobox: Any, resampling: str, chunks: Any) -> OutputGrid:
+    """The geobox cut into regular chunks (``chunks=``, default 1024 pixels) from its origin."""
+    rows_px, cols_px = parse_chunks(chunks if chunks is not None
+                                    else DEFAULT_WARP_CHUNK // WARP_TILE, WARP_TILE)
+    height, width = int(geobox.shape.y), int(geobox.shape.x)
+    return OutputGrid(geobox, resampling, chunk_edges_px(height, rows_px),
+                      chunk_edges_px(width, cols_px))
+
+
+def band_values(band: str, records: Sequence[Record], rescale: bool
+                ) -> tuple[np.dtype, float | None, np.dtype, float]:
+    """A band's source dtype and nodata (its records must share the dtype), and the read's
+    output dtype and fill (float32 and NaN when rescaled; NaN for float data without nodata).
+
+    Raises
+    ------
+    ValueError
+        When the band's records have several dtypes.
+    """
+    first = records[0].metadata
+    dtype = first.native_dtype
+    for record in records:
+        if record.metadata.native_dtype != dtype:
+            raise ValueError(f"band {band!r}: record {record.id!r} has dtype "
+                             f"{record.metadata.dtype}, others {first.dtype}; read bands of "
+                             "one dtype")
+    nodata = first.nodata
+    if rescale:
+        return dtype, nodata, np.dtype("float32"), float("nan")
+    fill = fill_value(dtype, nodata)
+    if nodata is None and dtype.kind == "f":
+        fill = float("nan")
+    return dtype, nodata, dtype, fill
