@@ -7,17 +7,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import shapely
 import xarray as xr
 
-from ..plan.output_grid import describe_geobox, grid_request
+from ..plan.geometry import reproject_geometries
+from ..plan.output_grid import GridRequest, describe_geobox, grid_request
 from .assemble import to_dataset
+from .deferred import DeferredPlan, plan_deferred_read, should_defer
 from .failures import check_errors
 from .grouping import check_groupby
 from .plan import ReadPlan, plan_read
 from .rescale import rescaling
 from .route import is_native, native_tiles_per_chunk
-from .select import Selection, select
+from .select import Selection, query_geometries, read_bands, select
 from .skipped import settle_missing
 from .warp_assemble import warped_dataset
 from .warp_plan import WarpPlan, plan_warped_read
@@ -28,8 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["prepare_reads", "plan_reads", "get_xarray", "get_numpy", "ReadPlanLike"]
 
 
-ReadPlanLike = ReadPlan | WarpPlan
-"""A read's plan: on the records' own grid (:class:`ReadPlan`) or warped (:class:`WarpPlan`)."""
+ReadPlanLike = ReadPlan | WarpPlan | DeferredPlan
+"""A read's plan: on the records' own grid (:class:`ReadPlan`), warped (:class:`WarpPlan`), or
+warped and planned on the workers (:class:`DeferredPlan`, large output grids)."""
 
 
 def prepare_reads(
@@ -62,6 +66,10 @@ def prepare_reads(
             raise ValueError("geometries=None reads a whole output grid: pass geobox=")
         geometries = shapely.geometry.box(*request.geobox.boundingbox.bbox)
         geometry_crs = request.geobox.crs.to_wkt()
+    large = _large_reads(collection, geometries, bands, geometry_crs, request, groupby,
+                         chunks, all_touched, rescale, max_tile_bytes, data_source, filters)
+    if large is not None:
+        return large
     selections = select(collection, geometries, bands, geometry_crs=geometry_crs,
                         data_source=data_source, on_missing=on_missing, **filters)
     plans: list[ReadPlanLike] = []
@@ -81,6 +89,33 @@ def prepare_reads(
                 selection, request, groupby=groupby, chunks=chunks, all_touched=all_touched,
                 rescale=rescale, scaling=rescaling(selection) if rescale else None,
                 max_tile_bytes=max_tile_bytes))
+    return selections, plans
+
+
+def _large_reads(collection: Collection, geometries: Any, bands: Sequence[str] | str,
+                 geometry_crs: Any, request: GridRequest, groupby: Any, chunks: Any,
+                 all_touched: bool, rescale: bool, max_tile_bytes: int | str | None,
+                 data_source: Any, filters: dict[str, Any]
+                 ) -> tuple[list[Selection], list[ReadPlanLike]] | None:
+    """Deferred plans (one per geometry) when the output grids are large, else None."""
+    if request.geobox is None and (request.crs is None or request.resolution is None):
+        return None
+    shapes, crs = query_geometries(geometries, geometry_crs)
+    out = request.crs if request.geobox is None else None
+    if request.geobox is None and not any(
+            should_defer(request, reproject_geometries([s], crs, out, densify=0)[0].bounds,
+                         chunks) for s in shapes):
+        return None
+    if request.geobox is not None and not should_defer(request, None, chunks):
+        return None
+    source = read_bands(collection, bands, data_source)
+    plans: list[ReadPlanLike] = [
+        plan_deferred_read(collection, shape, crs, source.stored_bands, request,
+                           groupby=groupby, chunks=chunks, all_touched=all_touched,
+                           rescale=rescale, max_tile_bytes=max_tile_bytes, filters=filters)
+        for shape in shapes]
+    selections = [Selection(source, shape, crs, {}, {}, (), pa.table({}))
+                  for shape in shapes]
     return selections, plans
 
 
@@ -257,8 +292,8 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     source = selections[0].source
     reader = source.reader(storage_options, max_concurrent)
     settle_missing((r for plan in plans for r in plan.skipped), on_missing, "get_xarray")
-    datasets = [(warped_dataset(plan, reader, errors=errors) if isinstance(plan, WarpPlan)
-                 else to_dataset(plan, reader, errors=errors)).rename(source.renames)
+    datasets = [(to_dataset(plan, reader, errors=errors) if isinstance(plan, ReadPlan)
+                 else warped_dataset(plan, reader, errors=errors)).rename(source.renames)
                 for plan in plans]
     for dataset in datasets:
         dataset.attrs.update(_provenance(collection, list(source.bands), geometry_crs, filters))

@@ -9,10 +9,19 @@ returning raw values labelled physical.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from ..index.raster_bands import band_scaling
 from .select import Selection
 
-__all__ = ["rescaling"]
+__all__ = ["rescaling", "scaling_of_rows"]
+
+
+def scaling_of_rows(table: pa.Table, band: str) -> dict[str, tuple[float | None, float | None]]:
+    """(scale, offset) of ``band`` per record id of index rows (None, None without them)."""
+    ids = table["id"].to_pylist()
+    return {rid: (None, None) if s is None else (s.scale, s.offset)
+            for rid, s in zip(ids, band_scaling(table, band), strict=True)}
 
 
 def rescaling(selection: Selection) -> dict[tuple[str, str], tuple[float | None, float | None]]:

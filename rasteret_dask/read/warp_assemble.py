@@ -11,6 +11,8 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ..io import ByteRange, RangeReader
 from .assemble import axis_attrs, spatial_ref
+from .deferred import DeferredPlan
+from .deferred_graph import deferred_band_array
 from .failures import TileFailures, check_errors, new_read_errors
 from .plan import DEFAULT_GROUP_TILES
 from .warp import fetch_warp_group, fill_chunk, read_warped_chunk
@@ -85,8 +87,8 @@ def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
     return da.Array(graph, name, chunks, dtype=band.dtype)
 
 
-def warped_dataset(plan: WarpPlan, reader: RangeReader, *, errors: str = "raise"
-                   ) -> xr.Dataset:
+def warped_dataset(plan: WarpPlan | DeferredPlan, reader: RangeReader, *,
+                   errors: str = "raise") -> xr.Dataset:
     """One (time, y, x) variable per band on the plan's output grid, lazily; pixels outside
     the query geometry are nodata. ``id`` names each time step's records (comma-separated,
     in fusion order)."""
@@ -109,7 +111,9 @@ def warped_dataset(plan: WarpPlan, reader: RangeReader, *, errors: str = "raise"
     }
     variables = {}
     for band in plan.bands:
-        data = warped_band_array(plan, band, reader, failures)
+        data = (deferred_band_array(plan, band, reader, failures)
+                if isinstance(plan, DeferredPlan)
+                else warped_band_array(plan, band, reader, failures))
         attrs = {"grid_mapping": "spatial_ref", "resampling": plan.grid.resampling}
         array = xr.DataArray(data, dims=("time", "y", "x"), attrs=attrs)
         if band.nodata is not None:
