@@ -41,10 +41,30 @@ def test_deferred_equals_the_client_plan(two_zones, monkeypatch, kwargs):
     assert np.array_equal(large["time"].values, eager["time"].values)
     computed = large.compute()
     for band in BANDS:
-        assert large[band].chunks == eager[band].chunks
+        # a large read's chunks hold several time steps (64 MiB blocks) unless told otherwise
+        assert large[band].chunks[1:] == eager[band].chunks[1:]
+        assert len(large[band].chunks[0]) < len(eager[band].chunks[0])
         want = eager[band].values
         assert np.array_equal(computed[band].values, want)
         assert (want != 0).mean() > 0.3
+
+
+def test_time_chunks(two_zones, monkeypatch):
+    box = area(two_zones)
+    monkeypatch.setattr(deferred, "DEFERRED_CHUNKS", 0)
+    one = two_zones.collection.get_xarray(None, BANDS, geobox=box,
+                                          chunks={"x": 96, "y": 96, "time": 1})
+    two = two_zones.collection.get_xarray(None, BANDS, geobox=box,
+                                          chunks={"x": 96, "y": 96, "time": 2})
+    assert set(one["B02"].chunks[0]) == {1} and two["B02"].chunks[0][0] == 2
+    assert np.array_equal(one["B02"].values, two["B02"].values)
+    monkeypatch.setattr(deferred, "DEFERRED_CHUNKS", 10**9)  # the client plan takes it too
+    eager = two_zones.collection.get_xarray(None, BANDS, geobox=box,
+                                            chunks={"x": 96, "y": 96, "time": 2})
+    assert eager["B02"].chunks == two["B02"].chunks
+    assert np.array_equal(eager["B02"].values, two["B02"].values)
+    with pytest.raises(ValueError, match="time must be a positive integer"):
+        two_zones.collection.get_xarray(None, BANDS, geobox=box, chunks={"time": 0})
 
 
 def test_a_polygon_and_rescale(two_zones, monkeypatch):
@@ -72,10 +92,10 @@ def test_the_client_reads_no_tile_table(two_zones, monkeypatch):
     (info,) = two_zones.collection.explain(None, BANDS, geobox=box, groupby="solar_day",
                                            chunks={"x": 96, "y": 96})
     assert info["planned_on"] == "workers" and info["tiles"] is None
-    groups, rows, cols = (len(c) for c in ds["B02"].chunks)
+    blocks, rows, cols = (len(c) for c in ds["B02"].chunks)
     graph = dict(ds.__dask_graph__())
-    # one task per band, group and chunk, plus per band the loaders and two shared values
-    assert len(graph) <= len(BANDS) * (groups * rows * cols + info["loaders"] + 2)
+    # one task per band, time block and chunk, plus per band the loaders and two shared values
+    assert len(graph) <= len(BANDS) * (blocks * rows * cols + info["loaders"] + 2)
     assert info["records_per_chunk"]["max"] >= 2  # the zones overlap
 
 

@@ -24,7 +24,7 @@ from odc.geo.geobox import GeoBox
 
 __all__ = ["RESAMPLING", "OutputGrid", "GridRequest", "grid_request", "check_resampling",
            "check_resolution", "check_crs", "majority_crs", "anchored_geobox", "describe_geobox",
-           "chunk_edges_px", "parse_chunks", "WARP_TILE", "DEFAULT_WARP_CHUNK"]
+           "chunk_edges_px", "parse_chunks", "time_chunk", "WARP_TILE", "DEFAULT_WARP_CHUNK"]
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
               "min", "max", "median", "q1", "q3", "sum", "rms")
@@ -164,6 +164,8 @@ class OutputGrid:
     resampling: str
     row_edges: tuple[tuple[int, int], ...]
     col_edges: tuple[tuple[int, int], ...]
+    time_chunk: int = 1
+    """Time steps (groups) per chunk."""
 
     @property
     def crs(self) -> pyproj.CRS:
@@ -231,6 +233,22 @@ def parse_chunks(chunks: Any, tile: int) -> tuple[int, int]:
         return positive(chunks[0], "y"), positive(chunks[1], "x")
     n = positive(chunks, "the tile count")
     return n * tile, n * tile
+
+
+def time_chunk(chunks: Any, default: int = 1) -> int:
+    """Time steps per chunk: ``chunks["time"]`` (a positive int) when given, else ``default``.
+
+    Raises
+    ------
+    ValueError
+        For a ``"time"`` entry that is not a positive integer.
+    """
+    if isinstance(chunks, Mapping) and "time" in chunks:
+        value = chunks["time"]
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"chunks={chunks!r}: time must be a positive integer")
+        return int(value)
+    return default
 
 
 def chunk_edges_px(size: int, step: int) -> tuple[tuple[int, int], ...]:

@@ -17,7 +17,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from ..plan.output_grid import (
     OutputGrid,
     anchored_geobox,
     parse_chunks,
+    time_chunk,
 )
 from .grouping import GroupedRecord, TimeGroup, group_records
 from .warp_plan import output_grid
@@ -47,6 +48,12 @@ logger = logging.getLogger("rasteret_dask.read")
 
 DEFERRED_CHUNKS = 256
 """Output chunks above which a warped read is planned on the workers."""
+
+BLOCK_BYTES = 64 * 1024 * 1024
+"""Default size of a deferred read's chunk: as many time steps as fit (at most
+:data:`MAX_TIME_CHUNK`), unless ``chunks={"time": n}`` says otherwise."""
+
+MAX_TIME_CHUNK = 16
 
 _EDGE_SAMPLES = 8
 """Points per bbox edge transformed into the output CRS to find the chunks a record covers."""
@@ -191,6 +198,8 @@ class DeferredPlan:
         geobox = self.grid.geobox
         epsg = self.grid.crs.to_epsg()
         loaders = {(b.band, p) for b in self.bands for p in set(b.partitions.values())}
+        blocks = (-(-len(self.groups) // self.grid.time_chunk) * len(self.grid.row_edges)
+                  * len(self.grid.col_edges))
         return {
             "records": sum(len(g.members) for g in self.groups),
             "groups": len(self.groups),
@@ -207,9 +216,10 @@ class DeferredPlan:
             "records_per_chunk": {"max": max(per_chunk, default=0),
                                   "mean": round(float(np.mean(per_chunk)), 2) if per_chunk
                                   else 0.0},
-            "chunks": sum(len(b.chunks) for b in self.bands),
+            "chunks": blocks * len(self.bands),
+            "time_chunk": self.grid.time_chunk,
             "loaders": len(loaders),
-            "tasks": sum(len(b.chunks) for b in self.bands) + len(loaders),
+            "tasks": blocks * len(self.bands) + len(loaders) + 2 * len(self.bands),
             "fetch_groups": sum(len(b.chunks) for b in self.bands),
             "tiles": None,
             "compressed_bytes": None,
@@ -303,6 +313,10 @@ def plan_deferred_read(collection: Any, geometry: Any, geometry_crs: pyproj.CRS,
         out_dtype, fill = _output_values(dtype, nodata, rescale)
         deferred.append(DeferredBand(band, out_dtype, None if rescale else nodata, fill,
                                      members, partitions))
+    if time_chunk(chunks, 0) == 0:  # not given: blocks of about BLOCK_BYTES
+        itemsize = max(b.dtype.itemsize for b in deferred)
+        steps = BLOCK_BYTES // (grid.row_chunks[0] * grid.col_chunks[0] * itemsize)
+        grid = replace(grid, time_chunk=int(min(max(steps, 1), MAX_TIME_CHUNK, len(groups))))
     params = WarpParams(crs.to_wkt(), request.resampling, rescale,
                         None if request.geobox is not None else
                         reproject_geometries([geometry], geometry_crs, crs)[0], all_touched)

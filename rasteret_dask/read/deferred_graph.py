@@ -25,7 +25,7 @@ from ..plan.reproject import chunk_bounds_in, chunk_windows
 from .deferred import DeferredBand, DeferredPlan, load_partition, loader_ids
 from .failures import TileFailures
 from .pending import PendingPayloads
-from .warp import fill_chunk, read_warped_chunk
+from .warp import block_task, fill_chunk, read_warped_chunk, time_blocks
 from .warp_sources import WarpParams, chunk_work, record_crs, record_level
 
 __all__ = ["deferred_band_array", "deferred_chunk"]
@@ -92,19 +92,23 @@ def deferred_band_array(plan: DeferredPlan, band: DeferredBand, reader: RangeRea
                         plan.scaling)
     transform = tuple(plan.grid.geobox.transform)[:6]
     grid = plan.grid
-    for g in range(len(plan.groups)):
+    blocks = time_blocks(len(plan.groups), grid.time_chunk)
+    for k, steps in enumerate(blocks):
         for i, (a, b) in enumerate(grid.row_edges):
             for j, (c, d) in enumerate(grid.col_edges):
-                ids = band.chunks.get((g, i, j))
-                if not ids:
-                    layer[(name, g, i, j)] = (fill_chunk, (b - a, d - c), band.dtype.str,
-                                              band.fill)
-                    continue
-                keys = sorted({(loader, *band.partitions[rid]) for rid in ids})
-                layer[(name, g, i, j)] = (deferred_chunk, keys, ids, (a, b, c, d), transform,
-                                          plan.resolution, band.dtype.str, band.fill,
-                                          plan.max_tile_bytes, (params,), reader, failures)
+                tasks: list[tuple | None] = []
+                for g in steps:
+                    ids = band.chunks.get((g, i, j))
+                    if not ids:
+                        tasks.append(None)
+                        continue
+                    keys = sorted({(loader, *band.partitions[rid]) for rid in ids})
+                    tasks.append((deferred_chunk, keys, ids, (a, b, c, d), transform,
+                                  plan.resolution, band.dtype.str, band.fill,
+                                  plan.max_tile_bytes, (params,), reader, failures))
+                layer[(name, k, i, j)] = block_task(tasks, (b - a, d - c), band.dtype.str,
+                                                    band.fill)
     layer.update(loaders)
     graph = HighLevelGraph({name: layer}, {name: set()})
-    chunks = ((1,) * len(plan.groups), grid.row_chunks, grid.col_chunks)
+    chunks = (tuple(len(steps) for steps in blocks), grid.row_chunks, grid.col_chunks)
     return da.Array(graph, name, chunks, dtype=band.dtype)

@@ -27,7 +27,8 @@ from .pending import PendingPayloads
 from .plan import ChunkWork
 from .warp_sources import SourceRead, WarpChunk, WarpParams
 
-__all__ = ["read_warped_chunk", "fill_chunk", "fetch_warp_group", "GroupView"]
+__all__ = ["read_warped_chunk", "fill_chunk", "stack_steps", "block_task", "time_blocks",
+           "fetch_warp_group", "GroupView"]
 
 
 def fetch_warp_group(reader: RangeReader, ranges: tuple[ByteRange, ...],
@@ -52,9 +53,29 @@ class GroupView:
         return self.payloads.get(self.index[i])
 
 
-def fill_chunk(shape: tuple[int, int], dtype: str, fill: float) -> np.ndarray:
-    """A (1, h, w) chunk no record reaches."""
-    return np.full((1, *shape), fill, np.dtype(dtype))
+def fill_chunk(shape: tuple[int, int], dtype: str, fill: float, steps: int = 1) -> np.ndarray:
+    """A (steps, h, w) chunk no record reaches."""
+    return np.full((steps, *shape), fill, np.dtype(dtype))
+
+
+def stack_steps(steps: list[np.ndarray]) -> np.ndarray:
+    """Task: the (n, h, w) chunk of n time steps computed one by one."""
+    return steps[0] if len(steps) == 1 else np.concatenate(steps, axis=0)
+
+
+def block_task(steps: list[tuple | None], shape: tuple[int, int], dtype: str,
+               fill: float) -> tuple:
+    """The task of one (time block, row, col) chunk from its time steps' tasks (None: a step
+    no record reaches): one fill when no step has work, else the steps stacked."""
+    if all(step is None for step in steps):
+        return (fill_chunk, shape, dtype, fill, len(steps))
+    tasks = [(fill_chunk, shape, dtype, fill) if step is None else step for step in steps]
+    return tasks[0] if len(tasks) == 1 else (stack_steps, tasks)
+
+
+def time_blocks(groups: int, size: int) -> list[range]:
+    """The groups of each time chunk: ``size`` consecutive groups (the last may be fewer)."""
+    return [range(start, min(start + size, groups)) for start in range(0, groups, size)]
 
 
 def _missing(out: np.ndarray, fill: float) -> np.ndarray:

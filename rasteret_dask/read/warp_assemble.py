@@ -15,7 +15,7 @@ from .deferred import DeferredPlan
 from .deferred_graph import deferred_band_array
 from .failures import TileFailures, check_errors, new_read_errors
 from .plan import DEFAULT_GROUP_TILES
-from .warp import fetch_warp_group, fill_chunk, read_warped_chunk
+from .warp import block_task, fetch_warp_group, read_warped_chunk, time_blocks
 from .warp_plan import WarpBandPlan, WarpPlan
 from .warp_sources import WarpChunk
 
@@ -69,21 +69,30 @@ def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
     params = f"warp-params-{token}"
     layer: dict = {(params,): plan.params}
     fetch = _FetchGroups(DEFAULT_GROUP_TILES)
-    for (g, i, j), chunk in band.chunks.items():
-        if chunk is None or not chunk.ranges:
-            shape = (plan.grid.row_chunks[i], plan.grid.col_chunks[j])
-            layer[(name, g, i, j)] = (fill_chunk, shape, band.dtype.str, band.fill) \
-                if chunk is None else (read_warped_chunk, None, chunk, (), (params,), failures)
-            continue
-        group, index = fetch.add(chunk)
-        layer[(name, g, i, j)] = (read_warped_chunk, (fetch_name, group), chunk, index,
-                                  (params,), failures)
+    grid = plan.grid
+    blocks = time_blocks(len(plan.groups), grid.time_chunk)
+    for b, steps in enumerate(blocks):
+        for i, rows in enumerate(grid.row_chunks):
+            for j, cols in enumerate(grid.col_chunks):
+                tasks: list[tuple | None] = []
+                for g in steps:
+                    chunk = band.chunks[(g, i, j)]
+                    if chunk is None:
+                        tasks.append(None)
+                    elif not chunk.ranges:
+                        tasks.append((read_warped_chunk, None, chunk, (), (params,), failures))
+                    else:
+                        group, index = fetch.add(chunk)
+                        tasks.append((read_warped_chunk, (fetch_name, group), chunk, index,
+                                      (params,), failures))
+                layer[(name, b, i, j)] = block_task(tasks, (rows, cols), band.dtype.str,
+                                                    band.fill)
     fetch.close()
     fetch_layer = {(fetch_name, k): (fetch_warp_group, reader, ranges, labels)
                    for k, (ranges, labels) in enumerate(fetch.groups)}
     graph = HighLevelGraph({fetch_name: fetch_layer, name: layer},
                            {fetch_name: set(), name: {fetch_name}})
-    chunks = ((1,) * len(plan.groups), plan.grid.row_chunks, plan.grid.col_chunks)
+    chunks = (tuple(len(steps) for steps in blocks), grid.row_chunks, grid.col_chunks)
     return da.Array(graph, name, chunks, dtype=band.dtype)
 
 

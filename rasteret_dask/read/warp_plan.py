@@ -35,6 +35,7 @@ from ..plan.output_grid import (
     describe_geobox,
     majority_crs,
     parse_chunks,
+    time_chunk,
 )
 from ..plan.reproject import chunk_bounds_in, chunk_windows, pixel_size_in
 from .grouping import GroupedRecord, TimeGroup, group_records
@@ -271,13 +272,15 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
     return WarpPlan(grid, tuple(groups), ids, tuple(bands), params, selection.skipped, hint)
 
 
-def output_grid(geobox: Any, resampling: str, chunks: Any) -> OutputGrid:
-    """The geobox cut into regular chunks (``chunks=``, default 1024 pixels) from its origin."""
+def output_grid(geobox: Any, resampling: str, chunks: Any, default_time: int = 1
+                ) -> OutputGrid:
+    """The geobox cut into regular chunks (``chunks=``, default 1024 pixels and one time step)
+    from its origin."""
     rows_px, cols_px = parse_chunks(chunks if chunks is not None
                                     else DEFAULT_WARP_CHUNK // WARP_TILE, WARP_TILE)
     height, width = int(geobox.shape.y), int(geobox.shape.x)
     return OutputGrid(geobox, resampling, chunk_edges_px(height, rows_px),
-                      chunk_edges_px(width, cols_px))
+                      chunk_edges_px(width, cols_px), time_chunk(chunks, default_time))
 
 
 def band_values(band: str, records: Sequence[Record], rescale: bool
