@@ -46,7 +46,7 @@ __all__ = ["DEFERRED_CHUNKS", "DeferredBand", "DeferredPlan", "should_defer",
 
 logger = logging.getLogger("rasteret_dask.read")
 
-DEFERRED_CHUNKS = 256
+DEFERRED_CHUNKS = 64
 """Output chunks above which a warped read is planned on the workers."""
 
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -79,7 +79,7 @@ def should_defer(request: GridRequest, geometry_bounds_out: tuple[float, float, 
 
 @dataclass(frozen=True)
 class LightRecords:
-    """The planning columns of a read's matching rows (no tile tables)."""
+    """The planning columns of a read's matching rows (no metadata column is read)."""
 
     ids: tuple[str, ...]
     times: np.ndarray
@@ -87,39 +87,38 @@ class LightRecords:
     """(n, 4) CRS84 minx, miny, maxx, maxy."""
     partition: tuple[tuple[int, int], ...]
     """(year, month) of each record's index partition."""
-    readable: dict[str, np.ndarray]
-    """Per band: which records have metadata for it."""
-    epsg: dict[str, np.ndarray]
-    dtype: dict[str, list[str | None]]
-    nodata: dict[str, np.ndarray]
+    dtype: dict[str, np.dtype]
+    nodata: dict[str, float | None]
+    """Per band, of the first matching record enriched for it (the workers check the rest)."""
 
 
 def light_records(collection: Any, lonlat: Any, bands: Sequence[str],
                   filters: dict[str, Any]) -> LightRecords:
-    """Read only the planning leaf columns of the rows meeting ``lonlat`` (EPSG:4326)."""
+    """Read only the planning columns of the rows meeting ``lonlat`` (EPSG:4326), and each
+    band's dtype and nodata from the first rows enriched for it."""
     subset = collection.subset(geometries=lonlat, **filters)
-    columns: dict[str, Any] = {name: pc.field(name) for name in
-                               (S.ID, S.DATETIME, "bbox_minx", "bbox_miny", "bbox_maxx",
-                                "bbox_maxy", S.YEAR, S.MONTH)}
+    names = [S.ID, S.DATETIME, "bbox_minx", "bbox_miny", "bbox_maxx", "bbox_maxy", S.YEAR,
+             S.MONTH]
+    table = subset.dataset.to_table(columns=names)
+    bbox = np.column_stack([table[c].to_numpy(zero_copy_only=False).astype("float64")
+                            for c in names[2:6]]) if table.num_rows else np.zeros((0, 4))
+    dtype: dict[str, np.dtype] = {}
+    nodata: dict[str, float | None] = {}
     for band in bands:
         column = S.metadata_column(band)
-        for leaf in ("image_width", "crs_epsg", "dtype", "nodata"):
-            columns[f"{band}.{leaf}"] = pc.field(column, leaf)
-    table = subset.dataset.to_table(columns=columns)
-    bbox = np.column_stack([table[c].to_numpy(zero_copy_only=False).astype("float64")
-                            for c in ("bbox_minx", "bbox_miny", "bbox_maxx", "bbox_maxy")]) \
-        if table.num_rows else np.zeros((0, 4))
-    years = table[S.YEAR].to_pylist()
-    months = table[S.MONTH].to_pylist()
+        sample = subset.dataset.head(16, columns=[column],
+                                     filter=~pc.is_null(pc.field(column)))[column]
+        first = next((v for v in sample.to_pylist() if v is not None), None)
+        if first is None:
+            raise ValueError(f"band {band!r}: no record meeting the read has metadata; run "
+                             "collection.enrich() first")
+        dtype[band] = np.dtype(first["dtype"]).newbyteorder("=")
+        nodata[band] = first["nodata"]
     return LightRecords(
         tuple(table[S.ID].to_pylist()),
         table[S.DATETIME].to_numpy(zero_copy_only=False).astype("datetime64[ns]"),
-        bbox, tuple(zip(years, months, strict=True)),
-        {b: ~pc.is_null(table[f"{b}.image_width"]).to_numpy(zero_copy_only=False)
-         for b in bands},
-        {b: table[f"{b}.crs_epsg"].to_numpy(zero_copy_only=False) for b in bands},
-        {b: table[f"{b}.dtype"].to_pylist() for b in bands},
-        {b: table[f"{b}.nodata"].to_numpy(zero_copy_only=False) for b in bands})
+        bbox, tuple(zip(table[S.YEAR].to_pylist(), table[S.MONTH].to_pylist(), strict=True)),
+        dtype, nodata)
 
 
 def _chunk_ranges(bbox: np.ndarray, crs: pyproj.CRS, grid: OutputGrid) -> np.ndarray:
@@ -168,6 +167,8 @@ class DeferredBand:
     chunks: dict[tuple[int, int, int], tuple[str, ...]] = field(repr=False)
     partitions: dict[str, tuple[int, int]] = field(repr=False)
     """Record id -> its (year, month) index partition (where the loaders find it)."""
+    source_dtype: str = ""
+    """The dtype every record of the band must have (checked by the workers)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,9 @@ class DeferredPlan:
     scaling: bool = False
     max_tile_bytes: int = limits.DEFAULT_MAX_TILE_BYTES
     skipped: tuple = ()
-    """Always empty: rows without metadata are counted and logged, not listed one by one."""
+    """Always empty: records without metadata for a band are left out by the workers."""
+    group_parts: tuple[tuple[tuple[int, int], ...], ...] = ()
+    """Per time group, the (year, month) partitions of its records (its chunks' loaders)."""
 
     @property
     def times(self) -> tuple[np.datetime64, ...]:
@@ -259,8 +262,9 @@ def plan_deferred_read(collection: Any, geometry: Any, geometry_crs: pyproj.CRS,
     Raises
     ------
     ValueError
-        When no record with metadata meets the output grid, or a band's records have several
-        dtypes.
+        When no record meets the output grid, or none has metadata for a band. A record
+        without metadata for a band is left out by the workers (logged); one of another
+        dtype than the band's fails its chunks, named.
     """
     crs = _output_crs(request)
     lonlat_crs = pyproj.CRS.from_epsg(4326)
@@ -276,43 +280,34 @@ def plan_deferred_read(collection: Any, geometry: Any, geometry_crs: pyproj.CRS,
     grid = output_grid(geobox, request.resampling, chunks)
     light = light_records(collection, lonlat, bands, filters or {})
     ranges = _chunk_ranges(light.bbox, crs, grid)
-    covering = ranges[:, 1] >= ranges[:, 0]
-    readable = np.logical_and.reduce([light.readable[b] for b in bands]) & covering
-    keep = np.flatnonzero(readable)
+    keep = np.flatnonzero(ranges[:, 1] >= ranges[:, 0])
     if not len(keep):
-        raise ValueError(f"no enriched record meets the output grid ({len(light.ids)} "
-                         "record(s) matched the query)")
-    skipped = int(covering.sum() - len(keep))
-    if skipped:
-        logger.warning("%d record(s) meeting the read have no metadata for a band and are left "
-                       "out", skipped)
+        raise ValueError(f"no record meets the output grid ({len(light.ids)} record(s) "
+                         "matched the query)")
     grouped = [GroupedRecord(light.ids[k], light.times[k],
                              float((light.bbox[k, 0] + light.bbox[k, 2]) / 2)) for k in keep]
     groups = group_records(grouped, groupby)
     membership: dict[tuple[int, int, int], list[str]] = defaultdict(list)
+    group_parts = []
     for g, group in enumerate(groups):
+        parts = set()
         for m in group.members:
             k = keep[m]
             r0, r1, c0, c1 = ranges[k]
             rid = light.ids[k]
+            parts.add(light.partition[k])
             for i in range(r0, r1 + 1):
                 for j in range(c0, c1 + 1):
                     membership[(g, i, j)].append(rid)
+        group_parts.append(tuple(sorted(parts)))
     members = {key: tuple(ids) for key, ids in membership.items()}
     partitions = {light.ids[k]: light.partition[k] for k in keep}
     deferred = []
     for band in bands:
-        dtypes = {light.dtype[band][k] for k in keep}
-        if len(dtypes) != 1:
-            raise ValueError(f"band {band!r}: records have dtypes {sorted(map(str, dtypes))}; "
-                             "read bands of one dtype")
-        dtype = np.dtype(dtypes.pop())
-        nodata_values = light.nodata[band][keep]
-        nodata = None if np.isnan(nodata_values[0]) and dtype.kind != "f" else \
-            float(nodata_values[0])
+        dtype, nodata = light.dtype[band], light.nodata[band]
         out_dtype, fill = _output_values(dtype, nodata, rescale)
         deferred.append(DeferredBand(band, out_dtype, None if rescale else nodata, fill,
-                                     members, partitions))
+                                     members, partitions, dtype.str))
     if time_chunk(chunks, 0) == 0:  # not given: blocks of about BLOCK_BYTES
         itemsize = max(b.dtype.itemsize for b in deferred)
         steps = BLOCK_BYTES // (grid.row_chunks[0] * grid.col_chunks[0] * itemsize)
@@ -324,7 +319,8 @@ def plan_deferred_read(collection: Any, geometry: Any, geometry_crs: pyproj.CRS,
     resolution = (abs(geobox.transform.a), abs(geobox.transform.e))
     return DeferredPlan(grid, tuple(groups), ids, tuple(deferred), params, resolution,
                         collection.subset(**(filters or {})) if filters else collection,
-                        rescale, limits.max_tile_bytes(max_tile_bytes))
+                        rescale, limits.max_tile_bytes(max_tile_bytes), (),
+                        tuple(group_parts))
 
 
 def _output_values(dtype: np.dtype, nodata: float | None, rescale: bool

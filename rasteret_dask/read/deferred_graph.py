@@ -9,8 +9,11 @@ collection and the read's shared values are one graph key each, not one copy per
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,10 +28,12 @@ from ..plan.reproject import chunk_bounds_in, chunk_windows
 from .deferred import DeferredBand, DeferredPlan, load_partition, loader_ids
 from .failures import TileFailures
 from .pending import PendingPayloads
-from .warp import block_task, fill_chunk, read_warped_chunk, time_blocks
-from .warp_sources import WarpParams, chunk_work, record_crs, record_level
+from .warp import fill_chunk, read_warped_chunk, stack_steps, time_blocks
+from .warp_sources import WarpChunk, WarpParams, chunk_work, record_crs, record_level
 
-__all__ = ["deferred_band_array", "deferred_chunk"]
+__all__ = ["deferred_band_array", "deferred_block", "BandSpec"]
+
+logger = logging.getLogger("rasteret_dask.read")
 
 
 @lru_cache(maxsize=16)
@@ -36,22 +41,40 @@ def _crs(wkt: str) -> pyproj.CRS:
     return pyproj.CRS.from_wkt(wkt)
 
 
-def deferred_chunk(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
-                   edges: tuple[int, int, int, int], transform: tuple[float, ...],
-                   resolution: tuple[float, float], dtype: str, fill: float, limit: int,
-                   params: WarpParams, reader: RangeReader,
-                   failures: TileFailures | None = None) -> np.ndarray:
-    """Task: plan, fetch, decode, resample and fuse one chunk from its records (``ids`` in
-    fusion order, found in the ``loaded`` partitions)."""
+@dataclass(frozen=True, slots=True)
+class BandSpec:
+    """What every chunk task of one band of a deferred read shares (one object per band)."""
+
+    transform: tuple[float, ...]
+    resolution: tuple[float, float]
+    source_dtype: str
+    dtype: str
+    fill: float
+    limit: int
+
+
+def _plan_step(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
+               edges: tuple[int, int, int, int], spec: BandSpec, params: WarpParams
+               ) -> WarpChunk | None:
+    """One time step of a chunk planned from its records (``ids`` in fusion order, found in
+    the ``loaded`` partitions; a record without metadata for the band is left out and
+    logged, one of another dtype than the band's raises)."""
     a, b, c, d = edges
-    out_transform = Affine(*transform)
+    out_transform = Affine(*spec.transform)
     crs = _crs(params.crs)
     bounds: dict[int, np.ndarray] = {}
     members = []
+    expected = np.dtype(spec.source_dtype)
     for rid in ids:
-        part = next(p for p in loaded if rid in p["records"])
+        part = next((p for p in loaded if rid in p["records"]), None)
+        if part is None:
+            logger.warning("record %r has no metadata for the band read: left out", rid)
+            continue
         record = part["records"][rid]
-        rl = record_level(record, crs, out_transform, resolution, params.resampling,
+        if record.metadata.native_dtype != expected:
+            raise ValueError(f"{record.label}: dtype {record.metadata.dtype}, the read's "
+                             f"other records {expected}; read bands of one dtype")
+        rl = record_level(record, crs, out_transform, spec.resolution, params.resampling,
                           part["scaling"].get(rid, (None, None)))
         window = None
         if rl.offset is None:
@@ -63,19 +86,44 @@ def deferred_chunk(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
             window = chunk_windows(bounds[epsg], md.transform,
                                    (md.image_height, md.image_width), rl.margin)[0, 0]
         members.append((rl, window))
-    chunk = chunk_work(members, edges, out_transform, np.dtype(dtype), fill, limit)
-    if chunk is None:
-        return fill_chunk((b - a, d - c), dtype, fill)
-    labels = [""] * len(chunk.ranges)
-    for source in chunk.sources:
-        for tile in source.tiles:
-            labels[tile.payload] = labels[tile.payload] or source.label
+    return chunk_work(members, edges, out_transform, np.dtype(spec.dtype), spec.fill,
+                      spec.limit)
+
+
+def deferred_block(steps: Sequence[tuple[Sequence[dict[str, Any]], tuple[str, ...]] | None],
+                   edges: tuple[int, int, int, int], spec: BandSpec, params: WarpParams,
+                   reader: RangeReader, failures: TileFailures | None = None) -> np.ndarray:
+    """Task: the (steps, h, w) chunk of several time steps. Every step is planned first and
+    all their byte ranges requested at once; each step then decodes, resamples and fuses as
+    its own bytes arrive (one round trip per block, not per step)."""
+    a, b, c, d = edges
+    shape = (b - a, d - c)
+    chunks = [None if step is None else _plan_step(step[0], step[1], edges, spec, params)
+              for step in steps]
+    ranges, labels, offsets = [], [], []
+    for chunk in chunks:
+        offsets.append(len(ranges))
+        if chunk is None:
+            continue
+        names = [""] * len(chunk.ranges)
+        for source in chunk.sources:
+            for tile in source.tiles:
+                names[tile.payload] = names[tile.payload] or source.label
+        ranges.extend(chunk.ranges)
+        labels.extend(names)
     payloads = None
-    if chunk.ranges:
-        payloads = PendingPayloads(reader.submit(chunk.ranges), tuple(labels),
-                                   sum(r.end - r.start for r in chunk.ranges))
-    return read_warped_chunk(payloads, chunk, tuple(range(len(chunk.ranges))), params,
-                             failures)
+    if ranges:
+        payloads = PendingPayloads(reader.submit(ranges), tuple(labels),
+                                   sum(r.end - r.start for r in ranges))
+    out = []
+    for chunk, start in zip(chunks, offsets, strict=True):
+        if chunk is None:
+            out.append(fill_chunk(shape, spec.dtype, spec.fill))
+            continue
+        index = tuple(range(start, start + len(chunk.ranges)))
+        out.append(read_warped_chunk(payloads if chunk.ranges else None, chunk, index, params,
+                                     failures))
+    return stack_steps(out)
 
 
 def deferred_band_array(plan: DeferredPlan, band: DeferredBand, reader: RangeReader,
@@ -92,22 +140,28 @@ def deferred_band_array(plan: DeferredPlan, band: DeferredBand, reader: RangeRea
                         plan.scaling)
     transform = tuple(plan.grid.geobox.transform)[:6]
     grid = plan.grid
-    blocks = time_blocks(len(plan.groups), grid.time_chunk)
+    size = grid.time_chunk
+    blocks = time_blocks(len(plan.groups), size)
+    keys_of = [[(loader, *p) for p in parts] for parts in plan.group_parts]
+    busy: dict[tuple[int, int, int], dict[int, tuple[str, ...]]] = defaultdict(dict)
+    for (g, i, j), ids in band.chunks.items():
+        busy[(g // size, i, j)][g] = ids
+    dtype, fill = band.dtype.str, band.fill
+    spec = BandSpec(transform, plan.resolution, band.source_dtype, dtype, fill,
+                    plan.max_tile_bytes)
+    edges = {(i, j): (a, b, c, d) for i, (a, b) in enumerate(grid.row_edges)
+             for j, (c, d) in enumerate(grid.col_edges)}
+    shapes = {key: (b - a, d - c) for key, (a, b, c, d) in edges.items()}
+    param_key = (params,)
     for k, steps in enumerate(blocks):
-        for i, (a, b) in enumerate(grid.row_edges):
-            for j, (c, d) in enumerate(grid.col_edges):
-                tasks: list[tuple | None] = []
-                for g in steps:
-                    ids = band.chunks.get((g, i, j))
-                    if not ids:
-                        tasks.append(None)
-                        continue
-                    keys = sorted({(loader, *band.partitions[rid]) for rid in ids})
-                    tasks.append((deferred_chunk, keys, ids, (a, b, c, d), transform,
-                                  plan.resolution, band.dtype.str, band.fill,
-                                  plan.max_tile_bytes, (params,), reader, failures))
-                layer[(name, k, i, j)] = block_task(tasks, (b - a, d - c), band.dtype.str,
-                                                    band.fill)
+        for key, edge in edges.items():
+            work = busy.get((k, *key))
+            if work is None:
+                layer[(name, k, *key)] = (fill_chunk, shapes[key], dtype, fill, len(steps))
+                continue
+            layer[(name, k, *key)] = (deferred_block, [
+                [keys_of[g], work[g]] if g in work else None for g in steps], edge, spec,
+                param_key, reader, failures)
     layer.update(loaders)
     graph = HighLevelGraph({name: layer}, {name: set()})
     chunks = (tuple(len(steps) for steps in blocks), grid.row_chunks, grid.col_chunks)

@@ -83,7 +83,9 @@ def group_records(records: Sequence[GroupedRecord], groupby: Any) -> list[TimeGr
         For an unknown ``groupby``, or a callable whose key is not hashable.
     """
     check_groupby(groupby)
-    order = sorted(range(len(records)), key=lambda k: (records[k].datetime, records[k].id))
+    times = np.array([r.datetime for r in records], dtype="datetime64[ns]").view("int64")
+    order = np.lexsort((np.array([r.id for r in records], dtype=str), times)).tolist() \
+        if records else []
     if groupby is None:
         return [TimeGroup(records[k].id, records[k].datetime, (k,)) for k in order]
     key_of = _key(groupby)
