@@ -1,11 +1,11 @@
 """Large warped reads planned on the workers: the client plans only what grows with the output.
 
 A read whose output grid has more than :data:`DEFERRED_CHUNKS` chunks (a country or a continent)
-is not planned record by record in the client. The client reads a few leaf columns of the
-matching index rows (id, datetime, CRS84 bbox, and per band the metadata's ``image_width``,
-``crs_epsg``, ``dtype`` and ``nodata``: never the tile tables), finds the chunks each record's
-bbox covers (one vectorised transform), groups the records in time, and keeps per (time group,
-chunk) the ids of the records meeting it: one small tuple per output chunk. The records'
+is not planned record by record in the client. The client reads the matching index rows' id,
+datetime, CRS84 bbox and partition (never a metadata column; each band's dtype and nodata come
+from one enriched row), finds the chunks each record's bbox covers (one vectorised transform),
+groups the records in time, and keeps per (time group, chunk) the ids of the records meeting
+it: one small tuple per output chunk. The records'
 metadata is read on the workers, one loader task per band and index partition (year, month);
 each chunk's task takes its records from those loaders, plans its own windows and tiles
 (:mod:`.warp_sources`), fetches, decodes, resamples and fuses them (:mod:`.warp`).
