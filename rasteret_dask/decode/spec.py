@@ -82,7 +82,11 @@ class DecodeSpec:
 
     ``samples`` is the number of samples stored in each tile: ``samples_per_pixel`` for a
     chunky (pixel-interleaved) file and 1 for a planar one. ``dtype`` is a NumPy dtype string
-    in the file's byte order (``"uint16"`` or ``">u2"``).
+    in the file's byte order (``"uint16"`` or ``">u2"``). ``bits_per_sample`` is set for
+    sub-byte samples (1, 2 or 4 bits, each row starting on a byte boundary, unpacked into
+    ``uint8``). ``short_rows`` is the row count of a striped image's last strip when it holds
+    fewer rows than ``tile_height`` (0 otherwise): a tile that decodes to exactly that many
+    rows is accepted, the rows below it filled with the fill value.
     """
 
     compression: int
@@ -95,6 +99,8 @@ class DecodeSpec:
     jpeg_tables: bytes | None = None
     lerc_parameters: tuple[int, ...] | None = None
     nodata: float | None = None
+    bits_per_sample: int | None = None
+    short_rows: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -107,6 +113,13 @@ class DecodeSpec:
             raise DecodeError(f"invalid tile size {self.tile_width} x {self.tile_height}")
         if self.samples <= 0:
             raise DecodeError(f"invalid samples per tile {self.samples}")
+        if self.bits_per_sample is not None and (
+                self.bits_per_sample not in (1, 2, 4) or dtype != np.uint8):
+            raise DecodeError(f"unsupported sub-byte samples: {self.bits_per_sample} bits "
+                              f"into {self.dtype}")
+        if not 0 <= self.short_rows < self.tile_height:
+            raise DecodeError(f"invalid last strip of {self.short_rows} rows for "
+                              f"{self.tile_height}-row strips")
 
     def __reduce__(self) -> tuple[type[DecodeSpec], tuple[Any, ...]]:
         # a plain tuple of field values: the shortest pickle a dataclass can have
@@ -123,6 +136,8 @@ class DecodeSpec:
                 self.jpeg_tables,
                 self.lerc_parameters,
                 self.nodata,
+                self.bits_per_sample,
+                self.short_rows,
             ),
         )
 
@@ -135,6 +150,19 @@ class DecodeSpec:
     def nbytes(self) -> int:
         """Size in bytes of a decoded tile, as its header declares it."""
         return self.tile_height * self.tile_width * self.samples * np.dtype(self.dtype).itemsize
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one stored row of a tile: packed to whole bytes for sub-byte samples."""
+        if self.bits_per_sample is None:
+            return self.tile_width * self.samples * np.dtype(self.dtype).itemsize
+        return -(-self.tile_width * self.samples * self.bits_per_sample // 8)
+
+    def with_rows(self, rows: int) -> DecodeSpec:
+        """The spec of a tile of ``rows`` rows (a striped image's short last strip)."""
+        return DecodeSpec(self.compression, self.predictor, self.dtype, self.tile_width, rows,
+                          self.samples, self.photometric, self.jpeg_tables,
+                          self.lerc_parameters, self.nodata, self.bits_per_sample, 0)
 
     @classmethod
     def from_metadata(cls, md: CogMetadata) -> DecodeSpec:
@@ -162,6 +190,8 @@ class DecodeSpec:
             jpeg_tables=md.jpeg_tables,
             lerc_parameters=md.lerc_parameters,
             nodata=md.nodata,
+            bits_per_sample=md.bits_per_sample,
+            short_rows=md.last_strip_rows,
         )
 
 
