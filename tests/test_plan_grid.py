@@ -126,8 +126,8 @@ def test_grid_from_metadata_and_properties() -> None:
         pickle.loads(pickle.dumps(grid))
     )
     unknown = CogMetadata.from_struct({**md, "crs_epsg": None})
-    assert GridSpec.from_metadata(unknown, crs_epsg=32632).crs_epsg == 32632
-    assert GridSpec.from_metadata(CogMetadata.from_struct(md), crs_epsg=32632).crs_epsg == 32633
+    assert GridSpec.from_metadata(unknown, crs=32632).crs_epsg == 32632
+    assert GridSpec.from_metadata(CogMetadata.from_struct(md), crs=32632).crs_epsg == 32633
     assert GridSpec.from_metadata(unknown).crs_epsg is None
     column = pa.array([md, None], type=METADATA_TYPE)
     assert GridSpec.from_metadata(CogMetadata.from_struct(column[0])) == grid
