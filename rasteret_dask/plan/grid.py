@@ -302,27 +302,35 @@ def _close(a: float, b: float, extent: int) -> bool:
     return abs(a - b) * max(extent, 1) <= _PIXEL_TOLERANCE * max(abs(a), abs(b), 1e-300)
 
 
-def union_grid(grids: Sequence[GridSpec]) -> tuple[GridSpec, list[tuple[int, int]]]:
+def union_grid(grids: Sequence[GridSpec], labels: Sequence[str] | None = None
+               ) -> tuple[GridSpec, list[tuple[int, int]]]:
     """Smallest grid holding every input grid, and each input's (row, col) offset in it.
 
-    The grids must share CRS and pixel size, and their origins must be whole pixels apart.
+    The grids must share CRS and pixel size, and their origins must be whole pixels apart;
+    ``labels`` (one per grid: record, band, href) name the grids an error is about.
     """
     grids = list(grids)
     if not grids:
         raise ValueError("union_grid needs at least one grid")
-    others = [g.crs for g in grids[1:] if not same_crs(g.crs, grids[0].crs)]
+
+    def name(i: int) -> str:
+        return labels[i] if labels is not None else f"grid {i}"
+
+    others = [k for k, g in enumerate(grids) if not same_crs(g.crs, grids[0].crs)]
     if others:
-        names = sorted({crs_name(grids[0].crs), *(crs_name(c) for c in others)})
-        raise ValueError(f"grids are in different CRSs: {', '.join(names)}")
+        k = others[0]
+        raise ValueError(f"grids are in different CRSs: {name(0)} in {crs_name(grids[0].crs)}, "
+                         f"{name(k)} in {crs_name(grids[k].crs)}")
     ref = grids[0].transform
     extent = max(max(g.width, g.height) for g in grids)
-    for g in grids[1:]:
+    for k, g in enumerate(grids[1:], start=1):
         t = g.transform
         pairs = ((ref.a, t.a), (ref.b, t.b), (ref.d, t.d), (ref.e, t.e))
         if not all(_close(p, q, extent) for p, q in pairs):
             raise ValueError(
                 "grids have different pixel sizes/orientations: "
-                f"(a, b, d, e) = {(ref.a, ref.b, ref.d, ref.e)} vs {(t.a, t.b, t.d, t.e)}"
+                f"(a, b, d, e) = {(ref.a, ref.b, ref.d, ref.e)} ({name(0)}) vs "
+                f"{(t.a, t.b, t.d, t.e)} ({name(k)})"
             )
     origins = np.array([[g.transform.c, g.transform.f] for g in grids])
     cols, rows = pixel_coordinates(origins[:, 0], origins[:, 1], ref)
@@ -331,9 +339,10 @@ def union_grid(grids: Sequence[GridSpec]) -> tuple[GridSpec, list[tuple[int, int
     bad = np.flatnonzero(frac > _PIXEL_TOLERANCE)
     if bad.size:
         detail = ", ".join(
-            f"grid {i}: ({float(rows[i]):.6f}, {float(cols[i]):.6f})" for i in bad.tolist()
+            f"{name(i)}: ({float(rows[i]):.6f}, {float(cols[i]):.6f})" for i in bad.tolist()[:5]
         )
-        raise ValueError(f"grid origins are not whole pixels apart (row, col offsets: {detail})")
+        raise ValueError(f"grid origins are not whole pixels apart (row, col offsets from "
+                         f"{name(0)}: {detail})")
     row_off = [int(r) for r in row_int]
     col_off = [int(c) for c in col_int]
     row0 = min(row_off)

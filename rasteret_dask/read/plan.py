@@ -27,7 +27,8 @@ from .select import Record, Selection
 from .skipped import SkippedRecord
 
 __all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "ReadPlan",
-           "plan_read", "expected_version", "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES",
+           "plan_read", "expected_version", "check_axis_aligned", "DEFAULT_GROUP_TILES",
+           "DEFAULT_GROUP_BYTES",
            "NO_GROUP"]
 
 DEFAULT_GROUP_TILES = 48
@@ -197,8 +198,8 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
     for t, record in enumerate(records):
         md = record.metadata
         if md.native_dtype != dtype:
-            raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md.dtype}, "
-                             f"others {first.dtype}; read bands of one dtype")
+            raise ValueError(f"{record.label}: dtype {md.dtype}, but {records[0].label} has "
+                             f"{first.dtype}; a band's records must share one dtype")
         spec = DecodeSpec.from_metadata(md)
         oversize = spec.nbytes > max_tile_bytes  # only sparse tiles of it can be read
         fill = fill_value(dtype, nodata)
@@ -274,11 +275,13 @@ def plan_read(
     Raises
     ------
     ValueError
-        When the records are in several CRSs, their grids do not line up, a band's records
-        have several dtypes, or the geometry meets no record's image.
+        When the records are in several CRSs, their grids do not line up or are rotated, a
+        band's records have several dtypes, or the geometry meets no record's image (every
+        message about records names record, band and href).
     """
     limit = limits.max_tile_bytes(max_tile_bytes)
     union, offsets = selection.union()
+    check_axis_aligned(selection)
     geometry = selection.geometry_in(union.crs)
     window = union.window_for_geometry(geometry, all_touched=all_touched, clip=True)
     if window is None or window.is_empty:
@@ -316,6 +319,24 @@ def plan_read(
         cloud = tuple(r.cloud_cover for r in ref)
     return ReadPlan(union, window, tuple(r.datetime for r in ref), tuple(r.id for r in ref),
                     cloud, bands, mask_array, selection.skipped)
+
+
+def check_axis_aligned(selection: Selection) -> None:
+    """Refuse records whose grid is rotated or sheared: a read on the records' own grid has
+    1-D x/y coordinates.
+
+    Raises
+    ------
+    ValueError
+        Naming the first such record, band and href, and its transform.
+    """
+    for records in selection.records_by_band.values():
+        for record in records:
+            if not record.metadata.is_axis_aligned:
+                raise ValueError(
+                    f"{record.label}: its transform {tuple(record.metadata.transform)[:6]} is "
+                    "rotated or sheared, and 1-D coordinates need an axis-aligned grid "
+                    "(transform b == d == 0)")
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,

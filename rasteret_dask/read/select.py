@@ -205,17 +205,22 @@ class Selection:
         return epsg_code(self._one_crs())
 
     def _one_crs(self) -> pyproj.CRS:
-        found: list[pyproj.CRS] = []
-        for grid in self.grids.values():
-            if not any(same_crs(grid.crs, crs) for crs in found):
-                found.append(grid.crs)
+        found: list[tuple[pyproj.CRS, tuple[str, str]]] = []
+        for key, grid in self.grids.items():
+            if not any(same_crs(grid.crs, crs) for crs, _ in found):
+                found.append((grid.crs, key))
         if not found:
             raise ValueError("the selection holds no record")
         if len(found) > 1:
-            names = ", ".join(sorted(crs_name(crs) for crs in found))
-            raise ValueError(f"the records are in several CRSs ({names}); subset to one CRS "
-                             "(e.g. subset(**{'proj:epsg': ...})) before reading")
-        return found[0]
+            labels = {(band, r.id): r.label for band, rs in self.records_by_band.items()
+                      for r in rs}
+            found.sort(key=lambda item: crs_name(item[0]))
+            names = ", ".join(crs_name(crs) for crs, _ in found)
+            examples = "; ".join(f"{labels.get(key, key)} in {crs_name(crs)}"
+                                 for crs, key in found)
+            raise ValueError(f"the records are in several CRSs ({names}): {examples}; subset "
+                             "to one CRS (e.g. subset(**{'proj:epsg': ...})) before reading")
+        return found[0][0]
 
     def union(self) -> tuple[GridSpec, dict[tuple[str, str], tuple[int, int]]]:
         """The smallest grid holding every record's grid, and each (band, record id)'s
@@ -229,7 +234,11 @@ class Selection:
         """
         self._one_crs()  # raises, with its message, unless there is one
         keys = list(self.grids)
-        union, offsets = union_grid([self.grids[k] for k in keys])
+        labels = {(band, r.id): r.label for band, rs in self.records_by_band.items()
+                  for r in rs}
+        union, offsets = union_grid([self.grids[k] for k in keys],
+                                    [labels.get(k, f"record {k[1]!r}, band {k[0]!r}")
+                                     for k in keys])
         return union, dict(zip(keys, offsets, strict=True))
 
     def geometry_in(self, crs: int | pyproj.CRS) -> shapely.Geometry:
