@@ -12,8 +12,9 @@ libtiff's behaviour followed here:
 - the predictor applies to LZW, deflate, LZMA and ZSTD only; libtiff ignores it for others;
 - a big-endian file's decoded samples are byte-swapped to native order (for LERC too: libtiff
   swaps before encoding), except for the floating-point predictor, whose output is native;
-- JPEG: YCbCr tiles (photometric 6, 3 samples) are converted to RGB by the JPEG library; every
-  other photometric is returned without colour conversion;
+- JPEG: YCbCr tiles (photometric 6, 3 samples) are converted to RGB by the JPEG library
+  (libjpeg-turbo, or GDAL's libjpeg 9 with ``spec.gdal_jpeg``: :mod:`.gdal_jpeg`); every other
+  photometric is returned without colour conversion;
 - LERC: invalid pixels of floating-point tiles are NaN; a uint8 alpha band stored as the LERC
   mask becomes 0/255;
 - sub-byte samples (1, 2 or 4 bits; each row starts on a byte boundary, most significant bits
@@ -33,6 +34,7 @@ import imagecodecs
 import numpy as np
 
 from ..tiff.tags import compression_name
+from .gdal_jpeg import gdal_ycbcr_jpeg
 from .limits import check_decoded_size, max_tile_bytes
 from .predictors import to_native_order, undo_predictor
 from .spec import (
@@ -304,6 +306,8 @@ def _decode_image(
     name, _, decoder = _IMAGE_CODECS[spec.compression]
     if spec.bits_per_sample is not None:
         raise DecodeError(f"{name} tiles cannot hold {spec.bits_per_sample}-bit samples")
+    if spec.gdal_jpeg and spec.is_ycbcr_jpeg:
+        return gdal_ycbcr_jpeg(data, spec, out)
     try:
         _image_into(data, spec, native, out, name, decoder)
         return spec.tile_height

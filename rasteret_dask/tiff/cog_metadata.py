@@ -217,7 +217,10 @@ class CogMetadata:
                ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
-            raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}")
+            why = (" (the file has no geotransform: neither ModelPixelScale + ModelTiepoint "
+                   "nor ModelTransformation tags, e.g. it is georeferenced by ground control "
+                   "points only, or not at all)" if "transform" in missing else "")
+            raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}{why}")
         coeffs = [float(v) for v in md["transform"]]
         if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
             coeffs = coeffs[:6]
