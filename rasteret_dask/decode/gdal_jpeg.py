@@ -7,6 +7,11 @@ a tile to GDAL's JPEG driver through an in-memory file: the abbreviated tile str
 to the file's JPEGTables into one JPEG, which GDAL decodes to RGB with the same library and
 settings its GeoTIFF driver uses. The stream's dimensions are checked against the tile before
 any pixel is decoded.
+
+A tile has no georeferencing, which rasterio warns about on every in-memory open; the first
+use of this decoder adds one warning filter for that (``NotGeoreferencedWarning`` raised
+from ``rasterio.io``, i.e. datasets opened from memory), since ``warnings.catch_warnings`` is
+not safe on the threads tiles decode on.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .spec import DecodeError, DecodeSpec
 
 __all__ = ["gdal_ycbcr_jpeg"]
 
+_filtered: list[bool] = []
 _SOI = b"\xff\xd8"
 _EOI = b"\xff\xd9"
 
@@ -47,19 +53,21 @@ def gdal_ycbcr_jpeg(data: bytes | memoryview, spec: DecodeSpec, out: np.ndarray)
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
     from rasterio.io import MemoryFile
 
+    if not _filtered:
+        warnings.filterwarnings("ignore", category=NotGeoreferencedWarning,
+                                module=r"rasterio\.io")
+        _filtered.append(True)
     stream = _joined(data, spec.jpeg_tables)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            with MemoryFile(stream) as memory, memory.open(driver="JPEG") as image:
-                rows, cols, count = image.height, image.width, image.count
-                allowed = {spec.tile_height} | ({spec.short_rows} if spec.short_rows else set())
-                if cols != spec.tile_width or rows not in allowed or count != 3:
-                    raise DecodeError(f"JPEG tile is {cols} x {rows} x {count}, expected "
-                                      f"{spec.tile_width} x {spec.tile_height} x 3")
-                pixels = image.read()
-        except RasterioIOError as exc:
-            raise DecodeError(f"GDAL cannot decode the JPEG tile: {exc}") from exc
+    try:
+        with MemoryFile(stream) as memory, memory.open(driver="JPEG") as image:
+            rows, cols, count = image.height, image.width, image.count
+            allowed = {spec.tile_height} | ({spec.short_rows} if spec.short_rows else set())
+            if cols != spec.tile_width or rows not in allowed or count != 3:
+                raise DecodeError(f"JPEG tile is {cols} x {rows} x {count}, expected "
+                                  f"{spec.tile_width} x {spec.tile_height} x 3")
+            pixels = image.read()
+    except RasterioIOError as exc:
+        raise DecodeError(f"GDAL cannot decode the JPEG tile: {exc}") from exc
     if pixels.dtype != np.uint8:
         raise DecodeError(f"GDAL decoded the JPEG tile to {pixels.dtype}, expected uint8")
     out[:rows] = np.moveaxis(pixels, 0, -1)
