@@ -128,7 +128,7 @@ def _decompress(data: bytes | memoryview, compression: int, buffer: np.ndarray,
         if raw.size >= full:
             buffer[:] = raw[:full]
             return rows
-        if short and raw.size >= short_size:
+        if short and raw.size == short_size:  # libtiff writes exactly the rows left
             buffer[:short_size] = raw[:short_size]
             return short
         expected = f"{full}" + (f" (or {short_size} for the last strip)" if short else "")
