@@ -91,8 +91,8 @@ def ycbcr_jpeg_decoder(value: str | None = None) -> str:
 
     ``"libjpeg-turbo"`` is imagecodecs' decoder (fast; its chroma upsampling differs from
     GDAL's near colour changes); ``"gdal"`` is GDAL's own JPEG decoder through rasterio (IJG
-    libjpeg 9, as rasterio and GDAL read the file: equal values, 4 to 7 times slower per
-    tile: about 1.3 ms instead of 0.2-0.3 ms for a 256 x 256 tile).
+    libjpeg 9, as rasterio and GDAL read the file: equal values, several times slower: about
+    1.3 ms instead of 0.2-0.3 ms for a 256 x 256 tile on an idle core).
     Read when a read is planned; the choice travels in each tile's :class:`DecodeSpec`.
 
     Raises

@@ -104,14 +104,23 @@ def as_crs(value: object) -> pyproj.CRS | None:
     return pyproj.CRS.from_user_input(value)
 
 
-@lru_cache(maxsize=256)
-def _epsg_of(crs: pyproj.CRS) -> int | None:
-    return crs.to_epsg(min_confidence=100)
+# EPSG codes found per CRS object (records share a few cached CRS objects; hashing a CRS
+# writes its WKT, too slow per grid): id -> (the object, kept alive so its id stays its own)
+_EPSG_BY_ID: dict[int, tuple[pyproj.CRS, int | None]] = {}
 
 
 def epsg_code(crs: pyproj.CRS | None) -> int | None:
     """The EPSG code of a CRS (only an exact match), None for a custom CRS (or None)."""
-    return None if crs is None else _epsg_of(crs)
+    if crs is None:
+        return None
+    hit = _EPSG_BY_ID.get(id(crs))
+    if hit is not None and hit[0] is crs:
+        return hit[1]
+    code = crs.to_epsg(min_confidence=100)
+    if len(_EPSG_BY_ID) >= 1024:
+        _EPSG_BY_ID.clear()
+    _EPSG_BY_ID[id(crs)] = (crs, code)
+    return code
 
 
 def crs_name(crs: pyproj.CRS | None) -> str:
