@@ -469,3 +469,16 @@ def test_read_tiff_header_round_limit(tmp_path: Path) -> None:
     path = write_cog(tmp_path / "cog.tif", width=600, height=600)
     with pytest.raises(TiffError, match="within 1 read rounds"):
         read_tiff_header(FileReader(path), prefix_size=8, max_rounds=1)
+
+
+def test_overviews_gdal_adds_to_a_striped_file_are_tiled_and_cached(tmp_path: Path) -> None:
+    path = write_strip_tiff(tmp_path / "strips.tif", width=700, height=500, dtype="uint16")
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4], rasterio.enums.Resampling.average)
+    header = read_tiff_header(FileReader(path))
+    assert header.striped and [o.width for o in header.overviews] == [350, 175]
+    with tifffile.TiffFile(path) as tif:
+        pages = _reduced_pages(tif)
+        for overview, page in zip(header.overviews, pages, strict=True):
+            assert page.is_tiled and overview.has_tiles
+            assert list(overview.tile_offsets) == list(page.dataoffsets)
