@@ -51,7 +51,18 @@ reader of the upstream fields sees them unchanged:
   ``LastModified``, local files size and modification time with a null ``etag``; null where
   a backend gives none, and in indexes enriched before these fields existed). Reads send
   ``etag`` as ``If-Match`` and compare the others, so bytes of a replaced object are never
-  decoded with this metadata.
+  decoded with this metadata;
+- ``crs_wkt`` string: the CRS (WKT2:2019) of a file whose GeoKeys give no EPSG code, rebuilt
+  from them as GDAL does (user-defined projections and datums, geostationary, other bodies;
+  ``tiff.crs``); null when ``crs_epsg`` is set, and in indexes enriched before it existed.
+  ``CogMetadata.crs`` is the record's CRS from either;
+- ``striped`` bool: true for an image stored in strips (StripOffsets/StripByteCounts):
+  ``tile_width`` is then the image width, ``tile_height`` RowsPerStrip (at most the image
+  height), the tile tables hold the strips and the last strip may hold fewer rows; null or
+  false for tiled images;
+- ``bits_per_sample`` int32: BitsPerSample of sub-byte samples (1, 2 or 4 bits, e.g. 1-bit
+  masks), read unpacked as ``uint8`` values as GDAL gives them; null when samples fill their
+  ``dtype``.
 """
 
 from __future__ import annotations
@@ -189,6 +200,9 @@ METADATA_TYPE = pa.struct(
         pa.field("etag", pa.string()),
         pa.field("object_size", pa.int64()),
         pa.field("last_modified", pa.timestamp("us", tz="UTC")),
+        pa.field("crs_wkt", pa.string()),
+        pa.field("striped", pa.bool_()),
+        pa.field("bits_per_sample", pa.int32()),
     ]
 )
 METADATA_FIELDS = tuple(f.name for f in METADATA_TYPE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import imagecodecs
@@ -562,3 +563,80 @@ def test_spec_from_tiff_layer_metadata(tmp_path, dtype, count, options):
                 bands = [band + 1] if spec.samples == 1 else None
                 expected = src.read(bands, window=window).transpose(1, 2, 0)
                 np.testing.assert_array_equal(tile[:rows, :cols], expected)
+
+
+def test_jpeg_ycbcr_with_gdals_decoder_equals_rasterio(tmp_path):
+    """The GDAL decoder (dask config ``rasteret_dask.ycbcr_jpeg = "gdal"``) gives rasterio's
+    values where libjpeg-turbo's chroma upsampling does not."""
+    path = write(tmp_path / "jycc.tif", smooth_bands(3), compress="jpeg", photometric="YCBCR")
+    header = read_tiff_header(lambda ranges: [path.read_bytes()[a:b] for a, b in ranges])
+    md = CogMetadata.from_struct(header.to_metadata())
+    spec = DecodeSpec.from_metadata(md, "gdal")
+    assert spec.gdal_jpeg and not DecodeSpec.from_metadata(md).gdal_jpeg
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    data = path.read_bytes()
+    with rasterio.open(path) as src:
+        for row in range(md.tiles_down):
+            for col in range(md.tiles_across):
+                start, end = md.tile_range(md.tile_index(row, col))
+                window = Window(col * BLOCK, row * BLOCK, BLOCK, BLOCK)
+                want = src.read(window=window, boundless=True).transpose(1, 2, 0)
+                got = decode_tile(data[start:end], spec)
+                h, w = min(BLOCK, HEIGHT - row * BLOCK), min(BLOCK, WIDTH - col * BLOCK)
+                assert np.array_equal(got[:h, :w], want[:h, :w])
+    with pytest.raises(DecodeError, match="JPEG tile is 16 x 8 x 3, expected 128 x 128"):
+        tile = imagecodecs.jpeg8_encode(np.zeros((8, 16, 3), np.uint8), colorspace="YCbCr")
+        decode_tile(tile, replace(spec, jpeg_tables=None))
+    with pytest.raises(ValueError, match="must be one of"):
+        DecodeSpec.from_metadata(md, "libjpeg-9")
+
+
+def _strip_tiles(path: Path):
+    """(spec, [(strip bytes, rows it holds)]) of a striped single-band file."""
+    data = path.read_bytes()
+    header = read_tiff_header(lambda ranges: [data[a:b] for a, b in ranges])
+    md = CogMetadata.from_struct(header.to_metadata())
+    spec = DecodeSpec.from_metadata(md)
+    strips = []
+    for k in range(md.tiles_down):
+        start, end = md.tile_range(k)
+        strips.append((data[start:end], min(md.tile_height, md.image_height - k * md.tile_height)))
+    return spec, strips
+
+
+@pytest.mark.parametrize("compress", [None, "deflate", "lzw", "packbits", "zstd"])
+def test_a_short_last_strip_decodes_into_the_top_of_the_tile(tmp_path, compress):
+    from rasteret_dask.testing.cogs import write_strip_tiff
+
+    path = write_strip_tiff(tmp_path / "s.tif", width=123, height=47, dtype="uint16",
+                            compress=compress, rows_per_strip=10)
+    spec, strips = _strip_tiles(path)
+    assert (spec.tile_width, spec.tile_height, spec.short_rows) == (123, 10, 7)
+    with rasterio.open(path) as src:
+        want = src.read(1)
+    got = np.concatenate([decode_tile(d, spec)[:rows, :, 0] for d, rows in strips])
+    assert np.array_equal(got, want)
+    assert (decode_tile(strips[-1][0], spec)[7:] == 0).all()  # below the image: filled
+    if compress is None:  # a full strip cut short is not taken for the last one
+        with pytest.raises(DecodeError, match="expected 2460 .or 1722 for the last strip"):
+            decode_tile(strips[0][0][:2000], spec)
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+@pytest.mark.parametrize("compress", [None, "deflate", "packbits"])
+def test_sub_byte_samples_unpack_like_gdal(tmp_path, nbits, compress):
+    """NBITS=1/2/4 files (rows padded to whole bytes) read as rasterio gives them: uint8."""
+    from rasteret_dask.testing.cogs import write_strip_tiff
+
+    values = (np.arange(37 * 29).reshape(1, 29, 37) * 7 % (1 << nbits)).astype(np.uint8)
+    path = write_strip_tiff(tmp_path / "b.tif", data=values, compress=compress,
+                            rows_per_strip=8, NBITS=nbits)
+    spec, strips = _strip_tiles(path)
+    assert spec.bits_per_sample == nbits and spec.row_bytes == -(-37 * nbits // 8)
+    got = np.concatenate([decode_tile(d, spec)[:rows, :, 0] for d, rows in strips])
+    with rasterio.open(path) as src:
+        assert np.array_equal(got, src.read(1))
+    with pytest.raises(DecodeError, match="predictor 2 with"):
+        decode_tile(strips[0][0], replace(spec, predictor=2, compression=8))
+    with pytest.raises(DecodeError, match="cannot hold 1-bit samples"):
+        decode_tile(b"\xff\xd8", replace(spec, compression=7, bits_per_sample=1))

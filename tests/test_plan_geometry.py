@@ -193,3 +193,15 @@ def test_reproject_points_lines_and_errors() -> None:
         reproject_geometries([shapely.Point(0.0, 91.0)], 4326, 3857)
     with pytest.raises(ValueError, match="densify"):
         reproject_geometries([point], 4326, 32633, densify=-1.0)
+
+
+def test_crss_on_different_bodies_raise_a_celestial_body_error():
+    mars = "+proj=longlat +R=3396190 +no_defs"
+    box = shapely.box(10, 10, 11, 11)
+    with pytest.raises(geometry_module.CelestialBodyError) as info:
+        geometry_module.reproject_geometries([box], 4326, mars)
+    assert info.value.bodies == ("Earth", "Mars") and "EPSG:4326" in str(info.value)
+    eqc = pyproj.CRS("+proj=eqc +R=3396190 +units=m +no_defs")
+    assert geometry_module.body_lonlat(eqc) == eqc.geodetic_crs
+    moved = geometry_module.reproject_geometries([box], mars, eqc)[0]
+    assert moved.bounds[0] == pytest.approx(10 * 3396190 * np.pi / 180)

@@ -126,8 +126,8 @@ def test_grid_from_metadata_and_properties() -> None:
         pickle.loads(pickle.dumps(grid))
     )
     unknown = CogMetadata.from_struct({**md, "crs_epsg": None})
-    assert GridSpec.from_metadata(unknown, crs_epsg=32632).crs_epsg == 32632
-    assert GridSpec.from_metadata(CogMetadata.from_struct(md), crs_epsg=32632).crs_epsg == 32633
+    assert GridSpec.from_metadata(unknown, crs=32632).crs_epsg == 32632
+    assert GridSpec.from_metadata(CogMetadata.from_struct(md), crs=32632).crs_epsg == 32633
     assert GridSpec.from_metadata(unknown).crs_epsg is None
     column = pa.array([md, None], type=METADATA_TYPE)
     assert GridSpec.from_metadata(CogMetadata.from_struct(column[0])) == grid
@@ -235,3 +235,41 @@ def test_union_grid_failures_name_the_problem() -> None:
         union_grid([left, _s2_grid(609780.0 + 1e-4, 5000040.0)])
     with pytest.raises(ValueError, match="at least one"):
         union_grid([])
+
+
+ALBERS = "+proj=aea +lat_1=29.5 +lat_2=45.5 +lat_0=23 +lon_0=-96 +ellps=GRS80 +units=m"
+
+
+def test_grids_carry_a_crs_object_custom_or_epsg():
+    import pyproj
+
+    custom = pyproj.CRS.from_user_input(ALBERS)
+    t = Affine(30, 0, 0, 0, -30, 0)
+    grid = GridSpec(custom, t, 10, 10)
+    assert grid.crs is custom and grid.crs_epsg is None
+    assert GridSpec(32633, t, 10, 10).crs == pyproj.CRS.from_epsg(32633)
+    assert GridSpec("EPSG:32633", t, 10, 10).crs_epsg == 32633
+    assert GridSpec(pyproj.CRS.from_wkt(custom.to_wkt()), t, 10, 10) == grid  # equivalent CRSs
+    assert grid.sub(Window(1, 1, 2, 2)).crs is custom
+    assert pickle.loads(pickle.dumps(grid)) == grid
+    union, offsets = union_grid([grid, GridSpec(custom, t @ Affine.translation(5, 0), 10, 10)])
+    assert union.crs is custom and union.width == 15 and offsets == [(0, 0), (0, 5)]
+    md = CogMetadata.from_struct({
+        "image_width": 10, "image_height": 10, "tile_width": 16, "tile_height": 16,
+        "dtype": "uint8", "transform": list(t)[:6], "tile_offsets": [0],
+        "tile_byte_counts": [1], "crs_wkt": custom.to_wkt()})
+    assert GridSpec.from_metadata(md).crs == custom
+
+
+def test_union_errors_name_the_grids_given_labels():
+    t = Affine(10, 0, 0, 0, -10, 0)
+    labels = ["record 'a', band 'B1', href a.tif", "record 'b', band 'B1', href b.tif"]
+    with pytest.raises(ValueError, match=r"record 'a'.* in EPSG:32633, record 'b'.* in "
+                                         r"EPSG:32632"):
+        union_grid([GridSpec(32633, t, 5, 5), GridSpec(32632, t, 5, 5)], labels)
+    with pytest.raises(ValueError, match=r"\(record 'b', band 'B1', href b.tif\)"):
+        union_grid([GridSpec(32633, t, 5, 5), GridSpec(32633, Affine(20, 0, 0, 0, -20, 0),
+                                                       5, 5)], labels)
+    with pytest.raises(ValueError, match=r"offsets from record 'a'.*: record 'b'.*: "):
+        union_grid([GridSpec(32633, t, 5, 5),
+                    GridSpec(32633, t @ Affine.translation(0.5, 0), 5, 5)], labels)

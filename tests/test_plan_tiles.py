@@ -102,3 +102,13 @@ def test_axis_tiles_edge_tiles() -> None:
     assert axis_tiles(450, 520, 128, 500) == [(3, 450 - 384, 500 - 384, 0, 50)]  # the image
     assert axis_tiles(-20, 10, 8, 100) == [(0, 0, 8, 20, 28), (1, 0, 2, 28, 30)]
     assert axis_tiles(100, 120, 8, 100) == [] and axis_tiles(5, 5, 8, 100) == []
+
+
+def test_strips_group_into_chunks_of_about_a_million_pixels():
+    from rasteret_dask.plan.tiles import STRIP_CHUNK_PIXELS, strips_per_chunk
+
+    assert strips_per_chunk(4, 1000) == STRIP_CHUNK_PIXELS // 4000
+    assert strips_per_chunk(1, 2_000_000) == 1  # one strip holds more: one per chunk
+    assert strips_per_chunk(8, 100, chunk_pixels=800) == 1
+    with pytest.raises(ValueError, match="rows_per_strip must be a positive integer"):
+        strips_per_chunk(0, 10)

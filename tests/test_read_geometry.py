@@ -22,9 +22,12 @@ from .test_read_helpers import (
     output_window,
     pixel_box,
     pixel_circle,
+    record_table,
     single,
     to_crs,
 )
+
+rasterio = pytest.importorskip("rasterio")
 
 NAN = float("nan")
 
@@ -201,26 +204,49 @@ def test_errors_name_the_problem(files, tmp_path, caplog):
     assert list(report.collection.get_xarray(centre, ["B1"])["id"].values) == ["r0", "r1"]
 
 
-def test_a_record_without_epsg_code_is_a_clear_error(files, tmp_path):
-    """A CRS with no EPSG code (a custom transverse Mercator): the read must say so."""
+def test_a_record_without_epsg_code_is_read_in_its_custom_crs(files, tmp_path):
+    """A CRS with no EPSG code (a custom transverse Mercator) is rebuilt from the GeoKeys and
+    read as rasterio reads it (issue 15: it used to be refused)."""
     custom = ("+proj=tmerc +lat_0=0 +lon_0=15.2 +k=0.9996 +x_0=500000 +y_0=0 +ellps=GRS80 "
               "+units=m +no_defs")
     path = write_cog(tmp_path / "custom.tif", width=400, height=300, crs=custom)
     alone = build([single(path, rid="custom")])
-    assert alone.to_table()["B1_metadata"][0]["crs_epsg"].as_py() is None
+    metadata = alone.to_table()["B1_metadata"][0]
+    assert metadata["crs_epsg"].as_py() is None and metadata["crs_wkt"].as_py()
     aoi = shapely.from_wkb(footprint_wkb(path)).centroid.buffer(0.002)
-    for call in (alone.get_xarray, alone.explain):
-        with pytest.raises(ValueError, match=r"custom.*no EPSG code"):
+    plan = alone.explain(aoi, ["B1"])[0]
+    ds = alone.get_xarray(aoi, ["B1"]).compute()
+    assert plan["shape"] == (1, ds.sizes["y"], ds.sizes["x"]) and plan["crs_epsg"] is None
+    with rasterio.open(path) as src:
+        crs = src.crs.to_wkt()
+    assert_matches(ds["B1"].values[0], expected(ds, path, 0, geometry=to_crs(aoi, WGS84, crs)))
+
+
+def test_a_record_without_any_crs_is_a_clear_error(tmp_path):
+    """A georeferenced file without GeoKeys: explain and get_xarray refuse it alike, naming
+    record, band, href and the cause."""
+    import tifffile
+
+    path = tmp_path / "nocrs.tif"
+    data = np.arange(300 * 200, dtype=np.uint16).reshape(200, 300)
+    tifffile.imwrite(path, data, tile=(128, 128), compression="zlib", extratags=[
+        (33550, 12, 3, (10.0, 10.0, 0.0), False),
+        (33922, 12, 6, (0.0, 0.0, 0.0, 500000.0, 5000000.0, 0.0), False)])
+    # the footprint is that of an EPSG:32633 file at the grid the CRS-less file states
+    where = write_cog(tmp_path / "where.tif", width=300, height=200,
+                      transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0))
+    table = record_table([single(where, href=str(path), rid="bare")])
+    collection = rd.build_collection_from_table(table, name="bare").enrich(
+        progress=False).collection
+    aoi = shapely.from_wkb(table["geometry"][0].as_py()).centroid.buffer(0.001)
+    messages = []
+    for call in (collection.get_xarray, collection.explain):
+        with pytest.raises(ValueError) as info:
             call(aoi, ["B1"])
-    # next to a record with an EPSG code: the message must not claim a single CRS is several
-    epsg, t, _ = file_info(files["u16"])
-    x, y = to_crs(shapely.Point(shapely.from_wkb(footprint_wkb(path)).centroid), WGS84,
-                  epsg).coords[0]
-    near = write_cog(tmp_path / "near.tif", width=400, height=300,
-                     transform=(10.0, 0.0, round(x, -1) - 2000, 0.0, -10.0, round(y, -1) + 1500))
-    mixed = build([single(path, rid="custom"), single(near, rid="near", when="2024-06-01")])
-    with pytest.raises(ValueError, match=r"custom.*no EPSG code"):
-        mixed.get_xarray(aoi, ["B1"])
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert all(part in messages[0] for part in ("record 'bare'", "band 'B1'", str(path),
+                                                 "no CRS in its header"))
 
 
 def test_graph_of_1000_records_has_one_task_per_group_and_chunk(tmp_path):

@@ -336,9 +336,38 @@ def test_float16_tifffile(tmp_path: Path) -> None:
             assert list(header.tile_offsets) == list(tif.pages[0].dataoffsets)
 
 
-def test_strip_tiff_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [
+    {},  # deflate, GDAL's rows per strip, a short last strip
+    {"compress": None, "dtype": "int16", "rows_per_strip": 7},
+    {"count": 3, "interleave": "band", "dtype": "float32", "rows_per_strip": 11},
+    {"rows_per_strip": 5000},  # one strip holds the image
+])
+def test_strips_read_as_tiles_of_the_full_width(tmp_path: Path, options) -> None:
+    """A striped image is a column of tiles: full width, RowsPerStrip rows (at most the
+    image's), the strip tables as tile tables (per plane for planar files)."""
+    path = write_strip_tiff(tmp_path / "strips.tif", width=301, height=203, **options)
+    header = read_tiff_header(FileReader(path))
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        rows = page.tags["RowsPerStrip"].value
+        assert not page.is_tiled
+        assert list(header.tile_offsets) == list(page.dataoffsets)
+        assert list(header.tile_byte_counts) == list(page.databytecounts)
+    assert header.striped and header.tile_width == 301
+    assert header.tile_height == min(rows, 203)
+    metadata = header.to_metadata(header.samples_per_pixel - 1)
+    assert metadata["striped"] is True and metadata["tile_width"] == 301
+    assert len(metadata["tile_offsets"]) == -(-203 // header.tile_height)
+
+
+def test_an_image_without_tile_or_strip_offsets_is_refused(tmp_path: Path) -> None:
     path = write_strip_tiff(tmp_path / "strips.tif")
-    with pytest.raises(TiffError, match="strip-organised.*tiled GeoTIFF/COG required"):
+    with tifffile.TiffFile(path) as tif:
+        entry_at = tif.pages[0].tags[273].offset  # StripOffsets entry: tag, type, ...
+    raw = bytearray(path.read_bytes())
+    raw[entry_at : entry_at + 2] = struct.pack("<H", 999)  # now an unknown private tag
+    path.write_bytes(bytes(raw))
+    with pytest.raises(TiffError, match="without TileOffsets or StripOffsets"):
         read_tiff_header(FileReader(path))
 
 
@@ -440,3 +469,16 @@ def test_read_tiff_header_round_limit(tmp_path: Path) -> None:
     path = write_cog(tmp_path / "cog.tif", width=600, height=600)
     with pytest.raises(TiffError, match="within 1 read rounds"):
         read_tiff_header(FileReader(path), prefix_size=8, max_rounds=1)
+
+
+def test_overviews_gdal_adds_to_a_striped_file_are_tiled_and_cached(tmp_path: Path) -> None:
+    path = write_strip_tiff(tmp_path / "strips.tif", width=700, height=500, dtype="uint16")
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4], rasterio.enums.Resampling.average)
+    header = read_tiff_header(FileReader(path))
+    assert header.striped and [o.width for o in header.overviews] == [350, 175]
+    with tifffile.TiffFile(path) as tif:
+        pages = _reduced_pages(tif)
+        for overview, page in zip(header.overviews, pages, strict=True):
+            assert page.is_tiled and overview.has_tiles
+            assert list(overview.tile_offsets) == list(page.dataoffsets)

@@ -12,10 +12,17 @@ libtiff's behaviour followed here:
 - the predictor applies to LZW, deflate, LZMA and ZSTD only; libtiff ignores it for others;
 - a big-endian file's decoded samples are byte-swapped to native order (for LERC too: libtiff
   swaps before encoding), except for the floating-point predictor, whose output is native;
-- JPEG: YCbCr tiles (photometric 6, 3 samples) are converted to RGB by the JPEG library; every
-  other photometric is returned without colour conversion;
+- JPEG: YCbCr tiles (photometric 6, 3 samples) are converted to RGB by the JPEG library
+  (libjpeg-turbo, or GDAL's libjpeg 9 with ``spec.gdal_jpeg``: :mod:`.gdal_jpeg`); every other
+  photometric is returned without colour conversion;
 - LERC: invalid pixels of floating-point tiles are NaN; a uint8 alpha band stored as the LERC
-  mask becomes 0/255.
+  mask becomes 0/255;
+- sub-byte samples (1, 2 or 4 bits; each row starts on a byte boundary, most significant bits
+  first) are unpacked into uint8 values, as GDAL reads them (a 1-bit mask reads 0/1, whatever
+  its photometric);
+- a striped image's last strip holds only the rows left (libtiff writes it so): a tile whose
+  stream holds exactly ``spec.short_rows`` rows is decoded into the top of the tile and the
+  rows below it are filled (they lie below the image and are never read).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import imagecodecs
 import numpy as np
 
 from ..tiff.tags import compression_name
+from .gdal_jpeg import gdal_ycbcr_jpeg
 from .limits import check_decoded_size, max_tile_bytes
 from .predictors import to_native_order, undo_predictor
 from .spec import (
@@ -108,17 +116,23 @@ def _codec_error(name: str, exc: BaseException) -> DecodeError:
     return DecodeError(f"{name} decoding failed: {exc}")
 
 
-def _decompress(
-    data: bytes | memoryview, compression: int, out: np.ndarray
-) -> np.ndarray:
-    """Decompress a byte-stream codec's tile into ``out`` (native-typed, file byte order)."""
-    buffer = out.reshape(-1).view(np.uint8)
+def _decompress(data: bytes | memoryview, compression: int, buffer: np.ndarray,
+                spec: DecodeSpec) -> int:
+    """Decompress a byte-stream codec's tile into ``buffer`` (its stored bytes: file byte
+    order, packed rows for sub-byte samples); the rows decoded: the tile's, or the short last
+    strip's (``spec.short_rows``)."""
+    rows, short = spec.tile_height, spec.short_rows
+    full, short_size = buffer.size, short * spec.row_bytes
     if compression == COMPRESSION_NONE:
         raw = np.frombuffer(data, np.uint8)
-        if raw.size < buffer.size:
-            raise DecodeError(f"uncompressed tile has {raw.size} bytes, expected {buffer.size}")
-        buffer[:] = raw[: buffer.size]
-        return out
+        if raw.size >= full:
+            buffer[:] = raw[:full]
+            return rows
+        if short and raw.size == short_size:  # libtiff writes exactly the rows left
+            buffer[:short_size] = raw[:short_size]
+            return short
+        expected = f"{full}" + (f" (or {short_size} for the last strip)" if short else "")
+        raise DecodeError(f"uncompressed tile has {raw.size} bytes, expected {expected}")
     name, decoder = _BYTE_CODECS[compression]
     try:
         result = decoder(data, out=buffer)
@@ -127,9 +141,45 @@ def _decompress(
     except Exception as exc:
         raise _codec_error(name, exc) from exc
     size = len(result)  # type: ignore[arg-type]
-    if size != buffer.size:
-        raise DecodeError(f"{name} tile decoded to {size} bytes, expected {buffer.size}")
-    return out
+    if size == full:
+        return rows
+    if short and size == short_size:
+        return short
+    expected = f"{full}" + (f" (or {short_size} for the last strip)" if short else "")
+    raise DecodeError(f"{name} tile decoded to {size} bytes, expected {expected}")
+
+
+def _unpack(packed: np.ndarray, rows: int, spec: DecodeSpec, out: np.ndarray) -> None:
+    """Sub-byte samples of ``rows`` packed rows unpacked into ``out[:rows]`` (uint8)."""
+    per_row = spec.tile_width * spec.samples
+    try:
+        values = imagecodecs.packints_decode(packed[:rows * spec.row_bytes], np.uint8,
+                                             spec.bits_per_sample, runlen=per_row)
+    except Exception as exc:
+        raise DecodeError(f"cannot unpack {spec.bits_per_sample}-bit samples: {exc}") from exc
+    out[:rows] = values.reshape(rows, spec.tile_width, spec.samples)
+
+
+def _decode_bytes(data: bytes | memoryview, spec: DecodeSpec, file_dtype: np.dtype,
+                  out: np.ndarray) -> int:
+    """A byte-stream codec's tile decoded into ``out`` (predictor undone, native order); the
+    rows decoded."""
+    compression = spec.compression
+    if spec.bits_per_sample is not None:
+        if spec.predictor != PREDICTOR_NONE and compression in _PREDICTED:
+            raise DecodeError(f"predictor {spec.predictor} with {spec.bits_per_sample}-bit "
+                              "samples")
+        packed = np.empty(spec.tile_height * spec.row_bytes, np.uint8)
+        rows = _decompress(data, compression, packed, spec)
+        _unpack(packed, rows, spec, out)
+        return rows
+    predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
+    rows = _decompress(data, compression, out.reshape(-1).view(np.uint8), spec)
+    valid = out[:rows]
+    tile = undo_predictor(to_native_order(valid, file_dtype, predictor), predictor)
+    if tile is not valid:
+        valid[...] = tile
+    return rows
 
 
 def _target(out: np.ndarray, spec: DecodeSpec) -> np.ndarray:
@@ -249,10 +299,32 @@ def _same_memory(tile: np.ndarray, out: np.ndarray) -> bool:
 
 def _decode_image(
     data: bytes | memoryview, spec: DecodeSpec, native: np.dtype, out: np.ndarray
-) -> np.ndarray:
+) -> int:
     """Decode an image codec's tile into ``out`` (the codec checks the stream's dimensions
-    against ``out`` before it allocates anything)."""
+    against ``out`` before it allocates anything); the rows decoded. A stream of a striped
+    image's short last strip decodes into ``out[:spec.short_rows]``."""
     name, _, decoder = _IMAGE_CODECS[spec.compression]
+    if spec.bits_per_sample is not None:
+        raise DecodeError(f"{name} tiles cannot hold {spec.bits_per_sample}-bit samples")
+    if spec.gdal_jpeg and spec.is_ycbcr_jpeg:
+        return gdal_ycbcr_jpeg(data, spec, out)
+    try:
+        _image_into(data, spec, native, out, name, decoder)
+        return spec.tile_height
+    except DecodeError as exc:
+        if not spec.short_rows:
+            raise
+        first = exc
+    short = spec.with_rows(spec.short_rows)
+    try:
+        _image_into(data, short, native, out[:spec.short_rows], name, decoder)
+    except DecodeError:
+        raise first from None
+    return spec.short_rows
+
+
+def _image_into(data: bytes | memoryview, spec: DecodeSpec, native: np.dtype, out: np.ndarray,
+                name: str, decoder: ImageDecoder) -> None:
     try:
         tile = decoder(data, spec, out)
     except (DecodeError, MemoryError):
@@ -260,7 +332,7 @@ def _decode_image(
     except Exception as exc:
         raise _codec_error(name, exc) from exc
     if tile is out:
-        return out
+        return
     if tile.ndim == 2:
         tile = tile[:, :, np.newaxis]
     if tile.shape != spec.shape:
@@ -269,7 +341,6 @@ def _decode_image(
         raise DecodeError(f"{name} tile decoded to {tile.dtype}, expected {native}")
     if not _same_memory(tile, out):
         out[...] = tile
-    return out
 
 
 def _check_out(out: np.ndarray, spec: DecodeSpec, native: np.dtype) -> None:
@@ -338,12 +409,10 @@ def decode_tile(
         check_decoded_size(spec, max_tile_bytes(max_bytes))
         out = np.empty(spec.shape, native)
     if compression == COMPRESSION_NONE or compression in _BYTE_CODECS:
-        predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
-        tile = to_native_order(_decompress(data, compression, out), file_dtype, predictor)
-        tile = undo_predictor(tile, predictor)
+        rows = _decode_bytes(data, spec, file_dtype, out)
     else:
-        tile = _decode_image(data, spec, native, out)
-        tile = to_native_order(tile, file_dtype, PREDICTOR_NONE)
-    if tile is not out:
-        out[...] = tile
+        rows = _decode_image(data, spec, native, out)
+        to_native_order(out[:rows], file_dtype, PREDICTOR_NONE)
+    if rows < spec.tile_height:
+        out[rows:] = fill_value(native, spec.nodata)
     return out

@@ -280,12 +280,23 @@ def _extent(metadata: dict) -> BaseGeometry | None:
     return shapely.geometry.polygon.orient(polygon)
 
 
+def _header_crs(metadata: dict) -> str | None:
+    """The CRS a header states, as pyproj input: its EPSG code, else the WKT rebuilt from its
+    GeoKeys; None without either."""
+    if metadata.get("crs_epsg"):
+        return f"EPSG:{int(metadata['crs_epsg'])}"
+    return metadata.get("crs_wkt") or None
+
+
 def header_footprints(metadata: list[dict | None]) -> np.ndarray:
     """CRS84 footprints of rasters from their header metadata (``{band}_metadata`` values).
 
     Each footprint is the raster's extent (``transform``, ``image_width``,
-    ``image_height``) in its ``crs_epsg`` CRS, edges densified and reprojected to CRS84, split
-    at the antimeridian when it crosses it.
+    ``image_height``) in its CRS (``crs_epsg``, else the ``crs_wkt`` rebuilt from its
+    GeoKeys), edges densified and reprojected to CRS84, split at the antimeridian when it
+    crosses it. A raster on another body than Earth (Mars, the Moon, ...) gets its extent in
+    its own body's longitude/latitude instead: nothing transforms between bodies, and its
+    records are found by queries in that body's CRSs.
 
     Parameters
     ----------
@@ -295,18 +306,22 @@ def header_footprints(metadata: list[dict | None]) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Shapely geometries; None where the header has no EPSG code, transform or size, or
+        Shapely geometries; None where the header has no CRS, transform or size, or
         where the extent does not reproject into CRS84's range.
     """
-    from ..plan.geometry import reproject_geometries
+    from ..plan.geometry import CelestialBodyError, body_lonlat, reproject_geometries
 
     out = np.full(len(metadata), None, dtype=object)
     for row, md in enumerate(metadata):
-        extent = None if not md or not md.get("crs_epsg") else _extent(md)
+        crs = None if not md else _header_crs(md)
+        extent = None if crs is None else _extent(md)
         if extent is None:
             continue
         try:
-            shape = reproject_geometries([extent], f"EPSG:{int(md['crs_epsg'])}", "OGC:CRS84")[0]
+            try:
+                shape = reproject_geometries([extent], crs, "OGC:CRS84")[0]
+            except CelestialBodyError:
+                shape = reproject_geometries([extent], crs, body_lonlat(crs))[0]
         except (ValueError, RuntimeError):
             continue  # outside the CRS's domain: the record stays without a footprint
         if out_of_range_mask(np.array([shapely.bounds(shape)]))[0]:

@@ -293,8 +293,9 @@ def fill_missing_footprints(table: pa.Table) -> tuple[pa.Table, int]:
     """Footprints of records that have none, from their enriched headers; derived columns follow.
 
     A record's footprint is its raster's extent (transform, width, height) in its header's
-    EPSG CRS, densified and reprojected to CRS84 (split at the antimeridian), from the first
-    band whose metadata has all four. ``scene_bbox``, ``bbox_*`` and the covering are then
+    CRS (its EPSG code, else the CRS rebuilt from its GeoKeys), densified and reprojected to
+    CRS84 (split at the antimeridian; a raster on another body than Earth keeps its body's
+    longitude/latitude), from the first band whose metadata has all four. ``scene_bbox``, ``bbox_*`` and the covering are then
     recomputed for every row.
 
     Parameters

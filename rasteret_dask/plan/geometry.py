@@ -7,6 +7,7 @@ from their buffers, without going through pandas.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -18,7 +19,8 @@ import pyarrow as pa
 import pyproj
 import shapely
 
-__all__ = ["coerce_geometries", "geometry_crs", "reproject_geometries", "transformer"]
+__all__ = ["coerce_geometries", "geometry_crs", "reproject_geometries", "transformer",
+           "CelestialBodyError", "body_lonlat"]
 
 _WKB_EXTENSIONS = ("geoarrow.wkb", "ogc.wkb")
 _WKT_EXTENSIONS = ("geoarrow.wkt",)
@@ -222,14 +224,53 @@ def _as_crs(crs: Any) -> pyproj.CRS:
         return pyproj.CRS.from_user_input(crs)
 
 
+class CelestialBodyError(ValueError):
+    """Two CRSs on different celestial bodies (Earth and Mars, ...): PROJ transforms nothing
+    between them. ``bodies`` names them as PROJ does, when it says."""
+
+    def __init__(self, message: str, bodies: tuple[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.bodies = bodies
+
+
+_BODIES = re.compile(r"celestial body \(([^()]+) vs ([^()]+)\)")
+
+
 @lru_cache(maxsize=128)
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    try:
+        return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    except pyproj.exceptions.ProjError as exc:
+        found = _BODIES.search(str(exc))
+        if found is None:
+            raise
+        bodies = (found.group(1).strip(), found.group(2).strip())
+        raise CelestialBodyError(
+            f"{_named(src)} ({bodies[0]}) and {_named(dst)} ({bodies[1]}) are on different "
+            "celestial bodies: no transformation exists between them", bodies) from None
+
+
+def _named(crs: pyproj.CRS) -> str:
+    code = crs.to_epsg(min_confidence=100)
+    return f"EPSG:{code}" if code is not None else repr(crs.name)
 
 
 def transformer(src_crs: Any, dst_crs: Any) -> pyproj.Transformer:
-    """The (cached) x, y-ordered transformer from ``src_crs`` to ``dst_crs`` (CRS-like)."""
+    """The (cached) x, y-ordered transformer from ``src_crs`` to ``dst_crs`` (CRS-like).
+
+    Raises
+    ------
+    CelestialBodyError
+        When the two CRSs are on different celestial bodies.
+    """
     return _transformer(_as_crs(src_crs), _as_crs(dst_crs))
+
+
+def body_lonlat(crs: Any) -> pyproj.CRS:
+    """The geographic CRS of a CRS's own body and datum (its ``geodetic_crs``), for footprints
+    and index queries of records on another body than Earth (used x, y: longitude first)."""
+    crs = _as_crs(crs)
+    return crs.geodetic_crs or crs
 
 
 def reproject_geometries(
@@ -243,6 +284,13 @@ def reproject_geometries(
 
     Edges are first split into segments no longer than ``densify`` (source CRS units; default
     1/20 of each geometry's larger bbox side; 0 disables) so that they bend as they should.
+
+    Raises
+    ------
+    CelestialBodyError
+        When the CRSs are on different celestial bodies (a ValueError).
+    ValueError
+        When the result has non-finite coordinates.
     """
     geoms = list(geoms)
     src, dst = _as_crs(src_crs), _as_crs(dst_crs)

@@ -3,16 +3,24 @@
 A tiled image of ``image_width`` x ``image_height`` pixels is cut into tiles of ``tile_width`` x
 ``tile_height``; there are ``ceil(W / tw)`` tiles across and ``ceil(H / th)`` down, numbered in
 row-major order. Regions are in image pixel coordinates and may reach outside the image (the
-outside part is filled with nodata by the reader).
+outside part is filled with nodata by the reader). A striped image is one column of tiles of
+the full width and RowsPerStrip rows; its strips are grouped into chunks
+(:func:`strips_per_chunk`), since a strip of a few rows is too small a task.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AxisPart",
+    "STRIP_CHUNK_PIXELS",
     "axis_tiles",
     "chunk_edges",
+    "strips_per_chunk",
 ]
+
+STRIP_CHUNK_PIXELS = 1024 * 1024
+"""Pixels a chunk of a striped image holds at most, unless one strip holds more (a 1024 x
+1024 tile's worth)."""
 
 
 def _check_positive(**values: int) -> None:
@@ -57,3 +65,11 @@ def axis_tiles(start: int, stop: int, tile_size: int, image_size: int) -> list[A
         a, b = max(lo, edge), min(hi, edge + tile_size)
         parts.append((tile, a - edge, b - edge, a - start, b - start))
     return parts
+
+
+def strips_per_chunk(rows_per_strip: int, width: int,
+                     chunk_pixels: int = STRIP_CHUNK_PIXELS) -> int:
+    """Strips of ``rows_per_strip`` rows of ``width`` pixels grouped into one chunk: as many as
+    ``chunk_pixels`` holds, at least one."""
+    _check_positive(rows_per_strip=rows_per_strip, width=width, chunk_pixels=chunk_pixels)
+    return max(1, chunk_pixels // (rows_per_strip * width))

@@ -53,14 +53,14 @@ def to_dataset(plan: ReadPlan, reader: RangeReader, *, errors: str = "raise") ->
     check_errors(errors)
     read_errors, failures = new_read_errors() if errors == "nodata" else ([], None)
     x, y = plan.grid.coords(plan.window)
-    cf = axis_attrs(plan.grid.crs_epsg)
+    cf = axis_attrs(plan.grid.crs)
     coords = {
         "time": ("time", np.array(plan.times, dtype="datetime64[ns]"),
                  {"standard_name": "time", "long_name": "acquisition time"}),
         "y": ("y", y, cf.get("y", {})),
         "x": ("x", x, cf.get("x", {})),
         "id": ("time", np.array(plan.ids, dtype=object)),
-        "spatial_ref": spatial_ref(plan.grid.crs_epsg, plan.transform),
+        "spatial_ref": spatial_ref(plan.grid.crs, plan.transform),
     }
     if plan.cloud_cover is not None:
         coords["cloud_cover"] = ("time", np.array(

@@ -19,15 +19,16 @@ from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
 from ..io import ByteRange
 from ..io.identity import ObjectIdentity
-from ..plan.grid import GridSpec, Window
+from ..plan.grid import GridSpec, Window, crs_text
 from ..plan.mask import geometry_mask
-from ..plan.tiles import axis_tiles, chunk_edges
+from ..plan.tiles import axis_tiles, chunk_edges, strips_per_chunk
 from ..tiff.cog_metadata import CogMetadata
 from .select import Record, Selection
 from .skipped import SkippedRecord
 
 __all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "ReadPlan",
-           "plan_read", "expected_version", "DEFAULT_GROUP_TILES", "DEFAULT_GROUP_BYTES",
+           "plan_read", "expected_version", "check_axis_aligned", "DEFAULT_GROUP_TILES",
+           "DEFAULT_GROUP_BYTES",
            "NO_GROUP"]
 
 DEFAULT_GROUP_TILES = 48
@@ -107,7 +108,8 @@ class ReadPlan:
         -------
         dict
             ``records`` (time steps), ``bands`` (as the index names them), ``shape`` (time, y,
-            x), ``crs_epsg``, ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
+            x), ``crs_epsg`` (None for a custom CRS), ``crs`` (``EPSG:n`` or WKT2),
+            ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
             ``compressed_bytes`` (what will be fetched) and ``skipped_records`` (messages).
         """
         tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
@@ -117,6 +119,7 @@ class ReadPlan:
             "bands": [b.band for b in self.bands],
             "shape": (len(self.times), self.window.height, self.window.width),
             "crs_epsg": self.grid.crs_epsg,
+            "crs": crs_text(self.grid.crs),
             "chunks": sum(len(b.chunks) for b in self.bands),
             "fetch_groups": sum(len(b.groups) for b in self.bands),
             "tiles": tiles,
@@ -195,8 +198,8 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
     for t, record in enumerate(records):
         md = record.metadata
         if md.native_dtype != dtype:
-            raise ValueError(f"band {band!r}: record {record.id!r} has dtype {md.dtype}, "
-                             f"others {first.dtype}; read bands of one dtype")
+            raise ValueError(f"{record.label}: dtype {md.dtype}, but {records[0].label} has "
+                             f"{first.dtype}; a band's records must share one dtype")
         spec = DecodeSpec.from_metadata(md)
         oversize = spec.nbytes > max_tile_bytes  # only sparse tiles of it can be read
         fill = fill_value(dtype, nodata)
@@ -261,8 +264,9 @@ def plan_read(
     selection in one CRS).
 
     The records' grids are unioned, the geometry (reprojected into their CRS) becomes a pixel
-    window trimmed to the pixels it burns, the window tile-aligned chunks and each chunk a
-    ``ChunkWork``; tile byte ranges are batched into fetch groups. A tile declaring more than
+    window trimmed to the pixels it burns, the window tile-aligned chunks (a striped image's
+    strips grouped into chunks of about :data:`~rasteret_dask.plan.tiles.STRIP_CHUNK_PIXELS`,
+    at least ``tiles_per_chunk`` strips) and each chunk a ``ChunkWork``; tile byte ranges are batched into fetch groups. A tile declaring more than
     ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
     :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
     raises an error naming record, band, href, the declared size and the limit. The
@@ -271,12 +275,14 @@ def plan_read(
     Raises
     ------
     ValueError
-        When the records are in several CRSs, their grids do not line up, a band's records
-        have several dtypes, or the geometry meets no record's image.
+        When the records are in several CRSs, their grids do not line up or are rotated, a
+        band's records have several dtypes, or the geometry meets no record's image (every
+        message about records names record, band and href).
     """
     limit = limits.max_tile_bytes(max_tile_bytes)
     union, offsets = selection.union()
-    geometry = selection.geometry_in(union.crs_epsg)
+    check_axis_aligned(selection)
+    geometry = selection.geometry_in(union.crs)
     window = union.window_for_geometry(geometry, all_touched=all_touched, clip=True)
     if window is None or window.is_empty:
         raise ValueError("the geometry does not intersect any record's image")
@@ -292,8 +298,11 @@ def plan_read(
     # (tiles declaring more than the limit get smaller chunks: no chunk allocates more)
     step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
                                               md.dtype.itemsize, limit)
+    row_tiles = tiles_per_chunk
+    if md.striped and step_h == md.tile_height:  # strips are grouped into chunks
+        row_tiles = max(tiles_per_chunk, strips_per_chunk(md.tile_height, md.image_width))
     rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
-                       step_h, tiles_per_chunk)
+                       step_h, row_tiles)
     cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
                        step_w, tiles_per_chunk)
     base_r, base_c = window.row_off - off_r, window.col_off - off_c
@@ -310,6 +319,24 @@ def plan_read(
         cloud = tuple(r.cloud_cover for r in ref)
     return ReadPlan(union, window, tuple(r.datetime for r in ref), tuple(r.id for r in ref),
                     cloud, bands, mask_array, selection.skipped)
+
+
+def check_axis_aligned(selection: Selection) -> None:
+    """Refuse records whose grid is rotated or sheared: a read on the records' own grid has
+    1-D x/y coordinates.
+
+    Raises
+    ------
+    ValueError
+        Naming the first such record, band and href, and its transform.
+    """
+    for records in selection.records_by_band.values():
+        for record in records:
+            if not record.metadata.is_axis_aligned:
+                raise ValueError(
+                    f"{record.label}: its transform {tuple(record.metadata.transform)[:6]} is "
+                    "rotated or sheared, and 1-D coordinates need an axis-aligned grid "
+                    "(transform b == d == 0)")
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,

@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyproj
 import shapely
 
 from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
-from ..plan.grid import pixel_coordinates
+from ..plan.grid import pixel_coordinates, same_crs
 from ..tiff.cog_metadata import CogMetadata
 from .plan import (
     DEFAULT_GROUP_BYTES,
@@ -187,14 +188,14 @@ class _PointPixels:
 
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
-        self.coordinates: dict[int, np.ndarray] = {}
+        self.coordinates: list[tuple[pyproj.CRS, np.ndarray]] = []
 
     def of(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         grid = self.selection.grids[(record.band, record.id)]
-        epsg = grid.crs_epsg
-        if epsg not in self.coordinates:
-            self.coordinates[epsg] = shapely.get_coordinates(self.selection.geometry_in(epsg))
-        xy = self.coordinates[epsg]
+        xy = next((xy for crs, xy in self.coordinates if same_crs(crs, grid.crs)), None)
+        if xy is None:
+            xy = shapely.get_coordinates(self.selection.geometry_in(grid.crs))
+            self.coordinates.append((grid.crs, xy))
         return pixel_coordinates(xy[:, 0], xy[:, 1], grid.transform)
 
 

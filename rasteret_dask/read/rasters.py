@@ -32,7 +32,7 @@ from ..tiff.cog_metadata import CogMetadata
 from .assemble import to_dataset
 from .failures import check_errors
 from .plan import ReadPlan, plan_read
-from .select import Record, Selection, band_records
+from .select import Record, Selection, band_records, check_crs
 from .skipped import check_on_missing, missing_records, settle_missing
 from .source import ReadSource, read_source
 
@@ -79,6 +79,11 @@ class Raster:
         """EPSG code of the first band's header (None for a custom CRS)."""
         return next(iter(self.metadata.values())).crs_epsg
 
+    @property
+    def crs(self) -> pyproj.CRS | None:
+        """The first band's CRS: its EPSG code, else the CRS rebuilt from its GeoKeys."""
+        return next(iter(self.metadata.values())).crs
+
     def _first(self) -> Record:
         return self.records[self.source.stored_bands[0]]
 
@@ -105,15 +110,13 @@ class Raster:
                   geometry_crs: Any = 4326) -> Selection:
         """The read's selection: this record, its bands and grids, the query geometry."""
         record = self._first()
-        if record.metadata.crs_epsg is None:
-            raise ValueError(f"{record.label}: no EPSG code in its header (a custom CRS); "
-                             "reading needs an EPSG CRS")
+        check_crs(record, record.metadata.crs or pyproj.CRS.from_epsg(4326))
         if geometry is not None and window is not None:
             raise ValueError("give a geometry or a window, not both")
         if geometry is None:
             if window is None:
                 window = (0, 0, record.metadata.image_width, record.metadata.image_height)
-            shape, crs = self._window_geometry(window), record.metadata.crs_epsg
+            shape, crs = self._window_geometry(window), record.metadata.crs
         else:
             shapes = coerce_geometries(geometry)
             if len(shapes) != 1:
@@ -122,8 +125,10 @@ class Raster:
         records = {band: (r,) for band, r in self.records.items()}
         grids = {(band, r.id): GridSpec.from_metadata(r.metadata)
                  for band, r in self.records.items()}
-        return Selection(self.source, shape, pyproj.CRS.from_user_input(crs), records, grids,
-                         (), pa.table({}))
+        query_crs = pyproj.CRS.from_user_input(crs)
+        for one in self.records.values():
+            check_crs(one, query_crs)
+        return Selection(self.source, shape, query_crs, records, grids, (), pa.table({}))
 
     def plan(self, geometry: Any = None, *, window: Any = None, geometry_crs: Any = 4326,
              all_touched: bool = False, chunks: int | None = None,

@@ -7,7 +7,12 @@ geometry is taken to EPSG:4326 to find the index rows it meets, and those rows b
 :class:`Record` values (each with its :class:`~rasteret_dask.tiff.cog_metadata.CogMetadata`)
 and :class:`~rasteret_dask.plan.grid.GridSpec` grids, gathered in a :class:`Selection`. Rows a
 band cannot be read from are listed (``skipped``) or refused (``on_missing="raise"``). The
-rules a read's records must meet (an EPSG code each; one CRS for an array read) live here once.
+rules a read's records must meet (a CRS each: an EPSG code or one rebuilt from the file's
+GeoKeys; on the query geometry's celestial body; one CRS for an array read) live here once.
+
+Records on another body than Earth (Mars, the Moon, ...) have footprints in their body's
+longitude/latitude; a query geometry in such a body's CRS finds them through its body's
+longitude/latitude, and a query in an Earth CRS over them is refused, naming both.
 """
 
 from __future__ import annotations
@@ -22,9 +27,15 @@ import pyproj
 import shapely
 
 from .. import schema as S
-from ..plan.geometry import coerce_geometries, reproject_geometries
+from ..plan.geometry import (
+    CelestialBodyError,
+    body_lonlat,
+    coerce_geometries,
+    reproject_geometries,
+    transformer,
+)
 from ..plan.geometry import geometry_crs as carried_crs
-from ..plan.grid import GridSpec, union_grid
+from ..plan.grid import GridSpec, as_crs, crs_name, epsg_code, same_crs, union_grid
 from ..redact import redact_url
 from ..tiff.cog_metadata import CogMetadata
 from .skipped import SkippedRecord, check_on_missing, missing_records, settle_missing
@@ -34,7 +45,7 @@ if TYPE_CHECKING:
     from ..collection import Collection
 
 __all__ = ["Record", "Selection", "select", "read_bands", "query_geometries", "band_records",
-           "record_label"]
+           "record_label", "check_crs"]
 
 _LONLAT = pyproj.CRS.from_epsg(4326)
 
@@ -172,8 +183,8 @@ class Selection:
         return not any(self.records_by_band.values())
 
     @property
-    def crs_epsg(self) -> int:
-        """The EPSG code every record shares: an array read needs one CRS.
+    def crs(self) -> pyproj.CRS:
+        """The CRS every record shares: an array read needs one CRS.
 
         Raises
         ------
@@ -182,15 +193,34 @@ class Selection:
         """
         return self._one_crs()
 
-    def _one_crs(self) -> int:
-        codes = sorted({grid.crs_epsg for grid in self.grids.values()})
-        if not codes:
+    @property
+    def crs_epsg(self) -> int | None:
+        """The EPSG code of the CRS every record shares (:attr:`crs`); None for a custom CRS.
+
+        Raises
+        ------
+        ValueError
+            When the records are in several CRSs, or there is no record.
+        """
+        return epsg_code(self._one_crs())
+
+    def _one_crs(self) -> pyproj.CRS:
+        found: list[tuple[pyproj.CRS, tuple[str, str]]] = []
+        for key, grid in self.grids.items():
+            if not any(same_crs(grid.crs, crs) for crs, _ in found):
+                found.append((grid.crs, key))
+        if not found:
             raise ValueError("the selection holds no record")
-        if len(codes) > 1:
-            names = ", ".join(f"EPSG:{code}" for code in codes)
-            raise ValueError(f"the records are in several CRSs ({names}); subset to one CRS "
-                             "(e.g. subset(**{'proj:epsg': ...})) before reading")
-        return codes[0]
+        if len(found) > 1:
+            labels = {(band, r.id): r.label for band, rs in self.records_by_band.items()
+                      for r in rs}
+            found.sort(key=lambda item: crs_name(item[0]))
+            names = ", ".join(crs_name(crs) for crs, _ in found)
+            examples = "; ".join(f"{labels.get(key, key)} in {crs_name(crs)}"
+                                 for crs, key in found)
+            raise ValueError(f"the records are in several CRSs ({names}): {examples}; subset "
+                             "to one CRS (e.g. subset(**{'proj:epsg': ...})) before reading")
+        return found[0][0]
 
     def union(self) -> tuple[GridSpec, dict[tuple[str, str], tuple[int, int]]]:
         """The smallest grid holding every record's grid, and each (band, record id)'s
@@ -199,18 +229,22 @@ class Selection:
         Raises
         ------
         ValueError
-            When the records are in several CRSs (see :attr:`crs_epsg`), differ in pixel size
+            When the records are in several CRSs (see :attr:`crs`), differ in pixel size
             or orientation, or their origins are not whole pixels apart.
         """
         self._one_crs()  # raises, with its message, unless there is one
         keys = list(self.grids)
-        union, offsets = union_grid([self.grids[k] for k in keys])
+        labels = {(band, r.id): r.label for band, rs in self.records_by_band.items()
+                  for r in rs}
+        union, offsets = union_grid([self.grids[k] for k in keys],
+                                    [labels.get(k, f"record {k[1]!r}, band {k[0]!r}")
+                                     for k in keys])
         return union, dict(zip(keys, offsets, strict=True))
 
-    def geometry_in(self, epsg: int) -> shapely.Geometry:
-        """The query geometry reprojected into EPSG:``epsg`` (edges densified)."""
-        return reproject_geometries([self.geometry], self.geometry_crs,
-                                    pyproj.CRS.from_epsg(epsg))[0]
+    def geometry_in(self, crs: int | pyproj.CRS) -> shapely.Geometry:
+        """The query geometry reprojected into ``crs`` (an EPSG code or a pyproj CRS; edges
+        densified)."""
+        return reproject_geometries([self.geometry], self.geometry_crs, as_crs(crs))[0]
 
     def empty_error(self) -> ValueError:
         """The error of a read that found no record to read, naming what was skipped."""
@@ -227,12 +261,51 @@ def _read_columns(schema_names: Sequence[str], bands: Sequence[str]) -> list[str
     return columns
 
 
-def _check_epsg(per_band: Mapping[str, Sequence[Record]]) -> None:
+def check_crs(record: Record, query_crs: pyproj.CRS) -> pyproj.CRS:
+    """The record's CRS, checked: it has one, on the query geometry's celestial body.
+
+    Raises
+    ------
+    ValueError
+        Naming the record, band and href (and both CRSs when they are on different bodies).
+    """
+    crs = record.metadata.crs
+    if crs is None:
+        raise ValueError(
+            f"{record.label}: no CRS in its header (no EPSG code, and no GeoKeys a CRS can be "
+            "rebuilt from; an index enriched before custom CRSs were kept gets them with "
+            "collection.enrich(only_missing=False)); reading needs a CRS")
+    try:
+        transformer(query_crs, crs)
+    except CelestialBodyError as exc:
+        bodies = exc.bodies or ("one body", "another")
+        raise ValueError(
+            f"{record.label}: the query geometry's CRS {crs_name(query_crs)} is on "
+            f"{bodies[0]} and the record's CRS {crs_name(crs)} on {bodies[1]}: the two do not "
+            "mix (no transformation exists between celestial bodies); give the geometry in "
+            "the record's CRS or its body's longitude/latitude (geometry_crs=)") from None
+    return crs
+
+
+def _check_crs(per_band: Mapping[str, Sequence[Record]], query_crs: pyproj.CRS) -> None:
+    """Every record has a CRS, on the query geometry's celestial body (each CRS checked
+    once)."""
+    checked: list[pyproj.CRS] = []
     for records in per_band.values():
         for record in records:
-            if record.metadata.crs_epsg is None:
-                raise ValueError(f"{record.label}: no EPSG code in its header (a custom CRS); "
-                                 "reading needs an EPSG CRS")
+            crs = record.metadata.crs
+            if crs is not None and any(crs is seen for seen in checked):
+                continue
+            checked.append(check_crs(record, query_crs))
+
+
+def _index_query(shape: shapely.Geometry, crs: pyproj.CRS) -> shapely.Geometry:
+    """The query geometry as the index's footprints hold it: CRS84, or for a CRS on another
+    body than Earth that body's longitude/latitude (as its records' footprints are)."""
+    try:
+        return reproject_geometries([shape], crs, _LONLAT)[0]
+    except CelestialBodyError:
+        return reproject_geometries([shape], crs, body_lonlat(crs))[0]
 
 
 def read_bands(collection: Collection, bands: Sequence[str] | str,
@@ -312,8 +385,9 @@ def select(
     Raises
     ------
     ValueError
-        For an unknown ``on_missing``, an unknown or unenriched band, or a record without an
-        EPSG code (the message names record, band and href).
+        For an unknown ``on_missing``, an unknown or unenriched band, a record without a CRS,
+        or one on another celestial body than the query geometry's CRS (the message names
+        record, band, href and both CRSs).
     MissingRecordsError
         With ``on_missing="raise"``, when a matching row cannot be read for a band.
     rasteret_dask.tiff.cog_metadata.MetadataError
@@ -330,8 +404,7 @@ def select(
 def _select_one(subset: Collection, shape: shapely.Geometry, crs: pyproj.CRS,
                 source: ReadSource, on_missing: str, align: bool, whole_rows: bool) -> Selection:
     bands = source.stored_bands
-    lonlat = reproject_geometries([shape], crs, _LONLAT)[0]
-    hits = subset.subset(geometries=lonlat)
+    hits = subset.subset(geometries=_index_query(shape, crs))
     table = hits.to_table() if whole_rows else hits.to_table(
         columns=_read_columns(hits.schema.names, bands))
     skipped = tuple(r for b in bands for r in missing_records(table, b))
@@ -340,7 +413,7 @@ def _select_one(subset: Collection, shape: shapely.Geometry, crs: pyproj.CRS,
     per_band = {b: band_records(table, b) for b in bands}
     if align:
         per_band = _aligned(per_band, bands)
-    _check_epsg(per_band)
+    _check_crs(per_band, crs)
     grids = {(band, r.id): GridSpec.from_metadata(r.metadata)
              for band, records in per_band.items() for r in records}
     return Selection(source, shape, crs, {b: tuple(rs) for b, rs in per_band.items()}, grids,

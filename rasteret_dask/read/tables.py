@@ -16,6 +16,7 @@ import pyarrow as pa
 import shapely
 
 from ..io import RangeReader
+from ..plan.grid import crs_text
 from .api import prepare_reads
 from .assemble import to_dataset
 from .chunks import decode_chunk
@@ -82,7 +83,8 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
     -------
     geopandas.GeoDataFrame
         Columns ``geometry_index``, ``id``, ``datetime``, ``band``, ``array`` (y, x),
-        ``transform`` (6 coefficients), ``crs_epsg`` and ``geometry`` (the query geometry),
+        ``transform`` (6 coefficients), ``crs_epsg`` (None for a custom CRS), ``crs``
+        (``EPSG:n`` or WKT2) and ``geometry`` (the query geometry),
         then the query table's other columns (a name the frame already uses gets an
         ``input_`` prefix).
 
@@ -108,17 +110,19 @@ def get_gdf(collection: Collection, geometries: Any, bands: Sequence[str] | str,
         ds = to_dataset(plan, reader, errors=errors).rename(source.renames).compute()
         read_errors.extend(ds.attrs["read_errors"])
         transform = tuple(plan.transform)[:6]
+        crs = crs_text(plan.grid.crs)
         for t, record_id in enumerate(plan.ids):
             for band in bands:
                 rows.append({
                     "geometry_index": number, "id": record_id,
                     "datetime": plan.times[t], "band": band,
                     "array": ds[band].values[t], "transform": transform,
-                    "crs_epsg": plan.grid.crs_epsg, "geometry": selection.geometry,
+                    "crs_epsg": plan.grid.crs_epsg, "crs": crs,
+                    "geometry": selection.geometry,
                 })
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=src) if rows else gpd.GeoDataFrame(
         columns=["geometry_index", "id", "datetime", "band", "array", "transform", "crs_epsg",
-                 "geometry"], geometry="geometry", crs=src)
+                 "crs", "geometry"], geometry="geometry", crs=src)
     kept = queries.kept_columns(frame["geometry_index"].to_numpy(dtype=np.int64),
                                 set(frame.columns))
     for name, values in kept.items():

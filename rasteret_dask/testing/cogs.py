@@ -22,6 +22,7 @@ __all__ = [
     "write_cog",
     "write_s2_like_cog",
     "write_strip_tiff",
+    "natural_rgb",
 ]
 
 S2_SIZE = 10980
@@ -223,12 +224,45 @@ def write_s2_like_cog(path: str | os.PathLike[str], *, band_seed: int = 0) -> Pa
 
 
 def write_strip_tiff(
-    path: str | os.PathLike[str], *, width: int = 300, height: int = 200, dtype: str = "uint8"
+    path: str | os.PathLike[str],
+    *,
+    width: int = 300,
+    height: int = 200,
+    dtype: str = "uint8",
+    count: int = 1,
+    compress: str | None = "deflate",
+    interleave: str = "pixel",
+    rows_per_strip: int | None = None,
+    crs: Any = "EPSG:32633",
+    transform: Sequence[float] | None = None,
+    nodata: float | None = None,
+    data: np.ndarray | None = None,
+    seed: int = 0,
+    **creation_options: Any,
 ) -> Path:
-    """Write a strip-organised (untiled) GeoTIFF, which the reader must reject."""
+    """Write a strip-organised (untiled) GeoTIFF with GDAL's GTiff driver and return its path.
+
+    ``rows_per_strip`` defaults to GDAL's choice (strips of about 8 KB); ``data`` (count,
+    height, width) overrides width/height/count/dtype; extra keyword arguments are GDAL
+    creation options (``NBITS=1``, ``PHOTOMETRIC="YCBCR"``, ...).
+    """
     import rasterio
     from affine import Affine
 
+    if data is None:
+        data = synthetic_pixels(width, height, dtype, count, seed)
+    else:
+        data = np.asarray(data)
+        if data.ndim == 2:
+            data = data[None]
+        count, height, width = data.shape
+    options: dict[str, Any] = {
+        "TILED": "NO", "COMPRESS": "NONE" if compress is None else str(compress).upper(),
+        "INTERLEAVE": interleave.upper(),
+    }
+    if rows_per_strip is not None:
+        options["BLOCKYSIZE"] = rows_per_strip
+    options.update({key.upper(): value for key, value in creation_options.items()})
     path = Path(path)
     with rasterio.open(
         path,
@@ -236,12 +270,32 @@ def write_strip_tiff(
         driver="GTiff",
         width=width,
         height=height,
-        count=1,
-        dtype=dtype,
-        crs="EPSG:32633",
-        transform=Affine(*default_transform("EPSG:32633")),
-        TILED="NO",
-        COMPRESS="DEFLATE",
+        count=count,
+        dtype=data.dtype.name,
+        crs=crs,
+        transform=Affine(*(transform or default_transform(crs))[:6]),
+        nodata=nodata,
+        **options,
     ) as dst:
-        dst.write(synthetic_pixels(width, height, dtype, 1))
+        dst.write(data)
     return path
+
+
+def natural_rgb(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Deterministic uint8 RGB pixels (3, height, width) that look like imagery: smooth colour
+    gradients, fields of other colours with sharp edges, and sensor noise (what a lossy
+    codec's colour handling shows on)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    image = np.empty((3, height, width))
+    for channel in range(3):
+        image[channel] = 120 + 60 * np.sin(x / (40 + 20 * channel) + rng.uniform(0, 6)) \
+            * np.cos(y / (55 + 10 * channel))
+    for _ in range(max(1, width * height // 25000)):
+        cx, cy, radius = rng.integers(0, width), rng.integers(0, height), rng.integers(10, 80)
+        field = (x - cx) ** 2 + (y - cy) ** 2 < radius * radius
+        colour = rng.integers(20, 235, 3)
+        for channel in range(3):
+            image[channel][field] = 0.5 * image[channel][field] + 0.5 * colour[channel]
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)

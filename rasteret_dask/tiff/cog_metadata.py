@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyproj
 from affine import Affine
 
 from .levels import choose_level as _choose_level
@@ -21,7 +23,7 @@ from .levels import choose_level as _choose_level
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CogMetadata", "OverviewLevel", "MetadataError"]
+__all__ = ["CogMetadata", "OverviewLevel", "MetadataError", "crs_of"]
 
 _REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype", "transform",
              "tile_offsets", "tile_byte_counts")
@@ -29,6 +31,26 @@ _REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype"
 
 class MetadataError(ValueError):
     """A ``{band}_metadata`` struct that is null, incomplete or inconsistent."""
+
+
+@lru_cache(maxsize=256)
+def _epsg_crs(code: int) -> pyproj.CRS:
+    return pyproj.CRS.from_epsg(code)
+
+
+@lru_cache(maxsize=256)
+def _wkt_crs(wkt: str) -> pyproj.CRS:
+    return pyproj.CRS.from_wkt(wkt)
+
+
+def crs_of(crs_epsg: int | None, crs_wkt: str | None) -> pyproj.CRS | None:
+    """The CRS of an EPSG code, else of a WKT text (cached: records share their CRS objects);
+    None when neither is given."""
+    if crs_epsg is not None:
+        return _epsg_crs(int(crs_epsg))
+    if crs_wkt:
+        return _wkt_crs(crs_wkt)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +154,13 @@ class CogMetadata:
     object_size: int | None = None
     last_modified: Any = None
     """The identity of the object version the header came from (``datetime`` or None)."""
+    crs_wkt: str | None = None
+    """The CRS rebuilt from GeoKeys without an EPSG code (WKT2), None with ``crs_epsg``."""
+    striped: bool = False
+    """Whether the image is stored in strips: tiles of the full width and RowsPerStrip rows,
+    the last one holding the rows left (see :attr:`last_strip_rows`)."""
+    bits_per_sample: int | None = None
+    """BitsPerSample of sub-byte samples (1, 2, 4; read unpacked as uint8), else None."""
 
     @classmethod
     def from_struct(cls, struct: Mapping[str, Any] | Any, *, context: str = "") -> CogMetadata:
@@ -188,7 +217,10 @@ class CogMetadata:
                ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
-            raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}")
+            why = (" (the file has no geotransform: neither ModelPixelScale + ModelTiepoint "
+                   "nor ModelTransformation tags, e.g. it is georeferenced by ground control "
+                   "points only, or not at all)" if "transform" in missing else "")
+            raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}{why}")
         coeffs = [float(v) for v in md["transform"]]
         if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
             coeffs = coeffs[:6]
@@ -226,6 +258,10 @@ class CogMetadata:
             etag=md.get("etag"),
             object_size=None if md.get("object_size") is None else int(md["object_size"]),
             last_modified=md.get("last_modified"),
+            crs_wkt=md.get("crs_wkt") or None,
+            striped=bool(md.get("striped")),
+            bits_per_sample=(None if md.get("bits_per_sample") is None
+                             else int(md["bits_per_sample"])),
         )
         value._check(prefix)
         return value
@@ -297,11 +333,25 @@ class CogMetadata:
         """Position in the offset arrays of the tile holding image pixel (``row``, ``col``)."""
         return self.tile_index(row // self.tile_height, col // self.tile_width)
 
+    @property
+    def last_strip_rows(self) -> int:
+        """Rows of the last strip of a striped image when it holds fewer than the others
+        (libtiff writes only the rows left), else 0."""
+        if not self.striped:
+            return 0
+        return self.image_height % self.tile_height
+
     def sample_plane(self, band_index: int) -> int:
         """The sample a record's ``band_index`` selects within a decoded tile."""
         return 0 if self.planar else int(band_index)
 
     # --- georeferencing -------------------------------------------------------------
+    @property
+    def crs(self) -> pyproj.CRS | None:
+        """The record's CRS: from ``crs_epsg`` when set, else from ``crs_wkt`` (a CRS rebuilt
+        from GeoKeys without an EPSG code); None when the header has neither."""
+        return crs_of(self.crs_epsg, self.crs_wkt)
+
     @property
     def resolution(self) -> tuple[float, float]:
         """(x, y) pixel size in CRS units (positive), for axis-aligned grids."""
@@ -330,7 +380,8 @@ class CogMetadata:
         """The metadata of level ``n`` as an image of its own: 0 is full resolution (this
         value), ``k`` the ``k``-th overview, with that level's size, tile size, tile tables
         and transform (`overview_transform`), and no overviews; dtype, codec, predictor,
-        JPEG tables, samples, nodata, CRS and object identity are shared. The plan and decode
+        JPEG tables, samples, nodata, CRS and object identity are shared (overview levels are
+        tiled: a striped image's reduced IFDs in strips are not listed). The plan and decode
         layers read its tiles exactly as they read full resolution's.
 
         Raises
@@ -358,7 +409,8 @@ class CogMetadata:
                        tile_width=overview.tile_width, tile_height=overview.tile_height,
                        tile_offsets=overview.tile_offsets,
                        tile_byte_counts=overview.tile_byte_counts,
-                       transform=self.overview_transform(n - 1), overviews=())
+                       transform=self.overview_transform(n - 1), overviews=(),
+                       striped=False)
 
     def choose_level(self, target_resolution: float | tuple[float, float]) -> int:
         """The level (0 = full resolution, ``k`` = ``k``-th overview) odc-stac reads for an

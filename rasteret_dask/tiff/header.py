@@ -1,4 +1,8 @@
-"""The parsed header of a tiled (Geo)TIFF: the first IFD, its georeferencing and its overviews.
+"""The parsed header of a (Geo)TIFF: the first IFD, its georeferencing and its overviews.
+
+Tiled images and images stored in strips are both read as a grid of tiles: a strip is a tile
+of the image's full width and RowsPerStrip rows (`TiffHeader.striped`), the last one holding
+the rows left.
 
 `parse_tiff_header` is sans-I/O: it reads a `SparseBuffer` and raises `NeedBytes` with every
 range it can tell is missing; `driver.read_tiff_header` is a small driver around it.
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .buffer import SparseBuffer, TiffError
+from .crs import GeoKeyCrsError, crs_from_geo_keys
 from .geokeys import (
     GeoKeyValue,
     affine_from_tags,
@@ -38,9 +43,12 @@ from .tags import (
     PHOTOMETRIC,
     PLANAR_CONFIGURATION,
     PREDICTOR,
+    ROWS_PER_STRIP,
     SAMPLE_FORMAT,
     SAMPLES_PER_PIXEL,
+    STRIP_BYTE_COUNTS,
     STRIP_OFFSETS,
+    SUB_BYTE_BITS,
     SUPPORTED_COMPRESSIONS,
     TILE_BYTE_COUNTS,
     TILE_LENGTH,
@@ -61,7 +69,14 @@ Transform = tuple[float, float, float, float, float, float]
 
 @dataclass(frozen=True)
 class TiffHeader:
-    """Everything a tile reader needs from the first (full-resolution) IFD of a tiled TIFF."""
+    """Everything a tile reader needs from the first (full-resolution) IFD of a TIFF.
+
+    A striped image (``striped``) is described as tiles: ``tile_width`` is the image width,
+    ``tile_height`` RowsPerStrip (at most the image height) and the tile tables are the strip
+    tables. ``bits_per_sample`` is set for sub-byte samples (1, 2 or 4 bits, ``dtype``
+    ``uint8``), None otherwise. ``crs_wkt`` is the CRS rebuilt from GeoKeys that give no EPSG
+    code (``tiff.crs``), None when ``crs_epsg`` is set or the file has no CRS.
+    """
 
     image_width: int
     image_height: int
@@ -89,6 +104,9 @@ class TiffHeader:
     overviews: tuple[Overview, ...]
     header_bytes: int
     geo_keys: dict[int, GeoKeyValue] = field(default_factory=dict, hash=False)
+    crs_wkt: str | None = None
+    striped: bool = False
+    bits_per_sample: int | None = None
 
     @property
     def tiles_across(self) -> int:
@@ -156,20 +174,70 @@ class TiffHeader:
             "etag": None,
             "object_size": None,
             "last_modified": None,
+            "crs_wkt": self.crs_wkt,
+            "striped": self.striped,
+            "bits_per_sample": self.bits_per_sample,
         }
 
 
 def _check_layout(ifd: Ifd) -> None:
-    """Fail fast, before fetching any value, on strip-organised files."""
+    """Fail fast, before fetching any value, on an image that is neither tiled nor striped."""
     entries = ifd.entries
-    if TILE_WIDTH not in entries or TILE_OFFSETS not in entries:
-        kind = "strip-organised" if STRIP_OFFSETS in entries else "untiled"
-        raise TiffError(f"{kind} TIFF (no TileWidth/TileOffsets tags): tiled GeoTIFF/COG required")
-    for tag in (TILE_LENGTH, TILE_BYTE_COUNTS, IMAGE_WIDTH, IMAGE_LENGTH):
+    tiled = TILE_WIDTH in entries or TILE_OFFSETS in entries
+    if tiled:
+        required: tuple[int, ...] = (TILE_WIDTH, TILE_LENGTH, TILE_OFFSETS, TILE_BYTE_COUNTS)
+        kind = "tiled"
+    elif STRIP_OFFSETS in entries:
+        required, kind = (STRIP_OFFSETS, STRIP_BYTE_COUNTS), "striped"
+    else:
+        raise TiffError("TIFF image without TileOffsets or StripOffsets: no pixel data to read")
+    for tag in (*required, IMAGE_WIDTH, IMAGE_LENGTH):
         if tag not in entries:
-            raise TiffError(f"tiled TIFF without the required tag {tag}")
-    for tag in (TILE_OFFSETS, TILE_BYTE_COUNTS):
-        check_tile_table(entries[tag])
+            raise TiffError(f"{kind} TIFF without the required tag {tag}")
+    for tag in required:
+        if tag in (TILE_OFFSETS, TILE_BYTE_COUNTS, STRIP_OFFSETS, STRIP_BYTE_COUNTS):
+            check_tile_table(entries[tag])
+
+
+def _layout(values: dict[int, Any], width: int,
+            height: int) -> tuple[int, int, tuple[int, ...], tuple[int, ...], bool]:
+    """(tile width, tile height, offsets, byte counts, striped) of the image: its tiles, or its
+    strips as tiles of the full width and RowsPerStrip rows (the whole image when absent)."""
+    if TILE_OFFSETS in values:
+        return (single_value(values, TILE_WIDTH, "TileWidth"),
+                single_value(values, TILE_LENGTH, "TileLength"),
+                tuple(int(v) for v in values[TILE_OFFSETS]),
+                tuple(int(v) for v in values[TILE_BYTE_COUNTS]), False)
+    rows = single_value(values, ROWS_PER_STRIP, "RowsPerStrip", (1 << 32) - 1)
+    if rows <= 0:
+        raise TiffError(f"bad RowsPerStrip {rows}")
+    return (width, min(rows, height) if height > 0 else rows,
+            tuple(int(v) for v in values[STRIP_OFFSETS]),
+            tuple(int(v) for v in values[STRIP_BYTE_COUNTS]), True)
+
+
+def _sample_type(bits: int, sample_format: int, big_endian: bool) -> tuple[str, int | None]:
+    """(dtype, sub-byte bits or None) of the samples; sub-byte unsigned samples read as
+    uint8 as GDAL reads them (NBITS)."""
+    if bits in SUB_BYTE_BITS and sample_format == 1:
+        return "uint8", bits
+    try:
+        return sample_dtype(bits, sample_format, big_endian=big_endian), None
+    except ValueError as exc:
+        raise TiffError(str(exc)) from None
+
+
+def _crs_wkt(geo_keys: dict[int, GeoKeyValue], epsg: int | None) -> str | None:
+    """The CRS rebuilt from GeoKeys without an EPSG code, as WKT2 (None with an EPSG code or
+    without any CRS); TiffError naming the reason when the keys cannot be rebuilt."""
+    if epsg is not None or not geo_keys:
+        return None
+    try:
+        crs = crs_from_geo_keys(geo_keys)
+    except GeoKeyCrsError as exc:
+        raise TiffError(f"the GeoKeys give no EPSG code and their CRS cannot be rebuilt: "
+                        f"{exc}") from None
+    return None if crs is None else crs.to_wkt()
 
 
 def _nodata(text: str | None) -> float | None:
@@ -241,8 +309,7 @@ def _build(
     """Assemble and validate a `TiffHeader` from the decoded values of the first IFD."""
     width = single_value(values, IMAGE_WIDTH, "ImageWidth")
     height = single_value(values, IMAGE_LENGTH, "ImageLength")
-    tile_width = single_value(values, TILE_WIDTH, "TileWidth")
-    tile_height = single_value(values, TILE_LENGTH, "TileLength")
+    tile_width, tile_height, offsets, counts, striped = _layout(values, width, height)
     if min(width, height, tile_width, tile_height) <= 0:
         raise TiffError(
             f"bad image or tile size: {width} x {height} image, {tile_width} x {tile_height} tiles"
@@ -258,19 +325,15 @@ def _build(
             f"samples of different types (BitsPerSample {sorted(bits)}, SampleFormat "
             f"{sorted(formats)}) are not supported"
         )
-    try:
-        dtype = sample_dtype(bits.pop(), formats.pop(), big_endian=big_endian)
-    except ValueError as exc:
-        raise TiffError(str(exc)) from None
-    offsets = tuple(int(v) for v in values[TILE_OFFSETS])
-    counts = tuple(int(v) for v in values[TILE_BYTE_COUNTS])
+    dtype, sub_byte = _sample_type(bits.pop(), formats.pop(), big_endian)
     per_plane = -(-width // tile_width) * -(-height // tile_height)
     expected = per_plane * (spp if planar == 2 else 1)
     if len(offsets) != expected or len(counts) != expected:
+        kind, size = ("strip", f"{tile_height}-row strips") if striped else \
+            ("tile", f"{tile_width} x {tile_height} tiles")
         raise TiffError(
-            f"tile tables hold {len(offsets)} offsets and {len(counts)} byte counts, "
-            f"expected {expected} for a {width} x {height} image of {tile_width} x "
-            f"{tile_height} tiles"
+            f"{kind} tables hold {len(offsets)} offsets and {len(counts)} byte counts, "
+            f"expected {expected} for a {width} x {height} image of {size}"
         )
     geo_keys: dict[int, GeoKeyValue] = {}
     if GEO_KEY_DIRECTORY in values:
@@ -289,6 +352,7 @@ def _build(
     )
     lerc = values.get(LERC_PARAMETERS)
     photometric = values.get(PHOTOMETRIC)
+    epsg = epsg_from_geo_keys(geo_keys)
     header = TiffHeader(
         image_width=width,
         image_height=height,
@@ -309,13 +373,16 @@ def _build(
         pixel_scale=None if scale is None else tuple(float(v) for v in scale),
         tiepoint=None if tiepoint is None else tuple(float(v) for v in tiepoint),
         model_transformation=None if matrix is None else tuple(float(v) for v in matrix),
-        crs_epsg=epsg_from_geo_keys(geo_keys),
+        crs_epsg=epsg,
         nodata=_nodata(values.get(GDAL_NODATA)),
         jpeg_tables=values.get(JPEG_TABLES),
         lerc_parameters=None if lerc is None else tuple(int(v) for v in lerc),
         overviews=usable_overviews(levels, values, width, height),
         header_bytes=header_bytes,
         geo_keys=geo_keys,
+        crs_wkt=_crs_wkt(geo_keys, epsg),
+        striped=striped,
+        bits_per_sample=sub_byte,
     )
     _check_ranges(header)
     return header

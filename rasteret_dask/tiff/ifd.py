@@ -10,7 +10,16 @@ import struct
 from dataclasses import dataclass
 
 from .buffer import NeedBytes, SparseBuffer, TiffError
-from .tags import ASCII, FIELD_TYPES, FLOAT_TYPES, INTEGER_TYPES, TILE_BYTE_COUNTS, TILE_OFFSETS
+from .tags import (
+    ASCII,
+    FIELD_TYPES,
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    STRIP_BYTE_COUNTS,
+    STRIP_OFFSETS,
+    TILE_BYTE_COUNTS,
+    TILE_OFFSETS,
+)
 
 __all__ = ["FileHeader", "IfdEntry", "Ifd", "IfdReader", "read_file_header", "IFD_READAHEAD",
            "MAX_TILES", "MAX_VALUE_BYTES", "check_tile_table"]
@@ -25,7 +34,8 @@ MAX_VALUE_BYTES = 1 << 20
 # a 262144 x 262144 image. A header declaring more is refused before its tile tables are
 # fetched (their values become Python ints in the parser and list columns in the index).
 MAX_TILES = 1 << 20
-_TILE_TABLES = {TILE_OFFSETS: "TileOffsets", TILE_BYTE_COUNTS: "TileByteCounts"}
+_TILE_TABLES = {TILE_OFFSETS: "TileOffsets", TILE_BYTE_COUNTS: "TileByteCounts",
+                STRIP_OFFSETS: "StripOffsets", STRIP_BYTE_COUNTS: "StripByteCounts"}
 
 
 @dataclass(frozen=True)
@@ -225,11 +235,11 @@ class IfdReader:
 
 
 def check_tile_table(entry: IfdEntry) -> None:
-    """Refuse a TileOffsets/TileByteCounts entry declaring more than :data:`MAX_TILES` values,
-    before any of them is fetched."""
+    """Refuse a TileOffsets/TileByteCounts (or StripOffsets/StripByteCounts) entry declaring
+    more than :data:`MAX_TILES` values, before any of them is fetched."""
     if entry.count > MAX_TILES:
         name = _TILE_TABLES.get(entry.tag, f"tag {entry.tag}")
         raise TiffError(
-            f"corrupt or hostile TIFF: {name} declares {entry.count} tiles, more than the "
-            f"{MAX_TILES} one image may have here"
+            f"corrupt or hostile TIFF: {name} declares {entry.count} tiles or strips, more "
+            f"than the {MAX_TILES} one image may have here"
         )

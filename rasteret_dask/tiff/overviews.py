@@ -6,6 +6,8 @@ the walk), its size and tile size, the parameters its tiles decode with, and its
 and TileByteCounts. `usable_overviews` then keeps a level's tile tables only when its tiles
 decode exactly like the full-resolution image's (same codec, predictor, sample layout, JPEG
 tables, LERC parameters), so a reader can plan and decode them with the image's metadata.
+Reduced-resolution IFDs stored in strips are not listed: GDAL writes tiled overviews, for
+striped images too (128 x 128 tiles), and those are cached like a COG's.
 
 Tile tables are read when their entry counts match the level's size (a level declaring any
 other count, or more tiles than :data:`MAX_TILES` summed over the levels, is listed without

@@ -47,6 +47,7 @@ __all__ = [
     "UNDEFINED",
     "BYTE",
     "SUPPORTED_COMPRESSIONS",
+    "SUB_BYTE_BITS",
     "compression_name",
     "sample_dtype",
 ]
@@ -152,6 +153,9 @@ def compression_name(code: int) -> str:
     return _OTHER_COMPRESSIONS.get(code, "unknown")
 
 
+SUB_BYTE_BITS = (1, 2, 4)
+"""BitsPerSample of unsigned sub-byte samples, read unpacked into uint8 (GDAL's NBITS)."""
+
 _SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
 _VALID_BITS = {"u": (8, 16, 32, 64), "i": (8, 16, 32, 64), "f": (16, 32, 64)}
 _FORMAT_NAMES = {
@@ -168,7 +172,8 @@ def sample_dtype(bits: int, sample_format: int, *, big_endian: bool) -> str:
     """The dtype string of one sample: NumPy name ("uint16") for little-endian files, explicit
     big-endian string (">u2") for big-endian ones; single-byte types are always named.
 
-    Raises ValueError for a combination the reader does not support (1-bit, 12-bit, complex).
+    Raises ValueError for a combination the reader does not support (12-bit, complex); the
+    header reads sub-byte samples (:data:`SUB_BYTE_BITS`) as uint8 itself.
     """
     kind = _SAMPLE_KINDS.get(sample_format)
     if kind is None:

@@ -25,7 +25,7 @@ import shapely
 import xarray as xr
 
 from .. import schema as S
-from ..plan.grid import GridSpec, Window
+from ..plan.grid import GridSpec, Window, crs_name
 from ..plan.mask import geometry_mask
 from ..read import query_geometries, select, spatial_ref
 from ..runner import compute_streaming
@@ -76,6 +76,13 @@ def _setup(collection: Collection, aoi: Any, aoi_crs: Any, bands: list[str],
     stored = selection.source.bands  # requested band -> band as the index names it
     records = selection.records
     crs = selection.crs_epsg
+    if crs is None:
+        raise ValueError(f"the composite writes a grid of an EPSG CRS; the records are in a "
+                         f"custom CRS ({crs_name(selection.crs)}, e.g. {records[0].label})")
+    rotated = next((r for r in records if not r.metadata.is_axis_aligned), None)
+    if rotated is not None:
+        raise ValueError(f"{rotated.label}: its transform {tuple(rotated.metadata.transform)[:6]}"
+                         " is rotated or sheared; the composite writes an axis-aligned grid")
     union, offsets = selection.union()
     native = selection.geometry_in(crs)
     window = union.window_for_geometry(native, all_touched=all_touched, clip=False)
