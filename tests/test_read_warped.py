@@ -142,3 +142,24 @@ def test_zarr_takes_warped_chunks_as_they_are(files, tmp_path):
     ds.to_zarr(tmp_path / "out.zarr")
     back = xr.open_zarr(tmp_path / "out.zarr", mask_and_scale=False)
     assert np.array_equal(back["B1"].values, ds["B1"].values)
+
+
+def test_a_custom_crs_onto_an_epsg_grid(tmp_path):
+    """A record whose CRS has no EPSG code (rebuilt from its GeoKeys) is warped like any."""
+    albers = ("+proj=aea +lat_0=40 +lon_0=10 +lat_1=30 +lat_2=50 +x_0=0 +y_0=0 +ellps=GRS80 "
+              "+units=m +no_defs")
+    path = write_cog(tmp_path / "albers.tif", width=600, height=500, blocksize=256,
+                     dtype="uint16", nodata=0, seed=12, crs=albers, overviews=False,
+                     transform=(30.0, 0.0, 100000.0, 0.0, -30.0, 600000.0))
+    collection = build([single(path)])
+    assert collection.to_table()["B1_metadata"][0]["crs_epsg"].as_py() is None
+    with rasterio.open(path) as src:
+        box = GeoBox.from_bbox(src.bounds, src.crs.to_wkt(), resolution=30).to_crs(
+            3035, resolution=60)
+    ds = collection.get_xarray(None, ["B1"], geobox=box, resampling="bilinear",
+                               chunks={"x": 1024, "y": 1024})
+    got, want = ds["B1"].values[0], gdal(path, box, "bilinear")
+    # warped onto the part of the grid the image reaches (odc-stac's region), GDAL's
+    # approximated transform ends its scanlines elsewhere than a warp of the whole grid
+    assert (got == want).mean() > 0.99 and np.abs(got.astype(int) - want).max() <= 1
+    assert (want > 0).mean() > 0.5

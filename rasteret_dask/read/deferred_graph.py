@@ -29,7 +29,14 @@ from .deferred import DeferredBand, DeferredPlan, load_partition, loader_ids
 from .failures import TileFailures
 from .pending import PendingPayloads
 from .warp import fill_chunk, read_warped_chunk, stack_steps, time_blocks
-from .warp_sources import WarpChunk, WarpParams, chunk_work, record_crs, record_level
+from .warp_sources import (
+    WarpChunk,
+    WarpParams,
+    chunk_work,
+    crs_key,
+    record_crs,
+    record_level,
+)
 
 __all__ = ["deferred_band_array", "deferred_block", "BandSpec"]
 
@@ -62,7 +69,7 @@ def _plan_step(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
     a, b, c, d = edges
     out_transform = Affine(*spec.transform)
     crs = _crs(params.crs)
-    bounds: dict[int, np.ndarray] = {}
+    bounds: dict[str, np.ndarray] = {}
     members = []
     expected = np.dtype(spec.source_dtype)
     for rid in ids:
@@ -78,7 +85,7 @@ def _plan_step(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
                           part["scaling"].get(rid, (None, None)))
         window = None
         if rl.offset is None:
-            epsg = int(record.metadata.crs_epsg)
+            epsg = crs_key(record.metadata)
             if epsg not in bounds:
                 bounds[epsg] = chunk_bounds_in(out_transform, ((a, b),), ((c, d),), crs,
                                                record_crs(record.metadata))

@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pyproj
-
+from ..plan.grid import same_crs
 from ..plan.output_grid import GridRequest, parse_chunks
 from .select import Selection
 
@@ -31,14 +30,12 @@ def is_native(selection: Selection, request: GridRequest, groupby: Any = None,
     """Whether the read's output grid is its records' own grid (see the module docstring)."""
     if request.geobox is not None or groupby is not None or rescale:
         return False
-    codes = {grid.crs_epsg for grid in selection.grids.values()}
-    if len(codes) != 1:
-        return False
     try:
+        selection.crs  # noqa: B018  (raises unless every record shares one CRS)
         union, _ = selection.union()
-    except ValueError:  # several pixel sizes, or origins not whole pixels apart
+    except ValueError:  # several CRSs or pixel sizes, or origins not whole pixels apart
         return False
-    if request.crs is not None and request.crs != pyproj.CRS.from_epsg(union.crs_epsg):
+    if request.crs is not None and not same_crs(request.crs, union.crs):
         return False
     if request.resolution is not None:
         rx, ry = union.resolution

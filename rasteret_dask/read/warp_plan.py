@@ -24,7 +24,8 @@ import shapely
 
 from ..decode import limits
 from ..decode.spec import fill_value
-from ..plan.geometry import reproject_geometries, transformer
+from ..plan.geometry import CelestialBodyError, body_lonlat, reproject_geometries, transformer
+from ..plan.grid import as_crs, crs_name, same_crs
 from ..plan.output_grid import (
     DEFAULT_WARP_CHUNK,
     WARP_TILE,
@@ -41,7 +42,7 @@ from ..plan.reproject import chunk_bounds_in, chunk_windows, pixel_size_in
 from .grouping import GroupedRecord, TimeGroup, group_records
 from .select import Record, Selection
 from .skipped import SkippedRecord
-from .warp_sources import WarpChunk, WarpParams, chunk_work, record_crs, record_level
+from .warp_sources import WarpChunk, WarpParams, chunk_work, crs_key, record_crs, record_level
 
 __all__ = ["WarpBandPlan", "WarpPlan", "plan_warped_read", "output_crs_of", "output_grid",
            "band_values", "grouped_records", "default_resolution"]
@@ -127,12 +128,12 @@ def output_crs_of(selection: Selection, request: GridRequest) -> pyproj.CRS:
         return pyproj.CRS.from_user_input(request.geobox.crs.to_wkt())
     if request.crs is not None:
         return request.crs
-    codes = [r.metadata.crs_epsg for r in selection.records]
-    counts = Counter(codes)
+    crss = [record_crs(r.metadata) for r in selection.records]
+    counts = Counter(crs_key(r.metadata) for r in selection.records)
     if len(counts) == 1:
-        return pyproj.CRS.from_epsg(int(codes[0]))
-    chosen = majority_crs([pyproj.CRS.from_epsg(int(c)) for c in codes])
-    listing = ", ".join(f"EPSG:{c} ({n})" for c, n in sorted(counts.items()))
+        return crss[0]
+    chosen = majority_crs(crss)
+    listing = ", ".join(f"{crs_name(as_crs(c))} ({n})" for c, n in sorted(counts.items()))
     logger.info("records in %s: reading onto %s, the CRS of most records (pass crs= to "
                 "choose)", listing, chosen.to_string())
     return chosen
@@ -147,7 +148,7 @@ def default_resolution(selection: Selection, crs: pyproj.CRS) -> tuple[float, fl
             md = record.metadata
             src = record_crs(md)
             res = md.resolution
-            if src != crs:
+            if not same_crs(src, crs):
                 centre = md.transform @ (md.image_width / 2, md.image_height / 2)
                 local = pixel_size_in(centre, crs, (1.0, 1.0), src)  # one output unit, in src
                 res = (res[0] / local[0], res[1] / local[1])
@@ -166,7 +167,10 @@ def grouped_records(records: Sequence[Record]) -> list[GroupedRecord]:
     for record in records:
         md = record.metadata
         x, y = md.transform @ (md.image_width / 2, md.image_height / 2)
-        lon, _ = transformer(record_crs(md), lonlat).transform(x, y)
+        try:
+            lon, _ = transformer(record_crs(md), lonlat).transform(x, y)
+        except CelestialBodyError:  # another body: its own longitudes tell the solar day
+            lon, _ = transformer(record_crs(md), body_lonlat(record_crs(md))).transform(x, y)
         out.append(GroupedRecord(record.id, record.datetime, float(lon)))
     return out
 
@@ -227,7 +231,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
     groups = group_records(grouped_records(records), groupby)
     params = WarpParams(crs.to_wkt(), request.resampling, rescale, geometry, all_touched)
     out_transform = geobox.transform
-    bounds_by_crs: dict[int, np.ndarray] = {}
+    bounds_by_crs: dict[str, np.ndarray] = {}
     bands = []
     old_index = False
     for band, band_records in selection.records_by_band.items():
@@ -236,7 +240,7 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
         resolved = {}
         for record in band_records:
             md = record.metadata
-            epsg = int(md.crs_epsg)
+            epsg = crs_key(md)
             if epsg not in bounds_by_crs:
                 bounds_by_crs[epsg] = chunk_bounds_in(out_transform, grid.row_edges,
                                                       grid.col_edges, crs, record_crs(md))

@@ -20,6 +20,7 @@ from affine import Affine
 
 from ..decode import DecodeSpec, limits
 from ..io import ByteRange
+from ..plan.grid import crs_text, same_crs
 from ..plan.reproject import aligned_offset, kernel_margin, pixel_size_in
 from ..plan.tiles import axis_tiles
 from ..tiff.cog_metadata import CogMetadata
@@ -27,7 +28,7 @@ from .plan import TileRead, expected_version
 from .select import Record
 
 __all__ = ["SourceRead", "WarpChunk", "WarpParams", "RecordLevel", "record_level",
-           "chunk_work", "record_crs"]
+           "chunk_work", "record_crs", "crs_key"]
 
 Coefficients = tuple[float, float, float, float, float, float]
 
@@ -83,8 +84,17 @@ class WarpParams:
 
 
 def record_crs(md: CogMetadata) -> pyproj.CRS:
-    """A record's CRS (its EPSG code)."""
-    return pyproj.CRS.from_epsg(int(md.crs_epsg))
+    """A record's CRS (its EPSG code, or rebuilt from its GeoKeys)."""
+    crs = md.crs
+    if crs is None:
+        raise ValueError("the record has no CRS (neither an EPSG code nor GeoKeys to build "
+                         "one from)")
+    return crs
+
+
+def crs_key(md: CogMetadata) -> str:
+    """A record's CRS as text (``EPSG:n``, else WKT2): its key and what GDAL is given."""
+    return crs_text(record_crs(md))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +126,7 @@ def record_level(record: Record, crs: pyproj.CRS, transform: Affine,
     target = pixel_size_in(centre, src, resolution, crs)
     level = md.choose_level(target) if md.overviews else 0
     lmd = md.level(level, context=record.label) if level else md
-    offset = aligned_offset(lmd.transform, transform) if src == crs else None
+    offset = aligned_offset(lmd.transform, transform) if same_crs(src, crs) else None
     scale = max(target[0] / lmd.resolution[0], target[1] / lmd.resolution[1])
     return RecordLevel(record, level, lmd, offset, kernel_margin(resampling, scale), scaling)
 
@@ -147,7 +157,7 @@ def _source_read(rl: RecordLevel, window: Sequence[int], placement, ranges: list
     transform = md.transform @ Affine.translation(c0, r0)
     full = record.metadata
     return SourceRead(record.label, spec, md.sample_plane(record.band_index),
-                      f"EPSG:{md.crs_epsg}", tuple(transform)[:6], (r1 - r0, c1 - c0),
+                      crs_key(md), tuple(transform)[:6], (r1 - r0, c1 - c0),
                       md.nodata, tuple(reads), placement, rl.scaling[0], rl.scaling[1],
                       (full.image_height, full.image_width, tuple(full.transform)[:6]),
                       rl.level, (r0, c0))
