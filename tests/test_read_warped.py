@@ -13,6 +13,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
+import rasteret_dask as rd
 from rasteret_dask.testing.cogs import write_cog
 
 from .test_read_helpers import build, file_info, pixel_box, single
@@ -163,3 +164,27 @@ def test_a_custom_crs_onto_an_epsg_grid(tmp_path):
     # approximated transform ends its scanlines elsewhere than a warp of the whole grid
     assert (got == want).mean() > 0.99 and np.abs(got.astype(int) - want).max() <= 1
     assert (want > 0).mean() > 0.5
+
+
+def test_properties_on_the_time_axis(files):
+    import pyarrow as pa
+
+    from .test_read_helpers import record_table
+
+    records = [single(files["a"], rid="a", when="2024-05-01T10:00:00"),
+               single(files["b"], rid="b", when="2024-05-02T10:00:00")]
+    table = record_table(records)
+    table = table.append_column("platform", pa.array(["sentinel-2a", "sentinel-2b"]))
+    table = table.append_column("eo:cloud_cover", pa.array([12.5, 40.0]))
+    collection = rd.build_collection_from_table(table, name="props").enrich(
+        progress=False).collection
+    epsg, t, _ = file_info(files["a"])
+    aoi = pixel_box(t, 100, 100, 300, 300)
+    native = collection.get_xarray(aoi, ["B1"], geometry_crs=epsg, properties=True)
+    assert list(native["platform"].values) == ["sentinel-2a", "sentinel-2b"]
+    assert native["platform"].dims == ("time",)
+    grouped = collection.get_xarray(aoi, ["B1"], geometry_crs=epsg, groupby=lambda r: 0,
+                                    properties=["platform"])
+    assert list(grouped["platform"].values) == ["sentinel-2a"]  # the group's first record
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        collection.get_xarray(aoi, ["B1"], geometry_crs=epsg, properties=["nope"])

@@ -18,6 +18,7 @@ from .deferred import DeferredPlan, plan_deferred_read, should_defer
 from .failures import check_errors
 from .grouping import check_groupby
 from .plan import ReadPlan, plan_read
+from .properties import attach_properties, property_columns
 from .rescale import rescaling
 from .route import is_native, native_tiles_per_chunk
 from .select import Selection, query_geometries, read_bands, select
@@ -226,6 +227,7 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
                on_missing: str = "skip", errors: str = "raise", crs: Any = None,
                resolution: Any = None, resampling: Any = "nearest", geobox: Any = None,
                groupby: Any = None, rescale: bool = False,
+               properties: bool | Sequence[str] | str | None = None,
                **filters: Any) -> xr.Dataset | list[xr.Dataset]:
     """Lazy Dataset(s) of ``bands`` over ``geometries``: nothing is fetched until computed.
 
@@ -271,6 +273,10 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
         ``read.failures``).
     crs, resolution, resampling, geobox, groupby, rescale
         The output grid, time grouping and rescaling (see :func:`plan_reads`).
+    properties : bool, str or sequence of str, optional
+        Index columns to put on the time axis as coordinates (stackstac's ``properties=``):
+        ``True`` for every scalar user column (``platform``, ``eo:cloud_cover``, ...), or
+        their names. A time step of several records takes its first record's value.
     **filters
         ``Collection.subset`` arguments.
 
@@ -295,9 +301,20 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     datasets = [(to_dataset(plan, reader, errors=errors) if isinstance(plan, ReadPlan)
                  else warped_dataset(plan, reader, errors=errors)).rename(source.renames)
                 for plan in plans]
+    columns = property_columns(collection.schema, properties)
+    if columns:
+        datasets = [attach_properties(ds, collection, columns, _first_ids(plan))
+                    for ds, plan in zip(datasets, plans, strict=True)]
     for dataset in datasets:
         dataset.attrs.update(_provenance(collection, list(source.bands), geometry_crs, filters))
     return datasets[0] if len(datasets) == 1 else datasets
+
+
+def _first_ids(plan: ReadPlanLike) -> list[str]:
+    """Each time step's first record (fusion order)."""
+    if isinstance(plan, ReadPlan):
+        return list(plan.ids)
+    return [ids[0] for ids in plan.ids]
 
 
 def _provenance(collection: Collection, bands: list[str], geometry_crs: Any,
