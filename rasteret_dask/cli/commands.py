@@ -129,7 +129,7 @@ def read(args: argparse.Namespace) -> int:
     with _client(args.cluster) as client:
         from ..runner import compute
 
-        ds = compute([ds], client, progress=_progress(args))[0]
+        ds = compute([ds], client, progress=_progress(args), description="read")[0]
         target = write_dataset(ds, args.out, fmt)
     print(f"wrote {target} ({fmt}): {describe_output(ds)} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -82,8 +82,10 @@ def quote_columns(text: str, names: Sequence[str]) -> str:
     return "".join(out) + text[cursor:]
 
 
-def syntax_tree(condition: str) -> dict[str, Any]:
+def syntax_tree(condition: str, shown: str | None = None) -> dict[str, Any]:
     """DuckDB's syntax tree of ``SELECT * FROM t WHERE <condition>``: the WHERE clause.
+
+    ``shown`` is the condition as the user wrote it, for messages (default ``condition``).
 
     Raises
     ------
@@ -92,12 +94,14 @@ def syntax_tree(condition: str) -> dict[str, Any]:
     """
     duckdb = _duckdb()
     sql = _PREFIX + condition
-    answer = json.loads(duckdb.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    shown = condition if shown is None else shown
+    with duckdb.connect() as own:  # never the caller's default connection
+        answer = json.loads(own.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     if answer.get("error"):
         message = str(answer.get("error_message"))
         if "Only SELECT" in message:  # a second statement after ';'
             message = "give one condition, as after WHERE"
-        raise ValueError(f"invalid filter {condition!r}: {message}")
+        raise ValueError(f"invalid filter {shown!r}: {message}")
     statements = answer.get("statements") or []
     node = statements[0].get("node", {}) if len(statements) == 1 else {}
     extra = [k for k in _QUERY_CLAUSES if node.get(k)]
@@ -105,7 +109,7 @@ def syntax_tree(condition: str) -> dict[str, Any]:
     if (len(statements) != 1 or node.get("type") != "SELECT_NODE" or extra
             or source.get("table_name") != "t" or node.get("where_clause") is None):
         what = f" (it holds {', '.join(extra)})" if extra else ""
-        raise ValueError(f"invalid filter {condition!r}: give one condition, as after "
+        raise ValueError(f"invalid filter {shown!r}: give one condition, as after "
                          f"WHERE{what}")
     return node["where_clause"]
 
@@ -328,4 +332,4 @@ def where_expression(condition: str, schema: pa.Schema) -> ds.Expression:
         raise ValueError(f"invalid filter {condition!r}: give a condition such as "
                          "\"eo:cloud_cover < 20\"")
     quoted = quote_columns(condition, schema.names)
-    return to_expression(syntax_tree(quoted), schema, condition)
+    return to_expression(syntax_tree(quoted, condition), schema, condition)

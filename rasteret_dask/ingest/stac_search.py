@@ -134,18 +134,29 @@ def _client(spec: StacQuery):
 
 def _no_answer(exc: BaseException, timeout: float) -> str | None:
     """How the server failed to answer (timed out, or could not be reached), when ``exc`` or
-    one it was raised from says so; None for any other failure."""
+    one it was raised from (or wraps, as requests wraps urllib3's errors) says so; None for
+    any other failure."""
     import requests
+    import urllib3
 
-    current: BaseException | None = exc
-    for _ in range(8):
-        if current is None:
-            return None
-        if isinstance(current, requests.exceptions.Timeout | TimeoutError):
-            return f"did not answer within {timeout:g} s"
-        if isinstance(current, requests.exceptions.ConnectionError | ConnectionError):
-            return f"could not be reached ({type(current).__name__})"
-        current = current.__cause__ or current.__context__
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(seen) < 16:
+        current = pending.pop()
+        if current is None or current in seen:
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None),
+                    *(a for a in current.args if isinstance(a, BaseException))]
+    # urllib3's NewConnectionError (refused, unknown host) is also a ConnectTimeoutError
+    if any(isinstance(e, urllib3.exceptions.NewConnectionError | ConnectionRefusedError)
+           for e in seen):
+        return "could not be reached (no connection)"
+    timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+    if any(isinstance(e, timeouts) for e in seen):
+        return f"did not answer within {timeout:g} s"
+    if any(isinstance(e, requests.exceptions.ConnectionError | ConnectionError) for e in seen):
+        return "could not be reached (the connection failed)"
     return None
 
 
