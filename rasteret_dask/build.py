@@ -127,7 +127,7 @@ def build_from_table(
     data_source: str | DatasetDescriptor | None = None,
     storage_options: dict | None = None,
     client: Any = None,
-    progress: bool = True,
+    progress: bool = False,
     overwrite: bool = False,
     filter_expr: ds.Expression | None = None,
     columns: Sequence[str] | None = None,
@@ -169,8 +169,8 @@ def build_from_table(
         fsspec options for the COGs.
     client : distributed.Client, optional
         Where enrichment runs; default the active client, else local threads.
-    progress : bool, default True
-        Show enrichment progress.
+    progress : bool, default False
+        Show progress bars (``rasteret_dask.progress``): the enrichment's tasks.
     overwrite : bool, default False
         Replace an existing index of that name (only its own files are removed).
     filter_expr : pyarrow.dataset.Expression, optional
@@ -272,7 +272,8 @@ def build_from_stac(
     description: str | None = None,
     page_size: int = 100,
     retries: int = 5,
-    progress: bool = True,
+    progress: bool = False,
+    timeout: float = 60.0,
 ) -> Collection:
     """Search a STAC API (or walk a static catalog) month by month, write, then enrich.
 
@@ -304,7 +305,9 @@ def build_from_stac(
     query : dict, optional
         A STAC ``query`` object (``{"eo:cloud_cover": {"lt": 20}}``).
     data_source : str or DatasetDescriptor, optional
-        The descriptor; default the one registered for (``stac_api``, ``collection``).
+        The descriptor; default the one registered for this ``stac_api`` and ``collection``
+        (a descriptor of the same collection id on another API is not applied: pass it
+        here to use its band map on a mirror).
     band_map : mapping, optional
         Band code -> asset key; default the descriptor's, else every GeoTIFF data asset.
     band_index_map : mapping, optional
@@ -324,9 +327,14 @@ def build_from_stac(
     page_size : int, default 100
         Items per search page.
     retries : int, default 5
-        Attempts for 429 and 5xx answers.
-    progress : bool, default True
-        Show enrichment progress.
+        Retries of 429 and 5xx answers (with backoff; each logged on
+        ``rasteret_dask.ingest``).
+    progress : bool, default False
+        Show progress bars (``rasteret_dask.progress``): month-window searches, partition
+        writes and the enrichment's tasks.
+    timeout : float, default 60
+        Seconds a STAC request may wait for an answer: an API that does not answer fails
+        after this long (not retried), naming its URL.
 
     Returns
     -------
@@ -353,7 +361,7 @@ def build_from_stac(
     if static_catalog is not None:
         stac_api = _catalog_href(static_catalog)
     descriptor = (get_descriptor(data_source) if data_source is not None
-                  else find_descriptor(collection, stac_api))
+                  else find_descriptor(collection, stac_api, same_api=True))
     if band_map is None and descriptor is not None and descriptor.band_map:
         band_map = dict(descriptor.band_map)
         band_index_map = band_index_map or dict(descriptor.band_index_map) or None
@@ -368,14 +376,14 @@ def build_from_stac(
         bbox=tuple(float(v) for v in bbox) if bbox is not None else None,
         intersects=intersects, query=query, band_map=band_map, band_index_map=band_index_map,
         url_rewrite_patterns=dict(descriptor.url_rewrite_patterns) if descriptor else None,
-        max_items=max_items, page_size=page_size, retries=retries,
+        max_items=max_items, page_size=page_size, retries=retries, timeout=float(timeout),
         static_catalog=static_catalog is not None, storage_options=storage_options,
     )
     with using_client(client) as active:
         ingest_stac(spec, date_range, root, name=name,
                     data_source=descriptor.id if descriptor else None,
                     description=description or (descriptor.description if descriptor else None),
-                    client=active)
+                    client=active, progress=progress)
         from .collection import load
 
         built = load(root)
@@ -443,5 +451,5 @@ def build(dataset_id: str, *, bbox: Sequence[float] | None = None, date_range: S
     collection = subset.export(index_root(workspace_dir, name), overwrite=True)
     if kwargs.get("enrich_cog", True):
         collection = collection.enrich(client=kwargs.get("client"),
-                                       progress=kwargs.get("progress", True)).collection
+                                       progress=kwargs.get("progress", False)).collection
     return collection

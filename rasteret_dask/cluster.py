@@ -27,6 +27,7 @@ from distributed import Client
 
 __all__ = [
     "KINDS",
+    "SHIPPED_CONFIGS",
     "active_client",
     "connect",
     "load_cluster_config",
@@ -191,11 +192,31 @@ def validate_cluster_config(config: Any, source: str | None = None) -> dict[str,
     return dict(config)
 
 
+SHIPPED_CONFIGS = Path(__file__).with_name("cluster_configs")
+"""Cluster files that ship inside the package (``local.yaml``): a relative path that does not
+exist, named like one of them (``cluster/local.yaml``), is read from here."""
+
+
+def _config_path(path: str | os.PathLike[str]) -> Path:
+    """``path``, else the shipped file of that name when ``path`` is relative and absent."""
+    given = Path(path).expanduser()
+    if given.is_file() or given.is_absolute():
+        return given
+    shipped = SHIPPED_CONFIGS / given.name
+    return shipped if shipped.is_file() else given
+
+
 def load_cluster_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a cluster YAML file; a relative ``cluster_spec`` is read next to it."""
-    path = Path(path).expanduser()
+    """Read and validate a cluster YAML file; a relative ``cluster_spec`` is read next to it.
+
+    A relative path that does not exist falls back to the file of that name shipped with the
+    package (:data:`SHIPPED_CONFIGS`: ``local.yaml``).
+    """
+    path = _config_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"cluster config file not found: {path}")
+        shipped = ", ".join(sorted(p.name for p in SHIPPED_CONFIGS.glob("*.yaml")))
+        raise FileNotFoundError(f"cluster config file not found: {path} (copy one from the "
+                                f"repository's cluster/ folder; shipped: {shipped})")
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -22,6 +22,7 @@ from .index.frames import FragmentReader, to_geodataframe
 from .index.geoparquet import CollectionInfo
 from .index.objectstore import Store, open_store
 from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned
+from .summary import CollectionSummary, collection_html
 
 __all__ = ["Collection", "MissingFootprintWarning", "as_input_table",
            "build_collection_from_table", "load"]
@@ -238,42 +239,61 @@ class Collection:
             return None
         return pc.min(column).as_py(), pc.max(column).as_py()
 
-    def describe(self) -> dict[str, Any]:
-        """A summary: records, partitions, date range, bounds, bands, enrichment per band."""
+    def describe(self) -> CollectionSummary:
+        """A summary: records, partitions, date range, bounds, CRSs, bands, enrichment per band.
+
+        Returns
+        -------
+        CollectionSummary
+            Printed (or shown in a notebook) it reads as a short table; it is also a
+            read-only mapping (``describe()["records"]``) and ``to_dict()`` gives plain values.
+        """
         enriched = {}
         for band in self.enriched_bands:
             with self._reading():
                 col = self._dataset.to_table(columns=[S.metadata_column(band)],
                                              filter=self.filter)
             enriched[band] = int(col.num_rows - col.column(0).null_count)
-        return {
-            "name": self.name,
-            "data_source": self.data_source,
-            "records": len(self),
-            "partitions": len(self.fragments()),
-            "date_range": self.date_range(),
-            "bounds": self.bounds,
-            "bands": self.bands,
-            "epsg": self.epsg,
-            "enriched": enriched,
-            "columns": self.schema.names,
-        }
+        return CollectionSummary(
+            name=self.name, data_source=self.data_source, records=len(self),
+            partitions=len(self.fragments()), date_range=self.date_range(),
+            bounds=self.bounds, bands=self.bands, epsg=self.epsg, enriched=enriched,
+            columns=self.schema.names, path=self.path, version=self.version)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: name, where, version, filter, records, bands, columns."""
+        return collection_html(self.name, path=self.path, version=self.version,
+                               filter=self.filter, records=len(self),
+                               partitions=len(self.fragments()), bands=self.bands,
+                               enriched_bands=self.enriched_bands, columns=self.schema.names)
 
     # --- filtering ------------------------------------------------------------------
-    def where(self, expression: ds.Expression) -> Collection:
+    def where(self, expression: ds.Expression | str) -> Collection:
         """A new Collection restricted by a ``pyarrow.compute`` expression (pushed down).
 
         Parameters
         ----------
-        expression : pyarrow.dataset.Expression
-            E.g. ``pc.field("platform") == "sentinel-2a"``; combined with this collection's
-            filter by AND. Partition keys and bbox columns in it prune files and row groups.
+        expression : pyarrow.dataset.Expression or str
+            E.g. ``pc.field("platform") == "sentinel-2a"``, or the same as SQL text
+            (``"eo:cloud_cover < 20 AND platform = 'sentinel-2a'"``, parsed by DuckDB into an
+            Arrow expression: ``index/where.py``); combined with this collection's filter by
+            AND. Partition keys and bbox columns in it prune files and row groups.
 
         Returns
         -------
         Collection
             A lazy view; nothing is read.
+
+        Raises
+        ------
+        ValueError
+            For text that is not one condition over the collection's columns (the message
+            names the problem).
         """
+        if isinstance(expression, str):
+            from .index.where import where_expression
+
+            expression = where_expression(expression, self.schema)
         combined = F.and_all([self.filter, expression])
         return Collection(self._dataset, self.info, path=self.path, filter=combined,
                           version=self.version, storage_options=self.storage_options)
@@ -287,6 +307,7 @@ class Collection:
         geometries: Any = None,
         split: str | Sequence[str] | None = None,
         split_column: str = "split",
+        where: ds.Expression | str | None = None,
         **equals: Any,
     ) -> Collection:
         """A new Collection of the records matching every given condition (AND).
@@ -307,6 +328,9 @@ class Collection:
             Records whose ``split_column`` equals this value (or one of these).
         split_column : str, default "split"
             The column ``split`` refers to.
+        where : pyarrow.dataset.Expression or str, optional
+            Any further condition, as :meth:`where` takes it (SQL text such as
+            ``"eo:cloud_cover < 20 AND platform = 'sentinel-2a'"``, or an expression).
         **equals
             ``column=value`` (or a list of values) for any other column.
 
@@ -353,6 +377,8 @@ class Collection:
         parts.extend(F.equals_expression(k, v, self.schema.field(k).type)
                      for k, v in equals.items())
         result = self.where(F.and_all(parts)) if any(p is not None for p in parts) else self
+        if where is not None:
+            result = result.where(where)
         if geometries is not None:
             result = result._intersecting(geometries)
         return result
@@ -397,7 +423,7 @@ class Collection:
         only_missing: bool = True,
         storage_options: dict | None = None,
         max_concurrent: int = 64,
-        progress: bool = True,
+        progress: bool = False,
         data_source: Any = None,
         verify: bool | float = False,
     ):
@@ -422,8 +448,9 @@ class Collection:
             ``rasteret_dask.storage_options`` dask config).
         max_concurrent : int, default 64
             Requests in flight per task.
-        progress : bool, default True
-            Show a progress bar.
+        progress : bool, default False
+            Show a progress bar of the tasks (``tqdm`` on local threads, a widget in a
+            notebook, ``distributed.progress`` on a cluster).
         data_source : str or DatasetDescriptor, optional
             Overrides the collection's data source (band aliases, storage options, signer).
         verify : bool or float, default False

@@ -2,7 +2,7 @@
 
 Every entry point that computes (enrichment, STAC ingest, workflows, the command line) runs
 its Dask tasks through these functions, so "which client, with which progress display" is
-decided in one place:
+decided in one place (the displays themselves are in ``progress.py``):
 
 - :func:`compute` and :func:`persist` run a list of delayed tasks on ``client``, else the
   active ``distributed`` client, else local threads;
@@ -17,28 +17,33 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dask
 
 from .cluster import active_client, resolve_client
+from .progress import follow_futures, task_bar, unit_bar
 
 __all__ = ["compute", "persist", "compute_streaming", "using_client"]
 
 
-def compute(tasks: Sequence[Any], client: Any = None, *, progress: bool = False) -> list[Any]:
+def compute(tasks: Sequence[Any], client: Any = None, *, progress: bool = False,
+            description: str | None = None) -> list[Any]:
     """Compute ``tasks`` and return their results in order.
 
     Parameters
     ----------
     tasks : sequence of dask collections or delayed values
-        What to compute.
+        What to compute (``get_xarray`` Datasets included:
+        ``compute([ds], progress=True)[0]`` is ``ds.compute()`` with a progress bar).
     client : distributed.Client, optional
         Where to run; default the active ``distributed`` client, else local threads.
     progress : bool, default False
-        Show ``distributed.progress`` on a cluster, dask's ``ProgressBar`` on threads (it
-        appears only for runs longer than a second).
+        Show progress (``rasteret_dask.progress``): ``distributed.progress`` on a cluster, a
+        ``tqdm`` bar of the tasks on local threads (a widget in a notebook).
+    description : str, optional
+        The bar's label.
 
     Returns
     -------
@@ -49,19 +54,16 @@ def compute(tasks: Sequence[Any], client: Any = None, *, progress: bool = False)
     if client is not None:
         futures = client.compute(list(tasks))
         if progress:
-            from distributed import progress as show_progress
-
-            show_progress(futures)
+            follow_futures(futures, description)
         return client.gather(futures)
     if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(minimum=1.0):
+        with task_bar(description):
             return list(dask.compute(*tasks, scheduler="threads"))
     return list(dask.compute(*tasks, scheduler="threads"))
 
 
-def persist(tasks: Sequence[Any], client: Any = None) -> list[Any]:
+def persist(tasks: Sequence[Any], client: Any = None, *, progress: bool = False,
+            description: str | None = None) -> list[Any]:
     """Persist ``tasks`` (results stay where they were computed: on the workers on a cluster).
 
     Parameters
@@ -70,6 +72,10 @@ def persist(tasks: Sequence[Any], client: Any = None) -> list[Any]:
         What to persist.
     client : distributed.Client, optional
         Where to run; default the active ``distributed`` client, else local threads.
+    progress : bool, default False
+        Show progress as :func:`compute` does (on a cluster this waits for the results).
+    description : str, optional
+        The bar's label.
 
     Returns
     -------
@@ -78,12 +84,21 @@ def persist(tasks: Sequence[Any], client: Any = None) -> list[Any]:
     """
     client = active_client(client)
     if client is not None:
-        return list(client.persist(list(tasks)))
+        persisted = list(client.persist(list(tasks)))
+        if progress:
+            from distributed import futures_of
+
+            follow_futures(futures_of(persisted), description)
+        return persisted
+    if progress:
+        with task_bar(description):
+            return list(dask.persist(*tasks, scheduler="threads"))
     return list(dask.persist(*tasks, scheduler="threads"))
 
 
 def compute_streaming(units: Iterable[Any], *, client: Any = None,
-                      in_flight: int | None = None) -> int:
+                      in_flight: int | None = None, progress: bool = False,
+                      total: int | None = None, description: str | None = None) -> int:
     """Compute delayed units (built lazily from ``units``) and return how many finished.
 
     Parameters
@@ -95,6 +110,12 @@ def compute_streaming(units: Iterable[Any], *, client: Any = None,
     in_flight : int, optional
         Units submitted at once: default twice the cluster's threads (at least 2), or the
         machine's cores on local threads (batches of that many).
+    progress : bool, default False
+        Show a ``tqdm`` bar of finished units (a widget in a notebook).
+    total : int, optional
+        How many units ``units`` yields, for the bar.
+    description : str, optional
+        The bar's label.
 
     Returns
     -------
@@ -107,7 +128,14 @@ def compute_streaming(units: Iterable[Any], *, client: Any = None,
         The first unit's failure; the units not yet finished are cancelled. Units that finished
         before it stay finished (their side effects are kept).
     """
-    client = active_client(client)
+    bar = unit_bar(total, description) if progress else contextlib.nullcontext()
+    with bar:
+        return _stream(units, active_client(client), in_flight,
+                       bar.update if progress else (lambda n: None))
+
+
+def _stream(units: Iterable[Any], client: Any, in_flight: int | None,
+            advance: Callable[[int], Any]) -> int:
     iterator = iter(units)
     finished = 0
     if client is None:
@@ -115,6 +143,7 @@ def compute_streaming(units: Iterable[Any], *, client: Any = None,
         while batch := list(itertools.islice(iterator, size)):
             dask.compute(*batch, scheduler="threads")
             finished += len(batch)
+            advance(len(batch))
         return finished
     from distributed import as_completed
 
@@ -125,6 +154,7 @@ def compute_streaming(units: Iterable[Any], *, client: Any = None,
         for future in pending:
             future.result()
             finished += 1
+            advance(1)
             for unit in itertools.islice(iterator, 1):
                 submitted.append(client.compute(unit))
                 pending.add(submitted[-1])

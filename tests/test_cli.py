@@ -113,7 +113,8 @@ def test_bad_input_gives_one_line_errors(table_path, tmp_path):
 
 def test_build_stac_enrich_and_reenrich_workflow(stac, tmp_path, capsys):  # noqa: F811
     code, out, err = _run(["build-stac", "--name", "s2", "--stac-api", stac.url, "--collection",
-                           "sentinel-2-l2a", "--bbox", ",".join(map(str, BBOX)),
+                           "sentinel-2-l2a", "--data-source", "earthsearch/sentinel-2-l2a",
+                           "--bbox", ",".join(map(str, BBOX)),
                            "--date-range", "2024-01-01", "2024-02-29", "--workspace",
                            str(tmp_path), "--no-enrich", "--quiet"], capsys)
     assert code == 0, err

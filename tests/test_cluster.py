@@ -414,3 +414,21 @@ def test_process_cluster_exits_when_its_parent_is_killed():
     while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_pid_alive(p) for p in pids)
+
+
+def test_local_yaml_is_laptop_sized_and_ships_in_the_package(tmp_path, monkeypatch):
+    from rasteret_dask.cluster import SHIPPED_CONFIGS
+
+    shipped = SHIPPED_CONFIGS / "local.yaml"
+    assert shipped.read_text() == (CLUSTER / "local.yaml").read_text()
+    config = load_cluster_config(CLUSTER / "local.yaml")
+    workers, threads = config["cluster"]["n_workers"], config["cluster"]["threads_per_worker"]
+    assert workers * threads <= 4
+    monkeypatch.chdir(tmp_path)  # no cluster/ folder here: the shipped file is read
+    assert load_cluster_config("cluster/local.yaml") == config
+    assert load_cluster_config("local.yaml") == config
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster" / "local.yaml").write_text("kind: local\ncluster: {n_workers: 1}\n")
+    assert load_cluster_config("cluster/local.yaml")["cluster"] == {"n_workers": 1}
+    with pytest.raises(FileNotFoundError, match="shipped: local.yaml"):
+        load_cluster_config("cluster/nowhere.yaml")

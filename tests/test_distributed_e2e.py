@@ -22,6 +22,7 @@ from rasteret_dask.workflows.reenrich import reenrich
 from .test_ingest_stac import (  # noqa: F401
     BBOX,
     EPSG,
+    ES,
     PIXEL,
     _expected,
     _origin,
@@ -49,7 +50,8 @@ def test_reenrich_and_composite_on_scheduler_and_two_workers(stac, items, tmp_pa
                   date_range=("2024-01-01", "2024-02-29"))
     with DaskProcessCluster(n_workers=2, nthreads=1) as cluster, rd.connect(cluster.address) as client:
         assert len(client.scheduler_info()["workers"]) == 2
-        rd.build_from_stac(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        rd.build_from_stac(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES,
+                           bbox=BBOX,
                            date_range=("2024-01-01", "2024-01-31"), workspace_dir=tmp_path,
                            client=client, enrich_cog=False, progress=False)
         root = tmp_path / "s2"

@@ -27,7 +27,7 @@ from rasteret_dask import schema as S
 from rasteret_dask.testing.tables import synthetic_table
 
 from .index_helpers import cog_table, fingerprint
-from .test_ingest_stac import BBOX, _expected, cog_server, items, s2_cogs, stac  # noqa: F401
+from .test_ingest_stac import BBOX, ES, _expected, cog_server, items, s2_cogs, stac  # noqa: F401
 
 _PRELUDE = """
 import json, os, sys, time
@@ -236,7 +236,7 @@ def test_an_ingest_racing_an_enrichment_redoes_its_appends_on_the_new_files(
         stac, items, tmp_path, monkeypatch):  # noqa: F811 - shared fixtures
     from rasteret_dask.ingest import stac_build
 
-    kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+    kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                   workspace_dir=tmp_path, enrich_cog=False, progress=False)
     rd.build_from_stac(date_range=("2024-01-01", "2024-01-31"), max_items=5, **kwargs)
     root = tmp_path / "s2"

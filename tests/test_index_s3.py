@@ -28,7 +28,7 @@ from rasteret_dask.workflows.reenrich import reenrich
 
 from .conftest import BUCKET as COG_BUCKET
 from .index_helpers import cog_table
-from .test_ingest_stac import BBOX, _expected, cog_server, items, s2_cogs, stac  # noqa: F401
+from .test_ingest_stac import BBOX, ES, _expected, cog_server, items, s2_cogs, stac  # noqa: F401
 from .test_read_helpers import file_info, pixel_box, record_table, single
 
 
@@ -169,7 +169,8 @@ def test_build_from_table_and_from_stac_into_an_s3_workspace(
         assert built.path == f"{workspace}/t" and built.describe()["enriched"]["B04"] == 8
         with pytest.raises(rd.IndexExistsError):
             rd.build_from_table(table, name="t", workspace_dir=workspace, progress=False)
-        kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES,
+                      bbox=BBOX,
                       workspace_dir=workspace, progress=False)
         rd.build_from_stac(date_range=("2024-01-01", "2024-02-29"), **kwargs)
         grown = rd.build_from_stac(date_range=("2024-02-01", "2024-04-30"), **kwargs)

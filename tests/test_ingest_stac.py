@@ -25,6 +25,7 @@ from rasteret_dask.testing.stac import FlakyProxy, StacServer, sentinel2_items
 
 BBOX = (77.5, 12.9, 77.7, 13.1)
 EPSG = 32643
+ES = "earthsearch/sentinel-2-l2a"  # a local API gets a built-in descriptor only when named
 PIXEL = 40.0
 SIZE = 768
 N_ITEMS = 300
@@ -102,7 +103,7 @@ def _partition_ids(root: Path) -> dict[tuple[int, int], set[str]]:
 
 def test_month_partitions_enriched_and_readable(stac, items, s2_cogs, tmp_path):
     collection = rd.build_from_stac(
-        name="bangalore", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        name="bangalore", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
         date_range=("2024-01-01", "2024-06-30"), workspace_dir=tmp_path, progress=False)
     root = tmp_path / "bangalore"
     expected = _expected(items, "2024-01-01", "2024-06-30")
@@ -143,7 +144,7 @@ def test_month_partitions_enriched_and_readable(stac, items, s2_cogs, tmp_path):
 
 
 def test_rerun_with_overlapping_range_adds_no_duplicates(stac, items, tmp_path):
-    kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+    kwargs = dict(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                   workspace_dir=tmp_path, progress=False)
     rd.build_from_stac(date_range=("2024-01-01", "2024-03-31"), **kwargs)
     root = tmp_path / "s2"
@@ -163,7 +164,7 @@ def test_rerun_with_overlapping_range_adds_no_duplicates(stac, items, tmp_path):
 
 def test_max_items_and_query_free_band_map(stac, items, tmp_path):
     collection = rd.build_from_stac(
-        name="few", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        name="few", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
         date_range=("2024-01-01", "2024-06-30"), workspace_dir=tmp_path, max_items=7,
         band_map={"red": "red"}, enrich_cog=False, progress=False)
     table = collection.to_table(columns=["id", "datetime"])
@@ -176,7 +177,7 @@ def test_max_items_and_query_free_band_map(stac, items, tmp_path):
 
 def test_raster_bands_scale_offset_nodata_reach_the_index(stac, tmp_path):
     collection = rd.build_from_stac(
-        name="scaled", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+        name="scaled", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
         date_range=("2024-01-01", "2024-02-29"), workspace_dir=tmp_path, enrich_cog=False,
         progress=False)
     table = rd.load(tmp_path / "scaled").to_table()
@@ -196,7 +197,7 @@ def test_5xx_pages_are_retried(stac, tmp_path):
         proxy.fail(lambda r: _is_search(r), times=3, status=503)
         proxy.fail(lambda r: _is_search(r) and r.page is not None, times=1, status=502)
         collection = rd.build_from_stac(
-            name="flaky", stac_api=proxy.url, collection="sentinel-2-l2a", bbox=BBOX,
+            name="flaky", stac_api=proxy.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
             date_range=("2024-01-01", "2024-02-29"), workspace_dir=tmp_path, page_size=5,
             enrich_cog=False, progress=False)
         assert proxy.count(status=503) == 3 and proxy.count(status=502) == 1
@@ -211,7 +212,7 @@ def test_persistent_failure_names_window_and_writes_nothing(stac, tmp_path):
         proxy.fail(february, times=None, status=503)
         with pytest.raises(StacSearchError, match=r"2024-02") as info:
             rd.build_from_stac(
-                name="broken", stac_api=proxy.url, collection="sentinel-2-l2a", bbox=BBOX,
+                name="broken", stac_api=proxy.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                 date_range=("2024-01-01", "2024-03-31"), workspace_dir=tmp_path, retries=1,
                 progress=False)
     assert "sentinel-2-l2a" in str(info.value)
@@ -220,5 +221,5 @@ def test_persistent_failure_names_window_and_writes_nothing(stac, tmp_path):
 
 def test_invalid_date_range_is_a_clear_error(stac, tmp_path):
     with pytest.raises(ValueError, match="invalid date range"):
-        rd.build_from_stac(name="x", stac_api=stac.url, collection="sentinel-2-l2a",
+        rd.build_from_stac(name="x", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES,
                            date_range=("2024-06-30", "2024-01-01"), workspace_dir=tmp_path)

@@ -130,9 +130,9 @@ def test_walks_and_month_windows_are_dask_tasks(catalog_root, tmp_path, monkeypa
     keys: list[str] = []
     original = stac_build.persist
 
-    def spy(tasks, client=None):
+    def spy(tasks, client=None, **options):  # options: progress, description
         keys.extend(task.key for task in tasks)
-        return original(tasks, client)
+        return original(tasks, client, **options)
 
     monkeypatch.setattr(stac_build, "persist", spy)
     rd.build_from_stac(name="tasks", static_catalog=catalog_root / "catalog.json",

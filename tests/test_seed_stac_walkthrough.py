@@ -14,7 +14,7 @@ import pytest
 
 from rasteret_dask.testing.cogs import write_cog
 from rasteret_dask.testing.servers import RangeServer
-from rasteret_dask.testing.stac import StacServer, sentinel2_items
+from rasteret_dask.testing.stac import StacServer, descriptor_served_at, sentinel2_items
 
 EPSG = 32643
 PIXEL = 40.0
@@ -37,8 +37,9 @@ def bangalore_stac(tmp_path_factory):
             240, start="2024-01-01", months=7, bbox=(77.5, 12.9, 77.7, 13.1),
             href_for=lambda i, key: f"{cogs.url}/{key if key in keys else 'red'}.tif",
             bands=keys, extra_assets=("scl",), seed=3)
-        with StacServer(items) as stac:
-            yield stac.url
+        with StacServer(items) as stac, descriptor_served_at("earthsearch/sentinel-2-l2a",
+                                                             stac.url):
+            yield stac.url  # the Earth Search descriptor applies here as on its own API
 
 
 def test_seed_walkthrough(bangalore_stac, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from rasteret_dask.workflows.reenrich import reenrich, search_start
 
 from .test_ingest_stac import (  # noqa: F401 - shared fixtures
     BBOX,
+    ES,
     _expected,
     _listed_files,
     _partition_ids,
@@ -29,7 +30,7 @@ def _mtimes(root):
 
 
 def test_reenrich_adds_new_items_then_does_nothing(stac, items, tmp_path):  # noqa: F811
-    rd.build_from_stac(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", bbox=BBOX,
+    rd.build_from_stac(name="s2", stac_api=stac.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                        date_range=("2024-01-01", "2024-03-31"), workspace_dir=tmp_path,
                        progress=False)
     root = tmp_path / "s2"
@@ -60,7 +61,7 @@ def test_reenrich_retries_failures_and_exits_non_zero(items, cog_server, tmp_pat
         item["assets"] = {**item["assets"],
                           "red": {**item["assets"]["red"], "href": cog_server.url + "/gone.tif"}}
     with StacServer(broken) as server:
-        rd.build_from_stac(name="b", stac_api=server.url, collection="sentinel-2-l2a",
+        rd.build_from_stac(name="b", stac_api=server.url, collection="sentinel-2-l2a", data_source=ES,
                            date_range=("2024-01-01", "2024-01-31"), workspace_dir=tmp_path,
                            enrich_cog=False, progress=False)
         root = tmp_path / "b"
@@ -102,7 +103,7 @@ def test_reenrich_default_run_adds_late_items_in_searched_months(items, tmp_path
     late = {i["id"] for i in march[-10:]}
     early = [i for i in items if _when(i) < "2024-04-01" and i["id"] not in late]
     with StacServer(early) as first:
-        rd.build_from_stac(name="s2", stac_api=first.url, collection="sentinel-2-l2a", bbox=BBOX,
+        rd.build_from_stac(name="s2", stac_api=first.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                            date_range=("2024-01-01", "2024-05-31"), workspace_dir=tmp_path,
                            progress=False)
         port = first.port
@@ -135,7 +136,7 @@ def test_reenrich_refreshes_changed_items_and_reports_then_prunes_gone_ones(
     in_bbox = [i for i in window if i["id"] in indexed[(int(_when(i)[:4]), int(_when(i)[5:7]))]]
     changed_item, gone_item = in_bbox[len(in_bbox) // 2], in_bbox[-3]
     with StacServer(window) as first:
-        rd.build_from_stac(name="s2", stac_api=first.url, collection="sentinel-2-l2a", bbox=BBOX,
+        rd.build_from_stac(name="s2", stac_api=first.url, collection="sentinel-2-l2a", data_source=ES, bbox=BBOX,
                            date_range=("2024-01-01", "2024-03-31"), workspace_dir=tmp_path,
                            progress=False)
         port = first.port

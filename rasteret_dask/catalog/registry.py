@@ -227,9 +227,10 @@ def _same_api(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.rstrip("/") == b.rstrip("/")
 
 
-def find_descriptor(stac_collection: str | None, stac_api: str | None = None
-                    ) -> DatasetDescriptor | None:
-    """The descriptor for a STAC collection id: same API first, else the first registered."""
+def find_descriptor(stac_collection: str | None, stac_api: str | None = None, *,
+                    same_api: bool = False) -> DatasetDescriptor | None:
+    """The descriptor for a STAC collection id: same API first, else (unless ``same_api``)
+    the first registered."""
     if not stac_collection:
         return None
     with _lock:
@@ -238,7 +239,7 @@ def find_descriptor(stac_collection: str | None, stac_api: str | None = None
     for descriptor in candidates:
         if _same_api(descriptor.stac_api, stac_api):
             return descriptor
-    return candidates[0] if candidates else None
+    return candidates[0] if candidates and not same_api else None
 
 
 def _lookup(value: str | None) -> DatasetDescriptor | None:

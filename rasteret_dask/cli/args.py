@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bbox", "bands", "aoi", "date_range", "key_values", "json_object", "optional"]
+__all__ = ["bbox", "bands", "aoi", "date_range", "key_values", "json_object", "optional", "epsg",
+           "resolution"]
 
 
 def optional(text: str) -> str | None:
@@ -66,6 +67,14 @@ def resolution(text: str) -> float | tuple[float, float]:
     if len(values) not in (1, 2) or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"give one or two positive numbers, got {text!r}")
     return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def epsg(text: str) -> str:
+    """``--epsg 32633`` -> ``"EPSG:32633"`` (what ``--crs`` takes)."""
+    code = text.strip().upper().removeprefix("EPSG:")
+    if not code.isdigit() or int(code) <= 0:
+        raise argparse.ArgumentTypeError(f"not an EPSG code: {text!r} (e.g. 32633)")
+    return f"EPSG:{int(code)}"
 
 
 def date_range(values: list[str] | None) -> tuple[str, str] | None:

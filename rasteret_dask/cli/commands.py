@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import sys
 import time
@@ -26,9 +27,30 @@ def _client(target: str | None) -> Iterator[Any]:
 
     with using_client(target) as client:
         if client is not None:
-            print(f"cluster: {client.dashboard_link or client.scheduler.address}",
-                  file=sys.stderr)
+            print(f"cluster: {_where_to_watch(client)}", file=sys.stderr)
         yield client
+
+
+def _where_to_watch(client: Any) -> str:
+    """The dashboard link when this environment can serve it (bokeh), else the scheduler."""
+    address = client.scheduler.address
+    if importlib.util.find_spec("bokeh") is None:
+        return f"{address} (pip install 'bokeh>=3.1' for the dashboard)"
+    try:
+        link = client.dashboard_link
+    except (KeyError, AttributeError):  # the scheduler runs no dashboard
+        link = None
+    return f"{address}, dashboard {link}" if link else address
+
+
+def _subset_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """``--cloud-cover-lt`` and ``--where`` as ``Collection.subset`` arguments."""
+    filters: dict[str, Any] = {}
+    if args.cloud_cover_lt is not None:
+        filters["cloud_cover_lt"] = args.cloud_cover_lt
+    if args.where:
+        filters["where"] = args.where
+    return filters
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -45,7 +67,7 @@ def demo(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from ..collection import load
 
-    print(json.dumps(load(args.index).describe(), default=str, indent=2))
+    print(json.dumps(load(args.index).describe().to_dict(), default=str, indent=2))
     return 0
 
 
@@ -58,7 +80,8 @@ def build_stac(args: argparse.Namespace) -> int:
             name=args.name, stac_api=args.stac_api, collection=args.collection, bbox=args.bbox,
             date_range=tuple(args.date_range), workspace_dir=args.workspace, query=args.query,
             data_source=args.data_source, band_map=args.band_map, max_items=args.max_items,
-            client=client, enrich_cog=not args.no_enrich, progress=_progress(args))
+            client=client, enrich_cog=not args.no_enrich, progress=_progress(args),
+            timeout=args.timeout)
     print(f"built {collection.path}: {len(collection)} records, bands {collection.bands}")
     return 0
 
@@ -93,11 +116,9 @@ def read(args: argparse.Namespace) -> int:
 
     fmt = output_format(args.out, args.format)
     collection = load(args.index)
-    filters: dict[str, Any] = {}
+    filters = _subset_filters(args)
     if args.date_range:
         filters["date_range"] = A.date_range(args.date_range)
-    if args.cloud_cover_lt is not None:
-        filters["cloud_cover_lt"] = args.cloud_cover_lt
     started = time.perf_counter()
     ds = collection.get_xarray(args.aoi, args.bands, geometry_crs=args.aoi_crs,
                                all_touched=args.all_touched, crs=args.crs,
@@ -108,7 +129,7 @@ def read(args: argparse.Namespace) -> int:
     with _client(args.cluster) as client:
         from ..runner import compute
 
-        ds = compute([ds], client, progress=_progress(args))[0]
+        ds = compute([ds], client, progress=_progress(args), description="read")[0]
         target = write_dataset(ds, args.out, fmt)
     print(f"wrote {target} ({fmt}): {describe_output(ds)} in {time.perf_counter() - started:.1f} s")
     return 0
@@ -130,13 +151,13 @@ def reenrich(args: argparse.Namespace) -> int:
 def composite(args: argparse.Namespace) -> int:
     from ..workflows import composite as run_composite
 
-    filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
+    filters = _subset_filters(args)
     with _client(args.cluster) as client:
         report = run_composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
                            out=args.out, tile_size=args.tile_size,
                            date_range=A.date_range(args.date_range), red=args.red,
                            nir=args.nir, ndvi=not args.no_ndvi, client=client,
-                           overwrite=args.overwrite, **filters)
+                           overwrite=args.overwrite, progress=_progress(args), **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0
 
@@ -144,13 +165,13 @@ def composite(args: argparse.Namespace) -> int:
 def export_chips(args: argparse.Namespace) -> int:
     from ..workflows import export_chips as run_export_chips
 
-    filters = {"cloud_cover_lt": args.cloud_cover_lt} if args.cloud_cover_lt is not None else {}
+    filters = _subset_filters(args)
     with _client(args.cluster) as client:
         report = run_export_chips(args.index, bands=args.bands, out=args.out,
                               chip_size=args.chip_size, geometry_column=args.geometry_column,
                               geometry_crs=args.geometry_crs, mode=args.mode,
                               split_column=args.split_column, label_column=args.label_column,
                               batch_size=args.batch_size, client=client,
-                              overwrite=args.overwrite, **filters)
+                              overwrite=args.overwrite, progress=_progress(args), **filters)
     print(json.dumps(report.to_dict(), default=str))
     return 0

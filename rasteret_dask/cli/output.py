@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,9 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str) -> Path:
     """Compute and write ``ds``; GeoTIFF stacks every (time, band) as one band, time-major."""
     target = Path(path)
     if fmt == "zarr":
-        ds.to_zarr(target, mode="w")
+        with warnings.catch_warnings():  # Zarr 3 calls consolidated metadata an extension
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            ds.to_zarr(target, mode="w")
     elif fmt == "netcdf":
         try:
             import h5netcdf  # noqa: F401

@@ -1,9 +1,10 @@
 """Every parser of the ``rasteret-dask`` command, in one place (workflows included).
 
-``build_parser()`` is the whole command tree: ``rasteret-dask [--debug] [--quiet] COMMAND ...``
-and ``rasteret-dask workflow NAME ...``. The options every command shares (``--debug``,
-``--quiet``, and ``--cluster`` where a command computes) are accepted before or after the
-subcommand; each option has a help line; help texts are plain text.
+``build_parser()`` is the whole command tree: ``rasteret-dask [--debug] [--quiet] [--verbose]
+COMMAND ...`` and ``rasteret-dask workflow NAME ...``. The options every command shares
+(``--debug``, ``--quiet``, ``--verbose``, and ``--cluster`` where a command computes) are
+accepted before or after the subcommand; each option has a help line; help texts are plain
+text.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def _flags(computes: bool, top: bool) -> argparse.ArgumentParser:
     parent.add_argument("--debug", action="store_true", help="show tracebacks on errors",
                         **default)
     parent.add_argument("--quiet", action="store_true", help="no progress bars", **default)
+    parent.add_argument("--verbose", action="store_true",
+                        help="log what happens: retries, grids chosen, partitions written",
+                        **default)
     if computes:
         parent.add_argument("--cluster", metavar="TARGET", default=argparse.SUPPRESS,
                             help="dask cluster: a scheduler address, a cluster/*.yaml file, "
@@ -69,6 +73,13 @@ def _filters(parser: argparse.ArgumentParser) -> None:
                         help="only records in this date range (ISO dates, both included)")
     parser.add_argument("--cloud-cover-lt", type=float, metavar="PERCENT",
                         help="only records with eo:cloud_cover below this")
+    _where(parser)
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--where", metavar="CONDITION",
+                        help="only records matching a SQL condition on index columns, e.g. "
+                             "\"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\"")
 
 
 def _aoi(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +105,8 @@ def _build_commands(commands) -> None:
     p.add_argument("--query", type=A.json_object,
                    help='STAC query as JSON, e.g. \'{"eo:cloud_cover": {"lt": 20}}\'')
     p.add_argument("--max-items", type=int, help="keep at most this many (earliest) items")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds a STAC request may wait for an answer (default: 60)")
     p.add_argument("--no-enrich", action="store_true", help="do not fetch COG headers")
 
     p = _command(commands, "build-table", C.build_table,
@@ -137,6 +150,8 @@ def _output_grid(p) -> None:
     """The output-grid options of a read (see ``get_xarray``)."""
     p.add_argument("--crs", help="output CRS, e.g. EPSG:3035 (default: the records' CRS, or "
                                  "the CRS of most records)")
+    p.add_argument("--epsg", dest="crs", type=A.epsg, metavar="CODE",
+                   help="output CRS as an EPSG code (the same as --crs EPSG:CODE)")
     p.add_argument("--resolution", type=A.resolution, metavar="RES[,RES_Y]",
                    help="output pixel size in CRS units (default: the finest native one)")
     p.add_argument("--resampling", default="nearest", choices=RESAMPLING,
@@ -205,6 +220,7 @@ def _workflow_commands(commands) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="chips per region and shard")
     p.add_argument("--cloud-cover-lt", type=float, metavar="PERCENT",
                    help="only records with eo:cloud_cover below this")
+    _where(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing split stores")
 
 

@@ -15,6 +15,7 @@ tasks fail, the partitions that succeeded are committed first, then the failure 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from ..index.storage import (
 )
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
 from ..io import RangeReader
+from ..redact import redact_url
 from ..runner import compute
 from .table import COUNTS, EnrichStats, enrich_table
 from .verify import Verification
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EnrichReport", "EnrichTaskError", "FileOutcome", "enrich_collection",
            "DEFAULT_CHUNK_ROWS", "ATTEMPTS"]
+
+logger = logging.getLogger("rasteret_dask.enrich")
 
 DEFAULT_CHUNK_ROWS = 5_000
 _FOOTPRINT_COLUMNS = (S.GEOMETRY, S.SCENE_BBOX, *S.BBOX_COLUMNS, S.BBOX_STRUCT,
@@ -340,7 +344,8 @@ def enrich_collection(
 
     def run_task(entries: list[FileEntry], attempt: int) -> list[FileOutcome]:
         return compute(_plan_tasks(store, entries, info, bands, reader, only_missing, chunk_rows,
-                                   attempt, verify), client, progress=progress)
+                                   attempt, verify), client, progress=progress,
+                       description="enrich COG headers")
 
     run = _Run(store, latest, info, run_task)
     todo = _wanted_partitions(collection, store, latest)
@@ -348,6 +353,8 @@ def enrich_collection(
     for attempt in range(ATTEMPTS):
         vanished = run.enrich(todo, attempt)
         if vanished:
+            logger.info("enrich: the files of %s were replaced meanwhile; enriching them again",
+                        ", ".join(partition_label(p) for p in vanished))
             run.snapshot, todo = current_version(store), set(vanished)
             continue
         if not run.pending:
@@ -358,6 +365,10 @@ def enrich_collection(
                            operation="enrich", written_since=run.started)
             break
         except PartitionConflict as conflict:
+            logger.info("enrich: another writer rewrote %s meanwhile; enriching them again on "
+                        "its files (%d attempt(s) left)",
+                        ", ".join(partition_label(p) for p in conflict.partitions),
+                        ATTEMPTS - attempt - 1)
             run.drop(conflict.partitions)
             run.snapshot, todo = conflict.latest, set(conflict.partitions)
     else:
@@ -376,6 +387,11 @@ def enrich_collection(
     if collection.filter is not None:
         report.collection = report.collection.where(collection.filter)
     report.seconds = time.perf_counter() - started
+    logger.info("enrich of %s: %s", redact_url(store.url), report)
+    if report.failed:
+        logger.warning("enrich of %s: %d header(s) failed (reasons in the enrich_errors "
+                       "column; first: %s)", redact_url(store.url), report.failed,
+                       report.errors[0] if report.errors else "not recorded")
     if run.failures:
         details = "; ".join(f"{partition_label(p)}: {m}" for p, m in sorted(run.failures.items()))
         raise EnrichTaskError(f"enrichment of {store.url} failed for {len(run.failures)} "

@@ -85,7 +85,9 @@ def _plain(store: Store) -> OpenedIndex:
         dataset = ds.dataset(store.root, format="parquet", filesystem=filesystem)
         return OpenedIndex(dataset, read_collection_info(dataset.schema), store, None)
     if not store.fs.isdir(store.root):
-        raise FileNotFoundError(f"no collection index at {store.url}")
+        raise FileNotFoundError(f"no collection index at {store.url}: check the path, or build "
+                                "one first (build_from_table / build_from_stac; on the "
+                                "command line build-table / build-stac)")
     part = partitioning()
     schema = None
     common = read_common_schema(store, COMMON_METADATA)

@@ -17,11 +17,15 @@ A crash before step 2 leaves the previous version as it was (plus orphans, remov
 crash after it leaves the new version complete (plus files to clean). Only files a manifest
 listed, or files named as this format names them, are ever deleted: an export never removes
 a file it did not write. :func:`vacuum` runs the cleanup on demand.
+
+Each commit is logged (INFO, logger ``rasteret_dask.index``): the operation, the version and
+the partitions it wrote or rewrote; a commit that lost a race and merges is logged too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import time
@@ -33,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import schema as S
+from ..redact import redact_url
 from .datafiles import file_table, is_owned_data_file, split_partitions, write_data_file
 from .geoparquet import COLLECTION_KEY, CollectionInfo
 from .legacy import COMMON_METADATA, finish_journal, legacy_manifest
@@ -77,6 +82,24 @@ orphan (younger ones may belong to a writer still running)."""
 COMMIT_ATTEMPTS = 10
 """Commits retried on top of other writers' versions before :class:`ConcurrentWriteError`."""
 _TEMP = re.compile(r"^\..+\.tmp$")
+_LISTED = 10  # partitions a log line names; the rest are counted
+
+logger = logging.getLogger("rasteret_dask.index")
+
+
+def _labels(partitions: Sequence[Partition]) -> str:
+    names = [partition_label(p) for p in partitions]
+    more = len(names) - _LISTED
+    return ", ".join(names[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+
+def _log_commit(store: Store, manifest: Manifest, written: Sequence[Partition],
+                removed: Sequence[Partition] = ()) -> None:
+    """One INFO line per committed version: what was written where."""
+    gone = f"; removed {_labels(removed)}" if removed else ""
+    logger.info("%s committed version %d of %s: %d partition(s) written (%s)%s",
+                manifest.operation, manifest.version, redact_url(store.url), len(written),
+                _labels(written) or "none", gone)
 
 
 class ConcurrentWriteError(RuntimeError):
@@ -203,6 +226,7 @@ def write_partitioned(table: pa.Table, store: Store, info: CollectionInfo, *,
         delete(store, [e.path for e in entries])
         raise
     after_commit(store, base, manifest)
+    _log_commit(store, manifest, sorted({e.partition for e in entries}))
     return manifest
 
 
@@ -278,8 +302,12 @@ def commit_changes(store: Store, changes: Sequence[PartitionChange], *, schema: 
         try:
             commit_manifest(store, manifest)
         except VersionConflict:
+            logger.info("%s: another writer committed %s first; merging with its version",
+                        operation, redact_url(store.url))
             continue
         after_commit(store, latest, manifest)
+        _log_commit(store, manifest, [c.partition for c in changes if c.files],
+                    [c.partition for c in changes if not c.files])
         return manifest
     raise ConcurrentWriteError(
         f"the index at {store.url} kept changing while committing {operation} "

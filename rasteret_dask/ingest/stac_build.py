@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from ..index.storage import (
     open_for_write,
 )
 from ..index.versions import FileEntry, Manifest, Partition, partition_label
+from ..redact import redact_url
 from ..runner import compute, persist
 from .stac_changes import ItemSync, changed_ids, gone_ids
 from .stac_items import conform_assets
@@ -45,6 +47,8 @@ from .stac_static import catalog_parts, items_span, static_window, walk_catalog
 __all__ = ["StacBuildSummary", "ingest_stac", "conform_table", "partition_rows"]
 
 _PARTITION = list(S.PARTITION_COLUMNS)
+
+logger = logging.getLogger("rasteret_dask.ingest")
 
 
 @dataclasses.dataclass
@@ -265,8 +269,8 @@ ATTEMPTS = 5
 """Rounds of appends and commit before concurrent writers make an ingest give up."""
 
 
-def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any
-                  ) -> tuple[list[MonthWindow], list[Any]]:
+def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any,
+                  progress: bool = False) -> tuple[list[MonthWindow], list[Any]]:
     """The month windows and their persisted row tables (API searches, or a static walk)."""
     if not spec.is_static:
         if date_range is None:
@@ -275,11 +279,13 @@ def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any
         searches = [dask.delayed(search_window, pure=False)(
             spec, w, dask_key_name=f"stac-search-{w.year}-{w.month:02d}-"
                                    f"{dask.base.tokenize(spec, w)}") for w in windows]
-        return windows, persist(searches, client)
+        return windows, persist(searches, client, progress=progress,
+                                description="STAC search (month windows)")
     parts = catalog_parts(spec)
     walks = persist([dask.delayed(walk_catalog, pure=False)(
         spec, part, dask_key_name=f"stac-walk-{n}-{dask.base.tokenize(spec, part)}")
-        for n, part in enumerate(parts)], client)
+        for n, part in enumerate(parts)], client, progress=progress,
+        description="STAC catalog walk")
     if date_range is None:
         span = compute([dask.delayed(items_span)(walks)], client)[0]
         if span is None:
@@ -290,13 +296,14 @@ def _window_tasks(spec: StacQuery, date_range: Sequence[Any] | None, client: Any
     filters = [dask.delayed(static_window, pure=False)(
         spec, w, *walks, dask_key_name=f"stac-static-{w.year}-{w.month:02d}-"
                                        f"{dask.base.tokenize(spec, w)}") for w in windows]
-    return windows, persist(filters, client)
+    return windows, persist(filters, client, progress=progress,
+                            description="STAC items (month windows)")
 
 
 def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | os.PathLike, *,
                 name: str, data_source: str | None, description: str | None,
                 client: Any = None, storage_options: dict | None = None,
-                sync: ItemSync | None = None) -> StacBuildSummary:
+                sync: ItemSync | None = None, progress: bool = False) -> StacBuildSummary:
     """Search ``date_range`` month by month and commit new items into the index at ``root``.
 
     ``root`` is a local folder or an fsspec URL; a folder holding anything but an index is
@@ -304,18 +311,20 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
     its items). With ``sync`` (re-enrichment) items already indexed are compared too: rows of
     changed items are replaced, and items of the searched range the search no longer returns
     are reported (and removed with ``sync.prune``); its ``window`` is set to the searched
-    range here.
+    range here. ``progress`` shows the searches' and the partition writes' progress.
     """
     store = open_store(root, storage_options)
     base = open_for_write(store)
     old_info = base.info if base is not None else None
     existing_schema = base.schema if base is not None else None
-    windows, tables = _window_tasks(spec, date_range, client)
+    windows, tables = _window_tasks(spec, date_range, client, progress)
     summaries = compute([dask.delayed(_summary)(t, spec.max_items is not None) for t in tables],
                         client)
     summary = StacBuildSummary(windows=len(windows), items_found=sum(s["rows"] for s in summaries),
                                windows_found=[(f"{w.year:04d}-{w.month:02d}", s["rows"])
                                               for w, s in zip(windows, summaries, strict=True)])
+    logger.info("stac-ingest: %d item(s) found at %s in %d month window(s)",
+                summary.items_found, redact_url(spec.stac_api), len(windows))
     bands = list(old_info.bands) if old_info is not None else []
     for s in summaries:
         bands += [b for b in s["bands"] if b not in bands]
@@ -366,7 +375,8 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
     outcomes: dict[Partition, AppendOutcome] = {}
     for attempt in range(ATTEMPTS):
         for outcome in compute(_append_tasks(store, snapshot, todo, tables, summaries, schema,
-                                          info, cutoff, attempt, sync), client):
+                                          info, cutoff, attempt, sync), client,
+                               progress=progress, description="STAC partitions written"):
             outcomes[outcome.partition] = outcome
         changes = [PartitionChange(o.partition, (o.written,), o.replaces)
                    for o in outcomes.values() if o.written is not None]
@@ -376,6 +386,10 @@ def ingest_stac(spec: StacQuery, date_range: Sequence[Any] | None, root: str | o
                                                                  list(outcomes.values())))
             break
         except PartitionConflict as conflict:
+            logger.info("stac-ingest: another writer rewrote %s meanwhile; appending to its "
+                        "files again (%d attempt(s) left)",
+                        ", ".join(partition_label(p) for p in conflict.partitions),
+                        ATTEMPTS - attempt - 1)
             for partition in conflict.partitions:
                 lost = outcomes.pop(partition, None)
                 if lost is not None and lost.written is not None:

@@ -8,12 +8,14 @@ version of their object sends its ETag as a precondition where the backend can, 
 answer's identity is compared with the expected one: another version is a final
 :class:`~rasteret_dask.io.errors.ObjectChangedError`, never bytes. The default timeout and
 attempts come from Dask config (``rasteret_dask.fetch.timeout``,
-``rasteret_dask.fetch.retries``) when set there.
+``rasteret_dask.fetch.retries``) when set there. Each retry is logged (INFO, logger
+``rasteret_dask.io``): the range, why the attempt failed, which attempt of how many.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import CancelledError, Future
@@ -37,9 +39,11 @@ from rasteret_dask.io.errors import (
 )
 from rasteret_dask.io.identity import ObjectIdentity, mismatch
 from rasteret_dask.io.ranges import ByteRange, MergedRange, Payload, coalesce
-from rasteret_dask.redact import describe_callable, redact_mapping
+from rasteret_dask.redact import describe_callable, redact_mapping, redact_text, redact_url
 
 __all__ = ["CONFIG_PREFIX", "Payload", "RangeReader"]
+
+logger = logging.getLogger("rasteret_dask.io")
 
 CONFIG_PREFIX = "rasteret_dask.fetch"
 """Dask config holding the default ``timeout`` (seconds per attempt) and ``retries``
@@ -312,8 +316,12 @@ class RangeReader:
                 data, size = _check_length(payload, request.start, request.end, allow_short)
                 return data, attempts, size, payload.identity
             except Exception as exc:
-                self._raise_if_final(exc, request, attempts)
-            await asyncio.sleep(self.backoff(attempts))
+                reason = self._raise_if_final(exc, request, attempts)
+            delay = self.backoff(attempts)
+            logger.info("retrying bytes %d-%d of %s in %.2f s: attempt %d of %d failed (%s)",
+                        request.start, request.end - 1, redact_url(request.href), delay,
+                        attempts, self.retries, redact_text(reason))
+            await asyncio.sleep(delay)
 
     async def _attempt(
         self,
@@ -330,9 +338,9 @@ class RangeReader:
             return await read_range(fs, path, request.start, request.end, progress, buffer,
                                     request.expect)
 
-    def _raise_if_final(self, exc: Exception, request: MergedRange, attempts: int) -> None:
+    def _raise_if_final(self, exc: Exception, request: MergedRange, attempts: int) -> str:
         """Raise the request's :class:`FetchError` when ``exc`` is final or the attempts are
-        spent; return to retry."""
+        spent; else return why the attempt failed (redacted), to retry."""
         verdict = classify(exc)
         reason = verdict.reason
         if type(exc) is TimeoutError and not str(exc):  # this attempt's own timeout
@@ -344,6 +352,7 @@ class RangeReader:
             error = FetchError(request.href, request.start, request.end, attempts, reason,
                                verdict.status)
             raise error from exc
+        return reason
 
 
 def _deliver_empty(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from ..collection import Collection
 
 __all__ = ["prepare_reads", "plan_reads", "get_xarray", "get_numpy", "ReadPlanLike"]
+
+logger = logging.getLogger("rasteret_dask.read")
 
 
 ReadPlanLike = ReadPlan | WarpPlan | DeferredPlan
@@ -305,8 +308,9 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     if columns:
         datasets = [attach_properties(ds, collection, columns, _first_ids(plan))
                     for ds, plan in zip(datasets, plans, strict=True)]
-    for dataset in datasets:
+    for dataset, plan in zip(datasets, plans, strict=True):
         dataset.attrs.update(_provenance(collection, list(source.bands), geometry_crs, filters))
+        _log_grid(dataset, "native" if isinstance(plan, ReadPlan) else "warped")
     return datasets[0] if len(datasets) == 1 else datasets
 
 
@@ -315,6 +319,21 @@ def _first_ids(plan: ReadPlanLike) -> list[str]:
     if isinstance(plan, ReadPlan):
         return list(plan.ids)
     return [ids[0] for ids in plan.ids]
+
+
+def _log_grid(dataset: xr.Dataset, kind: str) -> None:
+    """One INFO line on the ``rasteret_dask.read`` logger: the grid a read chose."""
+    if not logger.isEnabledFor(logging.INFO) or "spatial_ref" not in dataset.coords:
+        return
+    import pyproj
+
+    attrs = dataset["spatial_ref"].attrs
+    crs = pyproj.CRS.from_wkt(attrs["crs_wkt"])
+    code = crs.to_authority()
+    _, xres, _, _, _, yres = (float(v) for v in attrs["GeoTransform"].split())
+    logger.info("read %s on the %s grid %s at %g x %g: %s", ", ".join(dataset.data_vars), kind,
+                ":".join(code) if code else crs.name, abs(xres), abs(yres),
+                " x ".join(f"{k}={v}" for k, v in dataset.sizes.items()))
 
 
 def _provenance(collection: Collection, bands: list[str], geometry_crs: Any,
@@ -328,14 +347,17 @@ def _provenance(collection: Collection, bands: list[str], geometry_crs: Any,
             "query": json.dumps(query, sort_keys=True)}
 
 
-def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str] | str,
-              **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str] | str, *,
+              progress: bool = False, **kwargs: Any) -> np.ndarray | list[np.ndarray]:
     """Computed arrays of ``bands`` over ``geometries``.
 
     Parameters
     ----------
     collection, geometries, bands
         As :func:`get_xarray`.
+    progress : bool, default False
+        Show a progress bar while computing (``rasteret_dask.runner.compute``: ``tqdm`` on
+        local threads, a widget in a notebook, ``distributed.progress`` on a cluster).
     **kwargs
         :func:`get_xarray`'s keyword arguments (``on_missing`` and ``errors`` included);
         skipped records and tiles read as nodata are reported on the ``rasteret_dask.read``
@@ -352,10 +374,15 @@ def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str] | st
     ValueError, MissingRecordsError, RasterReadError
         As :func:`get_xarray` and its computation.
     """
+    from ..runner import compute  # the one place that runs work with a progress display
+
     result = get_xarray(collection, geometries, bands, **kwargs)
     bands = [bands] if isinstance(bands, str) else list(bands)
+    datasets = [result] if isinstance(result, xr.Dataset) else result
+    computed = compute(datasets, progress=progress, description="get_numpy")
 
     def stack(ds: xr.Dataset) -> np.ndarray:
         return np.stack([ds[b].values for b in bands], axis=1)
 
-    return stack(result) if isinstance(result, xr.Dataset) else [stack(d) for d in result]
+    arrays = [stack(d) for d in computed]
+    return arrays[0] if isinstance(result, xr.Dataset) else arrays

@@ -250,7 +250,9 @@ class Selection:
         """The error of a read that found no record to read, naming what was skipped."""
         note = (f" ({len(self.skipped)} matching record(s) have no metadata, e.g. "
                 f"{self.skipped[0]})" if self.skipped else "")
-        return ValueError(f"no enriched record intersects the geometry{note}")
+        return ValueError(f"no enriched record intersects the geometry{note}; check its CRS "
+                          "(geometry_crs=, --aoi-crs), the filters and the index's extent "
+                          "(collection.bounds, rasteret-dask info)")
 
 
 def _read_columns(schema_names: Sequence[str], bands: Sequence[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """COG factories for tests, the demo and benchmarks: small deterministic GeoTIFFs of any flavour.
 
-rasterio (GDAL) is a test/optional dependency, so it is imported inside the functions.
+rasterio (GDAL) is a dependency of the package (the demo writes its COGs with it on a plain
+``pip install``); it is imported inside the functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations

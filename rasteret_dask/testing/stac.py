@@ -1,6 +1,7 @@
 """A local STAC API for tests: :func:`sentinel2_items` (Earth Search-like Item dicts),
-:class:`StacServer` (``rustac serve`` on 127.0.0.1) and :class:`FlakyProxy` (a proxy in front
-of it that rewrites links to itself and answers 5xx on demand)."""
+:class:`StacServer` (``rustac serve`` on 127.0.0.1), :class:`FlakyProxy` (a proxy in front
+of it that rewrites links to itself and answers 5xx on demand) and :func:`descriptor_served_at`
+(a built-in descriptor answering for a local server's URL, as it does for its own API)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any, Self
 from aiohttp import ClientSession, ClientTimeout, web
 
 __all__ = ["COG_TYPE", "EARTH_SEARCH_BANDS", "FlakyProxy", "ProxyRequest", "StacServer",
-           "rustac_executable", "sentinel2_items"]
+           "descriptor_served_at", "rustac_executable", "sentinel2_items"]
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _EXT = "https://stac-extensions.github.io/{}/schema.json"
@@ -397,3 +398,25 @@ class FlakyProxy:
         with self._lock:
             self._log.append(replace(seen, status=status))
         return web.Response(body=data, status=status, headers={"Content-Type": ctype})
+
+
+@contextlib.contextmanager
+def descriptor_served_at(dataset_id: str, stac_api: str) -> Any:
+    """For the block, the registered descriptor ``dataset_id`` has ``stac_api`` as its API, so
+    ``build_from_stac(stac_api=<local server>, collection=...)`` applies it as it would on the
+    real API (a descriptor applies only on its own API); restored afterwards.
+
+    Yields
+    ------
+    DatasetDescriptor
+        The descriptor as registered during the block.
+    """
+    from ..catalog import get_descriptor, register
+
+    original = get_descriptor(dataset_id)
+    local = register(replace(original, stac_api=stac_api), replace=True)
+    try:
+        yield local
+    finally:
+        register(original, replace=True)
+

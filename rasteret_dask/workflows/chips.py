@@ -217,6 +217,7 @@ def export_chips(
     out_storage_options: dict | None = None,
     in_flight: int | None = None,
     overwrite: bool = False,
+    progress: bool = False,
     **filters: Any,
 ) -> ChipsReport:
     """Export ``chip_size`` chips of ``bands`` into one Zarr store per split, ``out/<split>.zarr``.
@@ -255,6 +256,8 @@ def export_chips(
         Batches computed at once (default: twice the cluster's threads).
     overwrite : bool, default False
         Replace existing split stores written with other arguments.
+    progress : bool, default False
+        Show a progress bar of the units written (``tqdm``; a widget in a notebook).
     **filters
         Passed to ``Collection.subset``.
 
@@ -332,7 +335,8 @@ def export_chips(
         for job in jobs:
             yield unit(*job)
 
-    written = compute_streaming(pending(), client=client, in_flight=in_flight)
+    written = compute_streaming(pending(), client=client, in_flight=in_flight,
+                                progress=progress, total=len(jobs), description="chip batches")
     return ChipsReport(
         out=root, splits={s: len(c) for s, c in sorted(plan.items())},
         chips_total=sum(len(c) for c in plan.values()), batches_total=len(jobs) + skipped,

@@ -155,6 +155,7 @@ def composite(
     out_storage_options: dict | None = None,
     in_flight: int | None = None,
     overwrite: bool = False,
+    progress: bool = False,
     **filters: Any,
 ) -> CompositeReport:
     """Monthly nan-median composite of ``bands`` (+ ``ndvi``) over ``aoi`` into Zarr ``out``.
@@ -195,6 +196,8 @@ def composite(
         Tiles computed at once (default: twice the cluster's threads).
     overwrite : bool, default False
         Replace an existing store; without it a store written with other arguments raises.
+    progress : bool, default False
+        Show a progress bar of the units written (``tqdm``; a widget in a notebook).
     **filters
         Passed to ``Collection.subset`` (e.g. ``cloud_cover_lt=30``).
 
@@ -259,7 +262,8 @@ def composite(
             if key not in finished:
                 yield unit(key)
 
-    written = compute_streaming(pending(), client=client, in_flight=in_flight)
+    written = compute_streaming(pending(), client=client, in_flight=in_flight,
+                                progress=progress, total=len(tiles) - len(finished), description="composite tiles")
     return CompositeReport(
         out=os.fspath(out), tiles_total=len(tiles), tiles_written=written,
         tiles_skipped=len(finished), tiles_empty=empty[0], months=tuple(months),

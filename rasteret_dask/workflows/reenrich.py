@@ -145,7 +145,8 @@ def search_start(searched: list[list[str]], *, lookback: int = DEFAULT_LOOKBACK_
 
 
 def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client: Any,
-                      report: ReenrichReport, lookback: int, full: bool, prune: bool) -> None:
+                      report: ReenrichReport, lookback: int, full: bool, prune: bool,
+                      progress: bool = False) -> None:
     from ..index.filters import parse_date_range
     from ..ingest import ItemSync, StacQuery, ingest_stac
 
@@ -165,7 +166,7 @@ def _search_new_items(collection: Any, state: dict[str, Any], until: Any, client
                           data_source=collection.data_source,
                           description=collection.description, client=client,
                           storage_options=collection.storage_options,
-                          sync=ItemSync(refresh=True, prune=prune))
+                          sync=ItemSync(refresh=True, prune=prune), progress=progress)
     report.stac_items_found = summary.items_found
     report.stac_rows_replaced = list(summary.rows_replaced)
     report.stac_items_gone = list(summary.items_gone)
@@ -206,7 +207,7 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
     report_path : str or os.PathLike, optional
         Where the JSON report goes (default ``INDEX/_reports/reenrich-<UTC time>.json``).
     progress : bool, default False
-        Show progress.
+        Show progress bars: the STAC searches, partition writes and enrichment tasks.
     index_storage_options : dict, optional
         fsspec options for the index itself (default: the ``rasteret_dask.storage_options``
         dask config).
@@ -250,7 +251,8 @@ def reenrich(index: str | os.PathLike, *, client: Any = None, bands: list[str] |
             raise ValueError(f"{index} is not a partitioned index directory")
         state = collection.info.extra.get("stac")
         if stac and state:
-            _search_new_items(collection, state, until, active, report, lookback, full, prune)
+            _search_new_items(collection, state, until, active, report, lookback, full, prune,
+                              progress)
             collection = load(index, storage_options=index_storage_options)
         outcome = collection.enrich(bands, client=active, only_missing=True,
                                     storage_options=storage_options, progress=progress,
