@@ -90,7 +90,7 @@ class CompositeJob:
     aoi: shapely.Geometry  # in the output CRS
     query_bbox: tuple[float, float, float, float]  # CRS84 bbox of the grid
     months: tuple[str, ...]  # "YYYY-MM", the store's month axis
-    metadata_columns: tuple[str, ...]  # the {band}_metadata columns the reads use
+    metadata_columns: tuple[str, ...]  # {band}_metadata of the bands, then the mask band's
     out: str
     out_storage_options: dict | None = None
     date_range: tuple[Any, Any] | None = None
@@ -143,10 +143,19 @@ def _query(job: CompositeJob, collection: Collection, geobox: GeoBox) -> pa.Tabl
     return subset.to_table(columns=columns)
 
 
-def _has_records(collection: Collection, geobox: GeoBox, bands: Sequence[str]) -> bool:
+def _selected(collection: Collection, geobox: GeoBox, bands: Sequence[str]) -> set[str]:
+    """Ids of the enriched records a read of ``bands`` onto ``geobox`` would take."""
     shape = shapely.box(*geobox.boundingbox.bbox)
     (selection,) = select(collection, shape, list(bands), geometry_crs=geobox.crs.to_wkt())
-    return not selection.is_empty
+    return {r.id for records in selection.records_by_band.values() for r in records}
+
+
+def _with_quality(table: pa.Table, ids: set[str], column: str) -> bool:
+    """Whether any of the records ``ids`` has metadata in ``column`` (the quality band's)."""
+    if column not in table.column_names:
+        return False
+    chosen = [i in ids for i in table[S.ID].to_pylist()]
+    return any(v is not None for v, c in zip(table[column].to_pylist(), chosen, strict=True) if c)
 
 
 def _scheduler(job: CompositeJob) -> dict[str, Any]:
@@ -204,14 +213,15 @@ def _read(job: CompositeJob, collection: Collection, geobox: GeoBox
     if table.num_rows == 0:
         return None, 0
     rows = memory_collection(collection, table)
-    if not _has_records(rows, geobox, job.bands):
+    ids = _selected(rows, geobox, job.bands)
+    if not ids:
         return None, 0
     options = {"geobox": geobox, "groupby": job.groupby, "storage_options": job.storage_options,
                "chunks": {"y": int(geobox.height), "x": int(geobox.width)}}
     data = rows.get_xarray(None, list(job.bands), resampling=job.resampling,
                            rescale=job.rescale, **options)
     quality = None
-    if job.mask is not None and _has_records(rows, geobox, [job.mask.band]):
+    if job.mask is not None and _with_quality(table, ids, job.metadata_columns[-1]):
         quality = rows.get_xarray(None, [job.mask.band], resampling="nearest", **options)
     return _reduce(job, data, quality, geobox.shape), data.sizes["time"]
 

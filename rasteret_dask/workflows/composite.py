@@ -106,7 +106,9 @@ def _template(grid: CompositeGrid, months: Sequence[np.datetime64], variables: l
             da.full((len(months), height, width), fill, dtype=dtype, chunks=chunks),
             dims=("month", "y", "x"), attrs={"grid_mapping": "spatial_ref", "long_name": what,
                                              "reducer": reducer.label})
-        encoding[name] = {"chunks": chunks, "_FillValue": fill}
+        # a count's 0 is a value, not missing: the array's fill is 0, but no CF _FillValue
+        encoding[name] = {"chunks": chunks,
+                          "_FillValue": None if dtype.kind == "u" else fill}
     coords = {"month": ("month", np.array(months, dtype="datetime64[M]").astype("datetime64[ns]")),
               "y": ("y", y), "x": ("x", x), "spatial_ref": spatial_ref(grid.crs, t)}
     return xr.Dataset(data, coords=coords), encoding
@@ -304,7 +306,7 @@ def composite(
         index=IndexRef.of(collection), bands=tuple(bands), reducer=chosen, mask=quality,
         ndvi=(red, nir) if with_ndvi else None, geobox=grid.geobox, aoi=grid.aoi,
         query_bbox=grid.query_bbox, months=tuple(month_labels),
-        metadata_columns=tuple(S.metadata_column(b) for b in source.bands.values()),
+        metadata_columns=tuple(S.metadata_column(source.bands[b]) for b in wanted),
         out=store.url, out_storage_options=out_storage_options,
         date_range=None if date_range is None else tuple(date_range),
         filters=dict(jsonable(filters)), resampling=request.resampling, groupby=groupby,

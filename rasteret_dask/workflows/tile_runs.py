@@ -89,7 +89,7 @@ def _on_client(client: Any, function: Callable, tiles: Sequence[Any], job: Any, 
 
     submit(itertools.islice(pending, in_flight))
     bar.update(run)
-    done = as_completed(list(futures))
+    done = as_completed(list(futures), loop=client.loop)
     try:
         for future in done:
             tile = futures.pop(future)
