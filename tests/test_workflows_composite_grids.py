@@ -301,3 +301,30 @@ def test_a_killed_worker_loses_nothing_on_a_real_cluster(zones, tmp_path):
     assert _markers(out) == calm.tiles_total
     xr.testing.assert_identical(xr.open_zarr(out).load(), xr.open_zarr(tmp_path / "calm.zarr").load())
     shutil.rmtree(out)
+
+
+def test_the_command_line_composites_onto_a_grid_and_writes_a_report(zones, tmp_path, capsys):
+    from workflows.composite import main
+
+    fixture, _ = zones
+    out = tmp_path / "cli.zarr"
+    args = ["--index", fixture.collection.path, "--aoi", AOI_32643.wkt, "--aoi-crs",
+            "EPSG:32643", "--bands", "B02,B11", "--red", "B02", "--nir", "B11", "--out",
+            str(out), "--crs", "EPSG:3857", "--resolution", "80", "--tile-size", "64",
+            "--reducer", "p90", "--mask", "SCL:3,8,9,10", "--groupby", "none", "--quiet"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["reducer"] == "p90" and printed["crs_epsg"] == 3857
+    assert printed["report_path"].startswith(f"{out}.composite-")
+    assert json.loads(Path(printed["report_path"]).read_text()) == printed
+    want = composite(fixture.collection.path, aoi=AOI_32643, aoi_crs=32643, bands=BANDS,
+                     out=tmp_path / "lib.zarr", crs="EPSG:3857", resolution=80, tile_size=64,
+                     reducer="p90", mask={"band": "SCL", "drop": SCL_DROP}, groupby=None,
+                     **NDVI)
+    assert want.tiles_total == printed["tiles_written"]
+    got, lib = xr.open_zarr(out).load(), xr.open_zarr(tmp_path / "lib.zarr").load()
+    xr.testing.assert_identical(got, lib)
+    assert main([*args[:-7], "--mask", "SCL", "--quiet"]) == 2
+    assert "--mask 'SCL': give BAND:V,V,..." in capsys.readouterr().err
+    assert main([*args[:-7], "--reducer", "p200", "--quiet"]) == 2
+    assert "reducer='p200' is not a reducer" in capsys.readouterr().err

@@ -41,7 +41,7 @@ from .tile_runs import run_tiles
 if TYPE_CHECKING:
     from ..collection import Collection
 
-__all__ = ["composite", "CompositeReport"]
+__all__ = ["composite", "CompositeReport", "default_report_path"]
 
 
 @dataclass(frozen=True)
