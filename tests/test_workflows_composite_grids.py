@@ -223,8 +223,14 @@ def test_a_geobox_composites_the_whole_grid_and_the_default_grid_is_the_records(
     np.testing.assert_array_equal(ds["B02"].values, monthly(want, "max").values)
     default = composite(fixture.collection.path, aoi=(77.9, 13.0, 77.91, 13.01),
                         bands=["B02", "B11"], out=tmp_path / "d.zarr", tile_size=256)
-    assert default.crs_epsg == 32643 and default.resolution == (10.0, 10.0)  # most records,
-    assert default.tiles_failed == 0  # the finest band; records of both zones tie: first seen
+    assert default.crs_epsg == 32643 and default.resolution == (10.0, 10.0)  # the records',
+    assert default.tiles_failed == 0  # the finest band
+    march = fixture.collection.subset(date_range=("2024-03-01", "2024-03-31"))
+    only = composite(march, bands=["B02"], geobox=geobox, out=tmp_path / "m.zarr",
+                     tile_size=32, reducer="max")  # workers apply the collection's filter
+    assert only.months == ("2024-03",) and only.tiles_written == 4
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "m.zarr")["B02"].values,
+                                  ds["B02"].values[:1])
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

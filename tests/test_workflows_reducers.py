@@ -116,6 +116,6 @@ def test_tiles_cover_the_grid_the_aoi_meets_and_leave_the_rest_out():
     assert (last.row, last.col, last.height, last.width) == (64, 96, 6, 4)
     sub = last.geobox(geobox)
     assert sub.shape == (6, 4) and sub.transform.c == 960 and sub.transform.f == 60
-    assert Tile("k", 1, 2, 3, 4).window == [1, 2, 3, 4]
+    assert Tile(0, 0, 1, 2, 3, 4).window == [1, 2, 3, 4] and Tile(2, 11, 0, 0, 1, 1).key == tile_key(2, 11)
     everything = plan_tiles(geobox, shapely.box(0, 0, 1000, 700), 32)
     assert [t.key for t in everything] == [tile_key(i, j) for i in range(3) for j in range(4)]

@@ -40,13 +40,15 @@ __all__ = ["IndexRef", "CompositeJob", "TileOutcome", "run_tile", "open_index"]
 
 @dataclass(frozen=True)
 class IndexRef:
-    """How a worker opens the index: its path/URL, storage options and the version the client
-    planned with, and the filter of the collection it was given; or, for an index that only
-    lives in memory, the collection itself."""
+    """How a worker opens the index: its path/URL, storage options, the name and data source
+    the client's collection had, the version the client planned with and the collection's own
+    filter; or, for an index that only lives in memory, the collection itself."""
 
     path: str | None
     version: int | None
     storage_options: str = "{}"  # JSON text, hashable for the per-process cache
+    name: str | None = None
+    data_source: str | None = None
     filter: Any = None  # a pyarrow.dataset.Expression or None
     collection: Any = None  # an in-memory Collection (path None)
 
@@ -56,25 +58,31 @@ class IndexRef:
         if collection.path is None:
             return cls(None, None, collection=collection)
         options = json.dumps(collection.storage_options or {}, sort_keys=True, default=str)
-        return cls(collection.path, collection.version, options, collection.filter)
+        return cls(collection.path, collection.version, options, collection.name,
+                   collection.data_source, collection.filter)
 
     def open(self, *, fresh: bool = False) -> Collection:
-        """The collection (cached per process by path, options and planned version)."""
+        """The collection (cached per process by path, options, name, data source and planned
+        version); ``fresh`` opens the index again (its cached files were replaced)."""
         if self.path is None:
             return self.collection
         if fresh:
             open_index.cache_clear()
-        collection = open_index(self.path, self.storage_options, self.version)
+        collection = open_index(self.path, self.storage_options, self.name, self.data_source,
+                                self.version)
         return collection if self.filter is None else collection.where(self.filter)
 
 
 @functools.lru_cache(maxsize=8)
-def open_index(path: str, storage_options: str, version: int | None) -> Collection:
-    """``load(path)`` once per process and planned version (``version`` keys the cache: a new
-    run of a changed index opens it again)."""
+def open_index(path: str, storage_options: str, name: str | None, data_source: str | None,
+               version: int | None) -> Collection:
+    """``load(path)`` once per process and planned version (``version`` keys the cache: a run
+    planned on a later version opens the index again). Tiles read the version current when
+    this process first opened it."""
     from ..collection import load
 
-    return load(path, storage_options=json.loads(storage_options) or None)
+    return load(path, name=name, data_source=data_source,
+                storage_options=json.loads(storage_options) or None)
 
 
 @dataclass(frozen=True)

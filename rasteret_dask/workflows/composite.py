@@ -32,7 +32,7 @@ from .. import schema as S
 from ..plan.output_grid import grid_request
 from ..read import query_geometries, read_bands, spatial_ref
 from ..read.grouping import GROUPBY
-from ._common import WorkflowStore, as_collection, jsonable
+from ._common import WorkflowStore, as_collection
 from ._tiles import CompositeJob, IndexRef, run_tile
 from .composite_plan import CompositeGrid, geobox_json, month_axis, output_grid, plan_tiles
 from .reducers import Reducer, parse_mask, parse_reducer
@@ -309,7 +309,7 @@ def composite(
         metadata_columns=tuple(S.metadata_column(source.bands[b]) for b in wanted),
         out=store.url, out_storage_options=out_storage_options,
         date_range=None if date_range is None else tuple(date_range),
-        filters=dict(jsonable(filters)), resampling=request.resampling, groupby=groupby,
+        filters=dict(filters), resampling=request.resampling, groupby=groupby,
         rescale=rescale, all_touched=all_touched, storage_options=storage_options,
         threads_per_tile=threads_per_tile)
     planned = time.perf_counter() - started

@@ -37,15 +37,22 @@ __all__ = ["Tile", "CompositeGrid", "output_grid", "month_axis", "plan_tiles", "
            "geobox_json", "lonlat_bbox"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tile:
-    """One unit of work: its key and its window (rows, columns) on the output grid."""
+    """One unit of work: its position (``i``, ``j``) among the tiles and its window (rows,
+    columns) on the output grid."""
 
-    key: str
+    i: int
+    j: int
     row: int
     col: int
     height: int
     width: int
+
+    @property
+    def key(self) -> str:
+        """The tile's key (and marker name)."""
+        return tile_key(self.i, self.j)
 
     def geobox(self, grid: GeoBox) -> GeoBox:
         """The tile's own GeoBox, cut from the output grid."""
@@ -203,9 +210,8 @@ def month_axis(subset: Collection) -> tuple[np.datetime64, ...]:
                   for y, m in zip(pairs["y"].to_pylist(), pairs["m"].to_pylist(), strict=True)}
     else:
         table = subset.dataset.to_table(columns=[S.DATETIME], filter=subset.filter)
-        times = table[S.DATETIME].to_numpy(zero_copy_only=False)
-        months = set(np.unique(times.astype("datetime64[M]")).tolist())
-        months = {np.datetime64(m, "M") for m in months}
+        times = table[S.DATETIME].to_numpy(zero_copy_only=False).astype("datetime64[M]")
+        months = set(np.unique(times))
     return tuple(sorted(months))
 
 
@@ -223,7 +229,7 @@ def plan_tiles(geobox: GeoBox, aoi: shapely.Geometry, tile_size: int) -> list[Ti
     tiles = []
     for i, j in zip(*np.nonzero(touched), strict=True):
         r, c = int(i) * tile_size, int(j) * tile_size
-        tiles.append(Tile(tile_key(int(i), int(j)), r, c, min(tile_size, height - r),
+        tiles.append(Tile(int(i), int(j), r, c, min(tile_size, height - r),
                           min(tile_size, width - c)))
     return tiles
 

@@ -57,9 +57,8 @@ class _Progress:
 
     def update(self, run: TileRun) -> None:
         if self.bar is not None:
-            self.bar.n = run.finished + run.failed
             self.bar.set_postfix(submitted=run.submitted, failed=run.failed, refresh=False)
-            self.bar.refresh()
+            self.bar.update(run.finished + run.failed - self.bar.n)  # redraws at tqdm's pace
 
     def close(self) -> None:
         if self.bar is not None:
