@@ -108,7 +108,7 @@ class CompositeJob:
     rescale: bool = False
     all_touched: bool = False
     storage_options: dict | None = None
-    threads_per_tile: int = 1
+    threads_per_tile: int = 2
 
     @property
     def variables(self) -> tuple[str, ...]:
