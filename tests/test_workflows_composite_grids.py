@@ -334,3 +334,56 @@ def test_the_command_line_composites_onto_a_grid_and_writes_a_report(zones, tmp_
     assert "--mask 'SCL': give BAND:V,V,..." in capsys.readouterr().err
     assert main([*args[:-7], "--reducer", "p200", "--quiet"]) == 2
     assert "reducer='p200' is not a reducer" in capsys.readouterr().err
+
+
+def test_a_tile_whose_cached_index_was_replaced_opens_it_again(zones, tmp_path, monkeypatch):
+    import rasteret_dask as rd
+    from rasteret_dask.workflows._tiles import open_index, run_tile
+
+    fixture, _ = zones
+    copy = tmp_path / "index"
+    shutil.copytree(fixture.collection.path, copy)
+    jobs, real = [], composite_module.run_tiles
+
+    def capture(function, tiles, job, **kwargs):
+        jobs.append((tiles, job))
+        return real(function, tiles, job, **kwargs)
+
+    monkeypatch.setattr(composite_module, "run_tiles", capture)
+    args = {"aoi": AOI_32643, "aoi_crs": 32643, "bands": ["B02"], "crs": 32643,
+            "resolution": 80, "tile_size": 64}
+    first = composite(str(copy), out=tmp_path / "a.zarr", **args)
+    before = xr.open_zarr(tmp_path / "a.zarr").load()
+    tiles, job = jobs[0]
+    assert job.index.path == str(copy) and job.index.version == rd.load(copy).version
+    report = rd.load(copy).enrich(only_missing=False, progress=False)  # every file replaced
+    assert report.partitions_rewritten >= 1
+    ref = job.index
+    cached = open_index(ref.path, ref.storage_options, ref.name, ref.data_source, ref.version)
+    assert cached.version == ref.version  # this process still holds the replaced version
+    outcome = run_tile(tiles[0], job)  # its files are gone: the tile opens the index again
+    assert not outcome.empty and first.tiles_failed == 0
+    reopened = open_index(ref.path, ref.storage_options, ref.name, ref.data_source, ref.version)
+    assert reopened.version == rd.load(copy).version > ref.version
+    xr.testing.assert_identical(xr.open_zarr(tmp_path / "a.zarr").load(), before)
+
+
+def test_an_in_memory_collection_is_composited_on_threads(zones, tmp_path):
+    import rasteret_dask as rd
+
+    fixture, _ = zones
+    memory = rd.Collection(pyarrow_dataset(fixture.collection.to_table()), fixture.collection.info)
+    assert memory.path is None
+    args = {"aoi": AOI_32643, "aoi_crs": 32643, "bands": ["B02"], "crs": 3857,
+            "resolution": 80, "tile_size": 64, "reducer": "min"}
+    got = composite(memory, out=tmp_path / "mem.zarr", **args)
+    want = composite(fixture.collection.path, out=tmp_path / "path.zarr", **args)
+    assert got.tiles_written == want.tiles_written > 1
+    xr.testing.assert_identical(xr.open_zarr(tmp_path / "mem.zarr").load(),
+                                xr.open_zarr(tmp_path / "path.zarr").load())
+
+
+def pyarrow_dataset(table):
+    import pyarrow.dataset as pads
+
+    return pads.dataset(table)
