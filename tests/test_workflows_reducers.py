@@ -1,4 +1,4 @@
-"""The composite's pure pieces: reducers, the quality mask, monthly reduction, and the tiles
+"""The composite's pure pieces: reducers, the quality mask, observations, NDVI, and the tiles
 the client plans (no I/O)."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from rasteret_dask.workflows.reducers import (
     observations,
     parse_mask,
     parse_reducer,
-    reduce_months,
 )
 
 NAN = np.nan
@@ -54,16 +53,6 @@ def test_reducers_ignore_nan_and_leave_unobserved_pixels_at_their_fill():
     assert all(v.dtype == np.float32 for k, v in got.items() if k != "count")
     assert Reducer("count").fill == 0 and np.isnan(Reducer("median").fill)
     assert parse_reducer("p2.5").label == "p2.5" and parse_reducer("p90").label == "p90"
-
-
-def test_reduce_months_groups_steps_and_skips_unknown_months():
-    values = np.arange(5 * 2 * 2, dtype=np.float32).reshape(5, 2, 2)
-    got = reduce_months(values, np.array([0, 0, 2, -1, 2]), 3, Reducer("max"))
-    np.testing.assert_array_equal(got[0], values[1])
-    assert np.isnan(got[1]).all()  # a month without a step
-    np.testing.assert_array_equal(got[2], values[4])
-    counts = reduce_months(values, np.array([0, 0, 2, -1, 2]), 3, Reducer("count"))
-    assert counts.dtype == np.uint16 and counts[1].max() == 0 and counts[0].min() == 2
 
 
 def test_observations_drop_nodata_and_masked_pixels():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Reducer", "QualityMask", "REDUCERS", "parse_reducer", "parse_mask", "observations",
-           "reduce_months", "ndvi_block"]
+           "ndvi_block"]
 
 REDUCERS = ("median", "mean", "min", "max", "count")
 """The named reducers; percentiles are written ``"p<q>"`` with 0 <= q <= 100."""
@@ -193,20 +193,6 @@ def observations(raw: np.ndarray, nodata: Any, dropped: np.ndarray | None = None
     if dropped is not None:
         values[dropped] = np.nan
     return values
-
-
-def reduce_months(values: np.ndarray, month_index: np.ndarray, n_months: int,
-                  reducer: Reducer) -> np.ndarray:
-    """(time, y, x) float32 observations -> (month, y, x) of the reducer's dtype.
-
-    ``month_index[t]`` is the month (0 .. n_months-1) of time step ``t``, or -1 to leave the
-    step out; months without a step get the reducer's fill.
-    """
-    out = np.full((n_months, *values.shape[1:]), reducer.fill, dtype=reducer.dtype)
-    for month in np.unique(month_index):
-        if month >= 0:
-            out[month] = reducer.reduce(values[month_index == month])
-    return out
 
 
 def ndvi_block(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
