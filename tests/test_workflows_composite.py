@@ -19,7 +19,6 @@ import rasteret_dask as rd
 from rasteret_dask.testing.cogs import synthetic_pixels, write_cog
 from rasteret_dask.testing.servers import RangeServer
 from rasteret_dask.workflows import composite
-from rasteret_dask.workflows._tiles import monthly_median
 
 from .test_read_helpers import record_table, to_crs
 
@@ -208,17 +207,3 @@ def test_distributed_run_and_the_script_write_the_same_store(index, first_run, t
     assert main(args) == 0
     assert '"tiles_written": 3' in capsys.readouterr().out
     xr.testing.assert_equal(xr.open_zarr(tmp_path / "s.zarr").load(), want)
-
-
-def test_monthly_median_ignores_pixels_outside_each_image_without_nodata():
-    block = np.arange(3 * 2 * 4, dtype=np.uint16).reshape(3, 2, 4) + 1
-    cover = np.array([[0, 2, 0, 4], [0, 2, 2, 4], [0, 1, 0, 4]])  # record 1: cols 2-3 only
-    info = {0: {"array-location": [(0, 3), (0, 2), (0, 4)]}}
-    got = monthly_median(block, month_of=np.array([0, 0, 1]), cover=cover, nodata=None,
-                         n_months=3, block_info=info)
-    assert got.shape == (3, 2, 4) and got.dtype == np.float32
-    want0 = block[:2].astype(np.float32)
-    want0[1, :, :2] = np.nan
-    np.testing.assert_array_equal(got[0], np.nanmedian(want0, axis=0))
-    np.testing.assert_array_equal(got[1], [[17, 18, 19, 20], [np.nan] * 4])
-    assert np.isnan(got[2]).all()

@@ -148,18 +148,40 @@ def reenrich(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _quality_mask(text: str | None) -> dict[str, Any] | None:
+    """``--mask SCL:3,8,9,10`` as ``{"band": "SCL", "drop": [3, 8, 9, 10]}``."""
+    if text is None:
+        return None
+    band, sep, values = text.partition(":")
+    try:
+        drop = [int(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        drop = None
+    if not sep or not band or drop is None:
+        raise ValueError(f"--mask {text!r}: give BAND:V,V,... with integer values, e.g. "
+                         "SCL:3,8,9,10")
+    return {"band": band, "drop": drop}
+
+
 def composite(args: argparse.Namespace) -> int:
     from ..workflows import composite as run_composite
+    from ..workflows.composite import default_report_path
 
     filters = _subset_filters(args)
     with _client(args.cluster) as client:
         report = run_composite(args.index, aoi=args.aoi, aoi_crs=args.aoi_crs, bands=args.bands,
-                           out=args.out, tile_size=args.tile_size,
-                           date_range=A.date_range(args.date_range), red=args.red,
-                           nir=args.nir, ndvi=not args.no_ndvi, client=client,
-                           overwrite=args.overwrite, progress=_progress(args), **filters)
+                               out=args.out, tile_size=args.tile_size,
+                               date_range=A.date_range(args.date_range), crs=args.crs,
+                               resolution=args.resolution, resampling=args.resampling,
+                               reducer=args.reducer, mask=_quality_mask(args.mask),
+                               groupby=None if args.groupby == "none" else args.groupby,
+                               rescale=args.rescale, red=args.red, nir=args.nir,
+                               ndvi=not args.no_ndvi, client=client, in_flight=args.in_flight,
+                               overwrite=args.overwrite, progress=_progress(args),
+                               report_path=args.report or default_report_path(args.out),
+                               **filters)
     print(json.dumps(report.to_dict(), default=str))
-    return 0
+    return report.exit_code
 
 
 def export_chips(args: argparse.Namespace) -> int:

@@ -190,16 +190,28 @@ def _workflow_commands(commands) -> None:
     p.add_argument("--report", help="report path (default: INDEX/_reports/reenrich-*.json)")
 
     p = _command(jobs, "composite", C.composite,
-                 "monthly median composite (and NDVI) over an AOI into Zarr")
+                 "monthly composite (median, mean, min, max, count, percentile; NDVI) over "
+                 "an AOI on any grid into Zarr")
     _index(p, flag=True)
     _aoi(p)
     p.add_argument("--bands", type=A.bands, required=True, help="bands to composite")
     p.add_argument("--out", required=True, help="Zarr store to write (path or URL)")
-    p.add_argument("--tile-size", type=int, default=512, help="pixels per AOI tile side")
+    p.add_argument("--tile-size", type=int, default=512,
+                   help="output pixels per tile side, also the Zarr chunks (default: 512)")
     _filters(p)
+    _composite_grid(p)
+    p.add_argument("--reducer", default="median",
+                   help="median (default), mean, min, max, count (valid observations), or a "
+                        "percentile pQ, e.g. p90")
+    p.add_argument("--mask", metavar="BAND:V,V,...",
+                   help="drop pixels whose quality band holds these values before reducing, "
+                        "e.g. SCL:3,8,9,10 (cloud shadow, clouds, cirrus)")
     p.add_argument("--red", default="B04", help="red band for NDVI (default: B04)")
     p.add_argument("--nir", default="B08", help="near-infrared band for NDVI (default: B08)")
     p.add_argument("--no-ndvi", action="store_true", help="do not write the ndvi variable")
+    p.add_argument("--in-flight", type=int, metavar="N",
+                   help="tiles submitted at once (default: twice the cluster's threads)")
+    p.add_argument("--report", help="JSON report path (default: OUT.composite-<time>.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
     p = _command(jobs, "export-chips", C.export_chips,
@@ -222,6 +234,20 @@ def _workflow_commands(commands) -> None:
                    help="only records with eo:cloud_cover below this")
     _where(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing split stores")
+
+
+def _composite_grid(p) -> None:
+    """The output grid and observation options of ``workflow composite``."""
+    p.add_argument("--crs", help="output CRS, e.g. EPSG:3035 (default: the CRS of most records)")
+    p.add_argument("--resolution", type=A.resolution, metavar="RES[,RES_Y]",
+                   help="output pixel size in CRS units (default: the finest native one)")
+    p.add_argument("--resampling", default="nearest", choices=RESAMPLING,
+                   help="resampling kernel onto the output grid (default: nearest)")
+    p.add_argument("--groupby", choices=(*GROUPBY, "none"), default="solar_day",
+                   help="one observation per satellite pass (solar_day, default), per equal "
+                        "time, per id, or per record (none)")
+    p.add_argument("--rescale", action="store_true",
+                   help="reduce physical values from the STAC raster:bands scale and offset")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,124 +1,278 @@
-"""Per-tile graph pieces of the composite: block functions (monthly nan-median, NDVI) and the
-lazy (month, y, x) arrays of one AOI tile, read through ``Collection.get_xarray``."""
+"""One composite tile, start to finish, on whichever process runs it (a Dask worker or a
+local thread): open the index (cached per process), query the records meeting the tile, read
+them onto the tile's GeoBox through ``Collection.get_xarray`` (computed inside this task), drop
+masked pixels, reduce each calendar month, write the tile's Zarr region and its marker.
+
+The client ships one :class:`CompositeJob` (shared by every tile) and one small
+:class:`~.composite_plan.Tile` per task; nothing here depends on what other tiles do, so a
+tile rerun after a killed worker rewrites the same region with the same values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import functools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
+import dask
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 import shapely
+from odc.geo.geobox import GeoBox
 
-from ..plan.geometry import reproject_geometries
-from ..plan.grid import GridSpec, Window
-from ._common import inset_box, pad_to_window, read_origin
+from .. import schema as S
+from ..plan.mask import geometry_mask
+from ..read import select
+from ._common import mark_done, memory_collection
+from .composite_plan import Tile, lonlat_bbox
+from .reducers import QualityMask, Reducer, ndvi_block, observations
 
-__all__ = ["CompositeSetup", "monthly_median", "ndvi_block", "tile_arrays", "nan_tile"]
+if TYPE_CHECKING:
+    import xarray as xr
 
-NAN = np.float32(np.nan)
+    from ..collection import Collection
+
+__all__ = ["IndexRef", "CompositeJob", "TileOutcome", "run_tile", "open_index"]
 
 
 @dataclass(frozen=True)
-class CompositeSetup:
-    """Everything planned once for the whole AOI (driver side, never shipped to workers)."""
+class IndexRef:
+    """How a worker opens the index: its path/URL, storage options, the name and data source
+    the client's collection had, the version the client planned with and the collection's own
+    filter; or, for an index that only lives in memory, the collection itself."""
 
-    collection: Any  # in-memory Collection of the filtered records
+    path: str | None
+    version: int | None
+    storage_options: str = "{}"  # JSON text, hashable for the per-process cache
+    name: str | None = None
+    data_source: str | None = None
+    filter: Any = None  # a pyarrow.dataset.Expression or None
+    collection: Any = None  # an in-memory Collection (path None)
+
+    @classmethod
+    def of(cls, collection: Collection) -> IndexRef:
+        """The reference of ``collection`` (by path when it has one)."""
+        if collection.path is None:
+            return cls(None, None, collection=collection)
+        options = json.dumps(collection.storage_options or {}, sort_keys=True, default=str)
+        return cls(collection.path, collection.version, options, collection.name,
+                   collection.data_source, collection.filter)
+
+    def open(self, *, fresh: bool = False) -> Collection:
+        """The collection (cached per process by path, options, name, data source and planned
+        version); ``fresh`` opens the index again (its cached files were replaced)."""
+        if self.path is None:
+            return self.collection
+        if fresh:
+            open_index.cache_clear()
+        collection = open_index(self.path, self.storage_options, self.name, self.data_source,
+                                self.version)
+        return collection if self.filter is None else collection.where(self.filter)
+
+
+@functools.lru_cache(maxsize=8)
+def open_index(path: str, storage_options: str, name: str | None, data_source: str | None,
+               version: int | None) -> Collection:
+    """``load(path)`` once per process and planned version (``version`` keys the cache: a run
+    planned on a later version opens the index again). Tiles read the version current when
+    this process first opened it."""
+    from ..collection import load
+
+    return load(path, name=name, data_source=data_source,
+                storage_options=json.loads(storage_options) or None)
+
+
+@dataclass(frozen=True)
+class CompositeJob:
+    """Everything a tile needs, shared by all tiles of a run (shipped once per worker)."""
+
+    index: IndexRef
     bands: tuple[str, ...]
-    epsg: int
-    grid: GridSpec  # the AOI grid (output), snapped to the records' pixel grid
-    aoi: shapely.Geometry  # in the records' CRS
-    months: tuple[np.datetime64, ...]
-    month_of: dict[str, int]  # record id -> month index
-    windows: dict[tuple[str, str], Window]  # (band, record id) -> image window in grid pixels
-    footprints: dict[str, shapely.Geometry]  # record id -> footprint (EPSG:4326)
-    all_touched: bool
-    storage_options: dict | None
+    reducer: Reducer
+    mask: QualityMask | None
+    ndvi: tuple[str, str] | None  # (red, nir) when the ndvi variable is written
+    geobox: GeoBox
+    aoi: shapely.Geometry  # in the output CRS
+    query_bbox: tuple[float, float, float, float]  # CRS84 bbox of the grid
+    months: tuple[str, ...]  # "YYYY-MM", the store's month axis
+    metadata_columns: tuple[str, ...]  # {band}_metadata of the bands, then the mask band's
+    out: str
+    out_storage_options: dict | None = None
+    date_range: tuple[Any, Any] | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    resampling: str = "nearest"
+    groupby: str | None = "solar_day"
+    rescale: bool = False
+    all_touched: bool = False
+    storage_options: dict | None = None
+    threads_per_tile: int = 2
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The store's variables: the bands, then ``ndvi`` when written."""
+        return self.bands + (("ndvi",) if self.ndvi is not None else ())
 
 
-def monthly_median(block: np.ndarray, *, month_of: np.ndarray, cover: np.ndarray,
-                   nodata: Any, n_months: int, block_info: dict | None = None) -> np.ndarray:
-    """(time, y, x) native pixels -> (month, y, x) float32 nan-medians; pixels outside a
-    record's image (``cover`` rows/cols per time) and nodata pixels are ignored."""
-    (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
-    rows, cols = np.arange(y0, y1), np.arange(x0, x1)
-    in_rows = (rows[None, :] >= cover[:, 0, None]) & (rows[None, :] < cover[:, 1, None])
-    in_cols = (cols[None, :] >= cover[:, 2, None]) & (cols[None, :] < cover[:, 3, None])
-    valid = in_rows[:, :, None] & in_cols[:, None, :]
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid &= block != np.array(nodata).astype(block.dtype)
-    values = block.astype(np.float32)
-    valid &= ~np.isnan(values)
-    values[~valid] = np.nan
-    out = np.full((n_months, y1 - y0, x1 - x0), np.nan, dtype=np.float32)
-    for month in np.unique(month_of):
-        stack = values[month_of == month]
-        seen = valid[month_of == month].any(axis=0)  # nanmedian of no value warns: skip those
-        if seen.all():
-            out[month] = np.nanmedian(stack, axis=0)
-        elif seen.any():
-            out[month][seen] = np.nanmedian(stack[:, seen], axis=0)
+@dataclass(frozen=True)
+class TileOutcome:
+    """What one tile did: empty (no record met it), time steps read, seconds."""
+
+    key: str
+    empty: bool
+    steps: int
+    seconds: float
+
+
+def _inside(job: CompositeJob, geobox: GeoBox) -> np.ndarray:
+    """(height, width) bool: True on the pixels of the tile the AOI holds (or touches)."""
+    left, bottom, right, top = geobox.boundingbox.bbox
+    pad = 2 * max(abs(geobox.resolution.x), abs(geobox.resolution.y))
+    clipped = shapely.clip_by_rect(job.aoi, left - pad, bottom - pad, right + pad, top + pad)
+    if shapely.is_empty(clipped):
+        return np.zeros(geobox.shape, dtype=bool)
+    return geometry_mask([clipped], geobox.shape, geobox.transform,
+                         all_touched=job.all_touched, invert=True)
+
+
+def _query(job: CompositeJob, collection: Collection, geobox: GeoBox) -> pa.Table:
+    """The index rows whose bbox meets the tile (and the grid), in the date range and
+    filters: row groups whose bbox statistics miss the tile are never read."""
+    west, south, east, north = lonlat_bbox(geobox)
+    qw, qs, qe, qn = job.query_bbox
+    bbox = (max(west, qw), max(south, qs), min(east, qe), min(north, qn))
+    if bbox[0] > bbox[2] or bbox[1] > bbox[3]:
+        return pa.table({})
+    subset = collection.subset(bbox=bbox, date_range=job.date_range, **job.filters)
+    columns = [c for c in subset.schema.names
+               if not c.endswith(S.METADATA_SUFFIX) or c in job.metadata_columns]
+    return subset.to_table(columns=columns)
+
+
+def _selected(collection: Collection, geobox: GeoBox, bands: Sequence[str]) -> set[str]:
+    """Ids of the enriched records a read of ``bands`` onto ``geobox`` would take."""
+    shape = shapely.box(*geobox.boundingbox.bbox)
+    (selection,) = select(collection, shape, list(bands), geometry_crs=geobox.crs.to_wkt())
+    return {r.id for records in selection.records_by_band.values() for r in records}
+
+
+def _with_quality(table: pa.Table, ids: set[str], column: str) -> bool:
+    """Whether any of the records ``ids`` has metadata in ``column`` (the quality band's)."""
+    if column not in table.column_names:
+        return False
+    chosen = [i in ids for i in table[S.ID].to_pylist()]
+    return any(v is not None for v, c in zip(table[column].to_pylist(), chosen, strict=True) if c)
+
+
+def _scheduler(job: CompositeJob) -> dict[str, Any]:
+    if job.threads_per_tile <= 1:
+        return {"scheduler": "sync"}
+    return {"scheduler": "threads", "num_workers": job.threads_per_tile}
+
+
+def _quality_steps(data: xr.Dataset, quality: xr.Dataset | None) -> list[int | None]:
+    """For each time step of ``data``, the quality read's step of the same records (time and
+    ids), or None when the quality band has none."""
+    if quality is None:
+        return [None] * data.sizes["time"]
+    where = {(t, str(i)): k for k, (t, i) in enumerate(zip(quality["time"].values,
+                                                             quality["id"].values, strict=True))}
+    return [where.get((t, str(i))) for t, i in zip(data["time"].values, data["id"].values,
+                                                   strict=True)]
+
+
+def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
+            shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """(month, y, x) arrays of every variable: each month's steps computed, masked, reduced."""
+    reducer, n = job.reducer, len(job.months)
+    month_of = {m: k for k, m in enumerate(job.months)}
+    steps = [month_of.get(str(t)[:7], -1) for t in data["time"].values.astype("datetime64[M]")]
+    paired = _quality_steps(data, quality)
+    out = {b: np.full((n, *shape), reducer.fill, reducer.dtype) for b in job.bands}
+    for month in sorted(set(steps) - {-1}):
+        idx = [k for k, m in enumerate(steps) if m == month]
+        q_idx = [paired[k] for k in idx]
+        present = [q for q in q_idx if q is not None]
+        part = data.isel(time=idx)
+        q_part = quality.isel(time=present) if quality is not None and present else None
+        part, q_part = dask.compute(part, q_part, **_scheduler(job))
+        dropped = None
+        if q_part is not None:
+            assert job.mask is not None
+            flags = job.mask.dropped(q_part[job.mask.band].values)
+            dropped = np.zeros((len(idx), *shape), dtype=bool)
+            rows = [k for k, q in enumerate(q_idx) if q is not None]
+            dropped[rows] = flags
+        for band in job.bands:
+            values = observations(part[band].values, part[band].attrs.get("nodata"), dropped)
+            out[band][month] = reducer.reduce(values)
+    if job.ndvi is not None:
+        red, nir = job.ndvi
+        out["ndvi"] = ndvi_block(out[red], out[nir])
     return out
 
 
-def ndvi_block(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
-    """(nir - red) / (nir + red) in float32 (NaN where undefined)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ((nir - red) / (nir + red)).astype(np.float32)
-
-
-def nan_tile(n_months: int, tile: Window) -> da.Array:
-    """An all-NaN (month, y, x) tile in one chunk per month."""
-    return da.full((n_months, tile.height, tile.width), NAN, dtype=np.float32,
-                   chunks=(1, tile.height, tile.width))
-
-
-def _candidates(setup: CompositeSetup, read: Window, box: shapely.Geometry) -> list[str]:
-    """Records whose image meets the read window and whose footprint meets the box (as the
-    read path selects them), so that planning the read cannot fail for lack of records."""
-    lonlat = reproject_geometries([box], setup.epsg, 4326)[0]
-    first = setup.bands[0]
-    ids = []
-    for rid, footprint in setup.footprints.items():
-        image = setup.windows[(first, rid)]
-        if not image.intersection(read).is_empty and shapely.intersects(footprint, lonlat):
-            ids.append(rid)
-    return ids
-
-
-def tile_arrays(setup: CompositeSetup, tile: Window, outside: np.ndarray
-                ) -> dict[str, da.Array] | None:
-    """Lazy (month, y, x) float32 medians per band for one tile; None when no record
-    covers the tile's AOI pixels. ``outside`` (tile shape) is True outside the AOI."""
-    inside = ~outside
-    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    read = Window(tile.row_off + int(rows[0]), tile.col_off + int(cols[0]),
-                  int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
-    box = inset_box(setup.grid, read)
-    ids = _candidates(setup, read, box)
+def _read(job: CompositeJob, collection: Collection, geobox: GeoBox
+          ) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The tile's reduced arrays (None when no enriched record meets it) and steps read."""
+    table = _query(job, collection, geobox)
+    if table.num_rows == 0:
+        return None, 0
+    rows = memory_collection(collection, table)
+    ids = _selected(rows, geobox, job.bands)
     if not ids:
-        return None
-    subset = setup.collection.where(pads.field("id").isin(pa.array(ids, pa.string())))
-    ds = subset.get_xarray(box, list(setup.bands), geometry_crs=setup.epsg,
-                           storage_options=setup.storage_options)
-    row, col = read_origin(ds, setup.grid)
-    record_ids = [str(v) for v in ds["id"].values]
-    month_of = np.array([setup.month_of[rid] for rid in record_ids], dtype=np.int64)
-    arrays = {}
-    for band in setup.bands:
-        windows = [setup.windows[(band, rid)] for rid in record_ids]
-        cover = np.array([[w.row_off - row, w.row_stop - row, w.col_off - col, w.col_stop - col]
-                          for w in windows], dtype=np.int64).reshape(-1, 4)
-        data = ds[band].data.rechunk({0: -1})
-        median = da.map_blocks(
-            monthly_median, data, month_of=month_of, cover=cover,
-            nodata=ds[band].attrs.get("nodata"), n_months=len(setup.months),
-            chunks=((len(setup.months),),) + data.chunks[1:], dtype=np.float32,
-            meta=np.array((), dtype=np.float32))
-        median = pad_to_window(median, (row, col), tile, NAN)
-        if outside.any():
-            median = da.where(outside[np.newaxis], NAN, median)
-        arrays[band] = median.astype(np.float32).rechunk((1, tile.height, tile.width))
-    return arrays
+        return None, 0
+    options = {"geobox": geobox, "groupby": job.groupby, "storage_options": job.storage_options,
+               "chunks": {"y": int(geobox.height), "x": int(geobox.width)}}
+    data = rows.get_xarray(None, list(job.bands), resampling=job.resampling,
+                           rescale=job.rescale, **options)
+    quality = None
+    if job.mask is not None and _with_quality(table, ids, job.metadata_columns[-1]):
+        quality = rows.get_xarray(None, [job.mask.band], resampling="nearest", **options)
+    return _reduce(job, data, quality, geobox.shape), data.sizes["time"]
+
+
+def _write(job: CompositeJob, tile: Tile, arrays: dict[str, np.ndarray]) -> None:
+    """Write the tile's region of every variable (its own Zarr chunks: no other tile's)."""
+    import zarr
+
+    kwargs = {"storage_options": job.out_storage_options} if job.out_storage_options else {}
+    group = zarr.open_group(job.out, mode="r+", **kwargs)
+    rows = slice(tile.row, tile.row + tile.height)
+    cols = slice(tile.col, tile.col + tile.width)
+    for name, values in arrays.items():
+        group[name][:, rows, cols] = values
+
+
+def run_tile(tile: Tile, job: CompositeJob) -> TileOutcome:
+    """Composite one tile and write it: read, mask, reduce, write its region, mark it done.
+
+    A tile no enriched record meets (or outside the AOI) is written as the reducer's fill
+    (NaN, or 0 for ``count``) without reading any COG. Raises what the read raises
+    (``RasterReadError`` names the record, band and href); the tile is then not marked.
+    """
+    from .. import IndexChangedError
+
+    started = time.perf_counter()
+    geobox = tile.geobox(job.geobox)
+    inside = _inside(job, geobox)
+    arrays, steps = None, 0
+    if inside.any():
+        try:
+            arrays, steps = _read(job, job.index.open(), geobox)
+        except IndexChangedError:  # this process's cached version was replaced meanwhile
+            arrays, steps = _read(job, job.index.open(fresh=True), geobox)
+    reducer = job.reducer
+    if arrays is None:
+        arrays = {name: np.full((len(job.months), *geobox.shape), reducer.fill,
+                                np.float32 if name == "ndvi" else reducer.dtype)
+                  for name in job.variables}
+    elif not inside.all():
+        for name, values in arrays.items():
+            values[:, ~inside] = np.float32(np.nan) if name == "ndvi" else reducer.fill
+    _write(job, tile, arrays)
+    mark_done(job.out, tile.key, job.out_storage_options,
+              {"window": tile.window, "empty": steps == 0, "steps": steps})
+    return TileOutcome(tile.key, steps == 0, steps, round(time.perf_counter() - started, 4))
