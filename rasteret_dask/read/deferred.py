@@ -38,7 +38,7 @@ from ..plan.output_grid import (
     time_chunk,
 )
 from .grouping import GroupedRecord, TimeGroup, group_records
-from .warp_plan import output_grid
+from .warp_plan import explain_grid, output_grid
 from .warp_sources import WarpParams
 
 __all__ = ["DEFERRED_CHUNKS", "DeferredBand", "DeferredPlan", "should_defer",
@@ -198,29 +198,14 @@ class DeferredPlan:
         """A dry run: the output grid, groups, tasks and records per chunk (the tiles and
         overview levels are planned by the workers, so they are not counted here)."""
         per_chunk = [len(v) for b in self.bands for v in b.chunks.values()]
-        geobox = self.grid.geobox
-        epsg = self.grid.crs.to_epsg()
         loaders = {(b.band, p) for b in self.bands for p in set(b.partitions.values())}
         blocks = (-(-len(self.groups) // self.grid.time_chunk) * len(self.grid.row_edges)
                   * len(self.grid.col_edges))
         return {
-            "records": sum(len(g.members) for g in self.groups),
-            "groups": len(self.groups),
-            "bands": [b.band for b in self.bands],
-            "shape": (len(self.groups), *self.grid.shape),
-            "crs_epsg": epsg,
-            "grid": {"crs": f"EPSG:{epsg}" if epsg else self.grid.crs.to_wkt(),
-                     "resolution": (abs(geobox.transform.a), abs(geobox.transform.e)),
-                     "transform": tuple(geobox.transform)[:6], "shape": self.grid.shape,
-                     "chunk_shape": (self.grid.row_chunks[0], self.grid.col_chunks[0]),
-                     "resampling": self.grid.resampling},
+            **explain_grid(self.grid, self.groups, [b.band for b in self.bands], per_chunk),
             "planned_on": "workers",
             "overview_levels": None,
-            "records_per_chunk": {"max": max(per_chunk, default=0),
-                                  "mean": round(float(np.mean(per_chunk)), 2) if per_chunk
-                                  else 0.0},
             "chunks": blocks * len(self.bands),
-            "time_chunk": self.grid.time_chunk,
             "loaders": len(loaders),
             "tasks": blocks * len(self.bands) + len(loaders) + 2 * len(self.bands),
             "fetch_groups": sum(len(b.chunks) for b in self.bands),

@@ -45,7 +45,7 @@ from .skipped import SkippedRecord
 from .warp_sources import WarpChunk, WarpParams, chunk_work, crs_key, record_crs, record_level
 
 __all__ = ["WarpBandPlan", "WarpPlan", "plan_warped_read", "output_crs_of", "output_grid",
-           "band_values", "grouped_records", "default_resolution"]
+           "band_values", "grouped_records", "default_resolution", "explain_grid"]
 
 logger = logging.getLogger("rasteret_dask.read")
 
@@ -93,24 +93,9 @@ class WarpPlan:
                   for r in c.ranges]
         per_chunk = [len(c.sources) for b in self.bands for c in b.chunks.values()
                      if c is not None]
-        geobox = self.grid.geobox
-        epsg = self.grid.crs.to_epsg()
         return {
-            "records": sum(len(g.members) for g in self.groups),
-            "groups": len(self.groups),
-            "bands": [b.band for b in self.bands],
-            "shape": (len(self.groups), *self.grid.shape),
-            "crs_epsg": epsg,
-            "grid": {"crs": f"EPSG:{epsg}" if epsg else self.grid.crs.to_wkt(),
-                     "resolution": (abs(geobox.transform.a), abs(geobox.transform.e)),
-                     "transform": tuple(geobox.transform)[:6],
-                     "shape": self.grid.shape,
-                     "chunk_shape": (self.grid.row_chunks[0], self.grid.col_chunks[0]),
-                     "resampling": self.grid.resampling},
+            **explain_grid(self.grid, self.groups, [b.band for b in self.bands], per_chunk),
             "overview_levels": {b.band: dict(sorted(b.levels.items())) for b in self.bands},
-            "records_per_chunk": {"max": max(per_chunk, default=0),
-                                  "mean": round(float(np.mean(per_chunk)), 2) if per_chunk
-                                  else 0.0},
             "chunks": sum(len(b.chunks) for b in self.bands),
             "fetch_groups": sum(1 for b in self.bands for c in b.chunks.values()
                                 if c is not None and c.ranges),
@@ -119,6 +104,30 @@ class WarpPlan:
             "skipped_records": [str(r) for r in self.skipped],
             **({"upgrade": self.upgrade_hint} if self.upgrade_hint else {}),
         }
+
+
+def explain_grid(grid: OutputGrid, groups: Sequence[TimeGroup], bands: list[str],
+                 per_chunk: list[int]) -> dict:
+    """The part of a warped read's ``explain()`` about its grid: records, groups, bands,
+    shape, CRS, the output grid and the records per chunk (``per_chunk``: one count per
+    chunk that has any)."""
+    geobox = grid.geobox
+    epsg = grid.crs.to_epsg()
+    return {
+        "records": sum(len(g.members) for g in groups),
+        "groups": len(groups),
+        "bands": bands,
+        "shape": (len(groups), *grid.shape),
+        "crs_epsg": epsg,
+        "grid": {"crs": f"EPSG:{epsg}" if epsg else grid.crs.to_wkt(),
+                 "resolution": (abs(geobox.transform.a), abs(geobox.transform.e)),
+                 "transform": tuple(geobox.transform)[:6], "shape": grid.shape,
+                 "chunk_shape": (grid.row_chunks[0], grid.col_chunks[0]),
+                 "time_chunk": grid.time_chunk, "resampling": grid.resampling},
+        "records_per_chunk": {"max": max(per_chunk, default=0),
+                              "mean": round(float(np.mean(per_chunk)), 2) if per_chunk
+                              else 0.0},
+    }
 
 
 def output_crs_of(selection: Selection, request: GridRequest) -> pyproj.CRS:
