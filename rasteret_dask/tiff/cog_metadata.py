@@ -9,6 +9,7 @@ header-declared sizes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -23,7 +24,7 @@ from .levels import choose_level as _choose_level
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CogMetadata", "OverviewLevel", "MetadataError", "crs_of"]
+__all__ = ["CogMetadata", "OverviewLevel", "MaskLevel", "MetadataError", "crs_of"]
 
 _REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype", "transform",
              "tile_offsets", "tile_byte_counts")
@@ -43,6 +44,11 @@ def _wkt_crs(wkt: str) -> pyproj.CRS:
     return pyproj.CRS.from_wkt(wkt)
 
 
+@lru_cache(maxsize=256)
+def _text_crs(text: str) -> pyproj.CRS:
+    return pyproj.CRS.from_user_input(text)
+
+
 def crs_of(crs_epsg: int | None, crs_wkt: str | None) -> pyproj.CRS | None:
     """The CRS of an EPSG code, else of a WKT text (cached: records share their CRS objects);
     None when neither is given."""
@@ -51,6 +57,71 @@ def crs_of(crs_epsg: int | None, crs_wkt: str | None) -> pyproj.CRS | None:
     if crs_wkt:
         return _wkt_crs(crs_wkt)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class MaskLevel:
+    """GDAL's internal mask of one level of the image, as a band reads it (``schema.MASK_TYPE``):
+    its tile (or strip) grid, decode parameters, the tiles of the band's plane and the band's
+    sample within a decoded mask tile. Mask value 0 = the pixel is not valid."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    compression: int
+    predictor: int
+    bits_per_sample: int
+    samples: int
+    sample: int
+    striped: bool
+    tile_offsets: tuple[int, ...]
+    tile_byte_counts: tuple[int, ...]
+
+    @property
+    def tiles_across(self) -> int:
+        """Tiles in a row of the mask's tile grid."""
+        return -(-self.width // self.tile_width)
+
+    @property
+    def tiles_down(self) -> int:
+        """Tiles in a column of the mask's tile grid."""
+        return -(-self.height // self.tile_height)
+
+    @property
+    def last_strip_rows(self) -> int:
+        """Rows of a striped mask's last strip when it holds fewer than the others, else 0."""
+        return self.height % self.tile_height if self.striped else 0
+
+
+_MASK_INTS = ("width", "height", "tile_width", "tile_height", "compression", "predictor",
+              "bits_per_sample", "samples", "sample")
+
+
+def _mask(struct: Mapping[str, Any] | None, where: str, prefix: str,
+          ints: Callable[[Any], tuple[int, ...]]) -> MaskLevel | None:
+    """One ``mask`` struct (``schema.MASK_TYPE``) as a checked `MaskLevel`; None for null."""
+    if struct is None:
+        return None
+    values = [struct.get(k) for k in _MASK_INTS]
+    offsets, counts = struct.get("tile_offsets"), struct.get("tile_byte_counts")
+    if any(v is None for v in values) or offsets is None or counts is None:
+        raise MetadataError(f"{prefix}the mask of {where} lacks a field")
+    value = MaskLevel(*(int(v) for v in values), bool(struct.get("striped")), ints(offsets),
+                      ints(counts))
+    if min(value.width, value.height, value.tile_width, value.tile_height,
+           value.samples) <= 0 or not 0 <= value.sample < value.samples \
+            or value.bits_per_sample not in (1, 8):
+        raise MetadataError(f"{prefix}the mask of {where} has a bad layout: {value.width} x "
+                            f"{value.height}, {value.tile_width} x {value.tile_height} tiles, "
+                            f"sample {value.sample} of {value.samples}, "
+                            f"{value.bits_per_sample} bits")
+    expected = value.tiles_across * value.tiles_down
+    if len(value.tile_offsets) != expected or len(value.tile_byte_counts) != expected:
+        raise MetadataError(f"{prefix}the mask of {where} has {len(value.tile_offsets)} tile "
+                            f"offsets and {len(value.tile_byte_counts)} byte counts for "
+                            f"{expected} tiles")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +136,8 @@ class OverviewLevel:
     tile_height: int
     tile_offsets: tuple[int, ...] | None = None
     tile_byte_counts: tuple[int, ...] | None = None
+    mask: MaskLevel | None = None
+    """The level's internal mask (None: the image has none)."""
 
     @property
     def has_tiles(self) -> bool:
@@ -92,6 +165,45 @@ def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
     return struct
 
 
+def _gcp_points(values: Any, prefix: str) -> tuple[tuple[float, float, float, float, float],
+                                                    ...]:
+    """The ``gcps`` list (``schema.GCP_TYPE`` structs) as (row, col, x, y, z) tuples."""
+    if not values:
+        return ()
+    out = []
+    for k, point in enumerate(values):
+        coords = [point.get(n) for n in ("row", "col", "x", "y", "z")] if point else [None]
+        if any(v is None for v in coords[:4]):
+            raise MetadataError(f"{prefix}ground control point {k} lacks row, col, x or y")
+        row, col, x, y, z = (float(v or 0.0) for v in coords)
+        out.append((row, col, x, y, z))
+    return tuple(out)
+
+
+def _gcp_fit(gcps: tuple[tuple[float, ...], ...], crs: str | None, prefix: str) -> list[float]:
+    """The first-order (affine) fit of ground control points, GDAL's
+    ``GDALGCPsToGeoTransform``: what plans a GCP record's windows (its pixels are warped by
+    GDAL's GCP transformer itself)."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.transform import from_gcps
+
+    if not crs:
+        raise MetadataError(f"{prefix}the file is georeferenced by {len(gcps)} ground control "
+                            "points without a CRS (no GeoKeys): reading needs one")
+    if len(gcps) < 3:
+        raise MetadataError(f"{prefix}the file is georeferenced by {len(gcps)} ground control "
+                            "point(s) only: at least 3 (not on one line) are needed to locate "
+                            "its pixels")
+    points = np.array(gcps, dtype="float64")
+    for part in (points[:, :2], points[:, 2:4]):  # pixels, then world coordinates
+        if np.linalg.matrix_rank(part - part.mean(axis=0), tol=1e-12 * (
+                1.0 + float(np.abs(part).max()))) < 2:
+            raise MetadataError(f"{prefix}its {len(gcps)} ground control points lie on one "
+                                "line: they locate no grid")
+    fit = from_gcps([GroundControlPoint(row, col, x, y, z) for row, col, x, y, z in gcps])
+    return [float(v) for v in tuple(fit)[:6]]
+
+
 def _overview(struct: Mapping[str, Any], level: int, prefix: str,
               ints: Callable[[Any], tuple[int, ...]]) -> OverviewLevel:
     """One ``overviews`` struct (``schema.OVERVIEW_TYPE``; the tile tables absent or null in
@@ -106,7 +218,8 @@ def _overview(struct: Mapping[str, Any], level: int, prefix: str,
                             "tile_byte_counts without the other")
     if offsets is None:
         return OverviewLevel(width, height, tile_width, tile_height)
-    value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts))
+    value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts),
+                          _mask(struct.get("mask"), f"overview level {level}", prefix, ints))
     if min(width, height, tile_width, tile_height) <= 0:
         raise MetadataError(f"{prefix}overview level {level} has tile tables but a "
                             f"{width} x {height} size with {tile_width} x {tile_height} tiles")
@@ -161,6 +274,15 @@ class CogMetadata:
     the last one holding the rows left (see :attr:`last_strip_rows`)."""
     bits_per_sample: int | None = None
     """BitsPerSample of sub-byte samples (1, 2, 4; read unpacked as uint8), else None."""
+    mask: MaskLevel | None = None
+    """GDAL's internal mask of the image (None: no mask, or an index enriched before masks
+    were kept); each overview level has its own."""
+    gcps: tuple[tuple[float, float, float, float, float], ...] = ()
+    """Ground control points (row, col of the full-resolution image -> x, y, z in
+    ``gcp_crs``) of a file georeferenced by them only; ``transform`` is then their
+    first-order fit (GDAL's ``GDALGCPsToGeoTransform``), for planning only."""
+    gcp_crs: str | None = None
+    """The CRS of ``gcps`` (``EPSG:n`` or WKT2)."""
 
     @classmethod
     def from_struct(cls, struct: Mapping[str, Any] | Any, *, context: str = "") -> CogMetadata:
@@ -215,11 +337,16 @@ class CogMetadata:
     @classmethod
     def _build(cls, md: Mapping[str, Any], prefix: str,
                ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
+        gcps = _gcp_points(md.get("gcps"), prefix)
+        if gcps and md.get("transform") is None:
+            md = {**md, "transform": _gcp_fit(gcps, md.get("gcp_crs"), prefix)}
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
-            why = (" (the file has no geotransform: neither ModelPixelScale + ModelTiepoint "
-                   "nor ModelTransformation tags, e.g. it is georeferenced by ground control "
-                   "points only, or not at all)" if "transform" in missing else "")
+            why = (" (the file has no geotransform (neither ModelPixelScale + ModelTiepoint "
+                   "nor ModelTransformation tags) and the index holds no ground control points "
+                   "for it: it is not georeferenced, or it was enriched before GCPs were kept "
+                   "(enrich it again with only_missing=False))" if "transform" in missing
+                   else "")
             raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}{why}")
         coeffs = [float(v) for v in md["transform"]]
         if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
@@ -262,11 +389,17 @@ class CogMetadata:
             striped=bool(md.get("striped")),
             bits_per_sample=(None if md.get("bits_per_sample") is None
                              else int(md["bits_per_sample"])),
+            mask=_mask(md.get("mask"), "the image", prefix, ints),
+            gcps=gcps,
+            gcp_crs=md.get("gcp_crs") or None,
         )
         value._check(prefix)
         return value
 
     def _check(self, prefix: str) -> None:
+        if self.mask is not None and (self.mask.width, self.mask.height) != self.shape[::-1]:
+            raise MetadataError(f"{prefix}the mask is {self.mask.width} x {self.mask.height}, "
+                                f"the image {self.image_width} x {self.image_height}")
         if min(self.tile_width, self.tile_height) <= 0:
             raise MetadataError(f"{prefix}tile size must be positive, got "
                                 f"{self.tile_width} x {self.tile_height}")
@@ -348,14 +481,26 @@ class CogMetadata:
     # --- georeferencing -------------------------------------------------------------
     @property
     def crs(self) -> pyproj.CRS | None:
-        """The record's CRS: from ``crs_epsg`` when set, else from ``crs_wkt`` (a CRS rebuilt
-        from GeoKeys without an EPSG code); None when the header has neither."""
-        return crs_of(self.crs_epsg, self.crs_wkt)
+        """The CRS the record's pixels are located in: from ``crs_epsg`` when set, else from
+        ``crs_wkt`` (a CRS rebuilt from GeoKeys without an EPSG code), else its GCPs'
+        (``gcp_crs``, for a file georeferenced by GCPs only); None when it has none."""
+        crs = crs_of(self.crs_epsg, self.crs_wkt)
+        if crs is None and self.gcps and self.gcp_crs:
+            return _text_crs(self.gcp_crs)
+        return crs
+
+    @property
+    def has_gcps(self) -> bool:
+        """Whether the record is georeferenced by ground control points only (its pixels are
+        not on an affine grid: reads warp it with GDAL's GCP transformer)."""
+        return bool(self.gcps)
 
     @property
     def resolution(self) -> tuple[float, float]:
-        """(x, y) pixel size in CRS units (positive), for axis-aligned grids."""
-        return (abs(self.transform.a), abs(self.transform.e))
+        """(x, y) pixel size in CRS units (positive): the lengths of a pixel's sides (the
+        transform's columns), so a rotated or sheared grid has its true pixel size."""
+        t = self.transform
+        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
     @property
     def is_axis_aligned(self) -> bool:
@@ -379,8 +524,9 @@ class CogMetadata:
     def level(self, n: int, *, context: str = "") -> CogMetadata:
         """The metadata of level ``n`` as an image of its own: 0 is full resolution (this
         value), ``k`` the ``k``-th overview, with that level's size, tile size, tile tables
-        and transform (`overview_transform`), and no overviews; dtype, codec, predictor,
-        JPEG tables, samples, nodata, CRS and object identity are shared (overview levels are
+        and transform (`overview_transform`), its own mask, and no overviews; dtype, codec,
+        predictor, JPEG tables, samples, nodata, CRS, GCPs (in full-resolution pixels) and
+        object identity are shared (overview levels are
         tiled: a striped image's reduced IFDs in strips are not listed). The plan and decode
         layers read its tiles exactly as they read full resolution's.
 
@@ -410,27 +556,25 @@ class CogMetadata:
                        tile_offsets=overview.tile_offsets,
                        tile_byte_counts=overview.tile_byte_counts,
                        transform=self.overview_transform(n - 1), overviews=(),
-                       striped=False)
+                       striped=False, mask=overview.mask)
 
     def choose_level(self, target_resolution: float | tuple[float, float]) -> int:
         """The level (0 = full resolution, ``k`` = ``k``-th overview) odc-stac reads for an
         output pixel size ``target_resolution`` ((x, y) or one number, positive, in this
-        file's CRS units) on an axis-aligned grid; `tiff.levels` states the rule. Only
-        levels whose tile tables are known are candidates, so an index enriched before they
-        were recorded reads full resolution (0).
+        file's CRS units); `tiff.levels` states the rule (a rotated or sheared grid compares
+        its pixels' side lengths, :attr:`resolution`). Only levels whose tile tables are
+        known are candidates, so an index enriched before they were recorded reads full
+        resolution (0).
 
         Raises
         ------
         ValueError
-            For a non-positive target, or a rotated or sheared transform.
+            For a non-positive target.
         """
         tx, ty = ((target_resolution, target_resolution)
                   if isinstance(target_resolution, int | float) else target_resolution)
         if not (tx > 0 and ty > 0):
             raise ValueError(f"target resolution must be positive, got {target_resolution}")
-        if not self.is_axis_aligned:
-            raise ValueError("choose_level needs an axis-aligned transform; use "
-                             "tiff.levels.choose_level with the read's scale")
         sx, sy = self.resolution
         usable = [k for k, overview in enumerate(self.overviews, start=1) if overview.has_tiles]
         pick = _choose_level(min(tx / sx, ty / sy), self.image_width,
