@@ -340,21 +340,29 @@ def plan_read(
 
 
 def check_axis_aligned(selection: Selection) -> None:
-    """Refuse records whose grid is rotated or sheared: a read on the records' own grid has
-    1-D x/y coordinates.
+    """Refuse records whose pixels are not on a north-up grid (a rotated or sheared transform,
+    or ground control points only): a read on the records' own grid has 1-D x/y coordinates.
+    ``get_xarray`` reads such records onto an output grid instead; the other users of a native
+    plan (``iterate_rasters``, TorchGeo datasets) refuse them.
 
     Raises
     ------
     ValueError
-        Naming the first such record, band and href, and its transform.
+        Naming the first such record, band and href, and its transform or GCPs.
     """
     for records in selection.records_by_band.values():
         for record in records:
-            if not record.metadata.is_axis_aligned:
+            md = record.metadata
+            if md.has_gcps:
                 raise ValueError(
-                    f"{record.label}: its transform {tuple(record.metadata.transform)[:6]} is "
-                    "rotated or sheared, and 1-D coordinates need an axis-aligned grid "
-                    "(transform b == d == 0)")
+                    f"{record.label}: it is georeferenced by {len(md.gcps)} ground control "
+                    "points only, not on a grid with 1-D coordinates; get_xarray reads it "
+                    "onto an output grid")
+            if not md.is_axis_aligned:
+                raise ValueError(
+                    f"{record.label}: its transform {tuple(md.transform)[:6]} is rotated or "
+                    "sheared, and 1-D coordinates need an axis-aligned grid (transform b == "
+                    "d == 0); get_xarray reads it onto a north-up output grid")
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,
