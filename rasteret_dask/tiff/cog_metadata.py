@@ -498,9 +498,12 @@ class CogMetadata:
     @property
     def resolution(self) -> tuple[float, float]:
         """(x, y) pixel size in CRS units (positive): the lengths of a pixel's sides (the
-        transform's columns), so a rotated or sheared grid has its true pixel size."""
+        transform's columns), so a rotated or sheared grid has its true pixel size (to 12
+        significant digits: a 20° rotation of 10 m pixels is 10 m, not 10.000000000000002)."""
         t = self.transform
-        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+        if t.b == 0.0 and t.d == 0.0:
+            return (abs(t.a), abs(t.e))
+        return (float(f"{math.hypot(t.a, t.d):.12g}"), float(f"{math.hypot(t.b, t.e):.12g}"))
 
     @property
     def is_axis_aligned(self) -> bool:
