@@ -21,8 +21,12 @@ from rasterio.warp import reproject
 
 import rasteret_dask as rd
 from rasteret_dask import schema as S
-from rasteret_dask.testing.cogs import ellipse_mask, natural_rgb, synthetic_pixels, \
-    write_masked_tiff
+from rasteret_dask.testing.cogs import (
+    ellipse_mask,
+    natural_rgb,
+    synthetic_pixels,
+    write_masked_tiff,
+)
 from rasteret_dask.testing.servers import RangeServer
 from rasteret_dask.tiff import SparseBuffer, TiffError, parse_tiff_header
 
