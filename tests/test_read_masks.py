@@ -240,3 +240,19 @@ def test_an_unreadable_mask_fails_its_record_at_enrichment(tmp_path):
     (message,) = report.errors
     for part in ("record 'm16'", "band 'B1'", str(path), "BitsPerSample [16]"):
         assert part in message, message
+
+
+def test_a_large_read_planned_on_the_workers_applies_masks(masked_dir):
+    """More than 64 chunks: planned per chunk on the workers (read/deferred.py), each chunk
+    reading its mask tiles with its data tiles; on the file's own grid every chunk is a copy."""
+    path = masked_dir / "deflate.tif"
+    with rasterio.open(path) as src:
+        t, crs = src.transform, src.crs
+        want = src.read(1, window=((10, 690), (5, 885)), masked=True).filled(0)
+    box = GeoBox((680, 880), t @ Affine.translation(5, 10), str(crs))
+    collection = build([single(path)])
+    (plan,) = collection.explain(None, ["B1"], geobox=box, chunks={"x": 64, "y": 64})
+    assert plan["planned_on"] == "workers"
+    ds = collection.get_xarray(None, ["B1"], geobox=box, chunks={"x": 64, "y": 64})
+    got = ds["B1"].values[0]
+    assert np.array_equal(got, want), f"{(got != want).sum()} pixels differ"

@@ -277,3 +277,19 @@ def test_windows_cover_rotated_and_gcp_footprints():
     assert (cols >= window[2]).all() and (cols <= window[3]).all()
     half = chunk_windows(box, gcp_locator(gcps, (0.5, 0.5)), (100, 150), 0, 8)[0, 0]
     assert abs(half[1] - window[1] / 2) <= 1 and abs(half[3] - window[3] / 2) <= 1
+
+
+def test_a_large_read_planned_on_the_workers(rotated_dir):
+    """More than 64 chunks: each chunk task plans its rotated or GCP windows itself."""
+    for name in ("rotated.tif", "curved.tif"):
+        path = rotated_dir / name
+        collection = _collection(path)
+        _, crs, _ = _georef(path)
+        geobox = GeoBox.from_bbox(_inner_box(_footprint(path)), "EPSG:4326",
+                                  resolution=0.0001).to_crs(crs.to_wkt())
+        (plan,) = collection.explain(None, ["B1"], geobox=geobox, chunks={"x": 16, "y": 16})
+        assert plan["planned_on"] == "workers"
+        ds = collection.get_xarray(None, ["B1"], geobox=geobox, chunks={"x": 16, "y": 16})
+        got = ds["B1"].values[0]
+        want = _per_chunk_gdal(path, ds["B1"], "nearest")
+        assert np.array_equal(got, want), f"{name}: {(got != want).sum()} pixels differ"
