@@ -293,3 +293,26 @@ def test_a_large_read_planned_on_the_workers(rotated_dir):
         got = ds["B1"].values[0]
         want = _per_chunk_gdal(path, ds["B1"], "nearest")
         assert np.array_equal(got, want), f"{name}: {(got != want).sum()} pixels differ"
+
+
+def test_a_coarser_read_of_a_gcp_file_uses_its_overview(tmp_path):
+    """GDAL's overview of a GCP file is located by the GCPs scaled to its size."""
+    path = tmp_path / "gcp_overviews.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=1200, height=800, count=1,
+                       dtype="uint16", crs="EPSG:4326", tiled=True, blockxsize=256,
+                       blockysize=256, compress="deflate",
+                       gcps=[GroundControlPoint(g.row * 4, g.col * 4, g.x, g.y)
+                             for g in GCPS]) as dst:
+        dst.write(synthetic_pixels(1200, 800, "uint16"))
+        dst.build_overviews([2, 4], Resampling.average)
+    collection = _collection(path)
+    geobox = GeoBox.from_bbox(_inner_box(_footprint(path)), "EPSG:4326", resolution=0.00025)
+    (plan,) = collection.explain(None, ["B1"], geobox=geobox)
+    assert plan["overview_levels"] == {"B1": {2: 1}}  # 7.4x coarser: the 4x overview
+    got = collection.get_xarray(None, ["B1"], geobox=geobox,
+                                chunks={"x": 1024, "y": 1024})["B1"].values[0]
+    with rasterio.open(path, overview_level=1) as src:
+        want = np.zeros(geobox.shape, "uint16")
+        reproject(rasterio.band(src, 1), want, dst_crs="EPSG:4326",
+                  dst_transform=geobox.transform, dst_nodata=0)
+    assert np.array_equal(got, want), f"{(got != want).sum()} pixels differ"
