@@ -19,7 +19,9 @@ import numpy as np
 import pyproj
 from affine import Affine
 
+from .gcps import gcp_fit, gcp_points
 from .levels import choose_level as _choose_level
+from .mask_level import MaskLevel, MetadataError, mask_level
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,10 +30,6 @@ __all__ = ["CogMetadata", "OverviewLevel", "MaskLevel", "MetadataError", "crs_of
 
 _REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype", "transform",
              "tile_offsets", "tile_byte_counts")
-
-
-class MetadataError(ValueError):
-    """A ``{band}_metadata`` struct that is null, incomplete or inconsistent."""
 
 
 @lru_cache(maxsize=256)
@@ -57,71 +55,6 @@ def crs_of(crs_epsg: int | None, crs_wkt: str | None) -> pyproj.CRS | None:
     if crs_wkt:
         return _wkt_crs(crs_wkt)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class MaskLevel:
-    """GDAL's internal mask of one level of the image, as a band reads it (``schema.MASK_TYPE``):
-    its tile (or strip) grid, decode parameters, the tiles of the band's plane and the band's
-    sample within a decoded mask tile. Mask value 0 = the pixel is not valid."""
-
-    width: int
-    height: int
-    tile_width: int
-    tile_height: int
-    compression: int
-    predictor: int
-    bits_per_sample: int
-    samples: int
-    sample: int
-    striped: bool
-    tile_offsets: tuple[int, ...]
-    tile_byte_counts: tuple[int, ...]
-
-    @property
-    def tiles_across(self) -> int:
-        """Tiles in a row of the mask's tile grid."""
-        return -(-self.width // self.tile_width)
-
-    @property
-    def tiles_down(self) -> int:
-        """Tiles in a column of the mask's tile grid."""
-        return -(-self.height // self.tile_height)
-
-    @property
-    def last_strip_rows(self) -> int:
-        """Rows of a striped mask's last strip when it holds fewer than the others, else 0."""
-        return self.height % self.tile_height if self.striped else 0
-
-
-_MASK_INTS = ("width", "height", "tile_width", "tile_height", "compression", "predictor",
-              "bits_per_sample", "samples", "sample")
-
-
-def _mask(struct: Mapping[str, Any] | None, where: str, prefix: str,
-          ints: Callable[[Any], tuple[int, ...]]) -> MaskLevel | None:
-    """One ``mask`` struct (``schema.MASK_TYPE``) as a checked `MaskLevel`; None for null."""
-    if struct is None:
-        return None
-    values = [struct.get(k) for k in _MASK_INTS]
-    offsets, counts = struct.get("tile_offsets"), struct.get("tile_byte_counts")
-    if any(v is None for v in values) or offsets is None or counts is None:
-        raise MetadataError(f"{prefix}the mask of {where} lacks a field")
-    value = MaskLevel(*(int(v) for v in values), bool(struct.get("striped")), ints(offsets),
-                      ints(counts))
-    if min(value.width, value.height, value.tile_width, value.tile_height,
-           value.samples) <= 0 or not 0 <= value.sample < value.samples \
-            or value.bits_per_sample not in (1, 8):
-        raise MetadataError(f"{prefix}the mask of {where} has a bad layout: {value.width} x "
-                            f"{value.height}, {value.tile_width} x {value.tile_height} tiles, "
-                            f"sample {value.sample} of {value.samples}, "
-                            f"{value.bits_per_sample} bits")
-    expected = value.tiles_across * value.tiles_down
-    if len(value.tile_offsets) != expected or len(value.tile_byte_counts) != expected:
-        raise MetadataError(f"{prefix}the mask of {where} has {len(value.tile_offsets)} tile "
-                            f"offsets and {len(value.tile_byte_counts)} byte counts for "
-                            f"{expected} tiles")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,45 +98,6 @@ def _as_dict(struct: Mapping[str, Any] | Any) -> Mapping[str, Any] | None:
     return struct
 
 
-def _gcp_points(values: Any, prefix: str) -> tuple[tuple[float, float, float, float, float],
-                                                    ...]:
-    """The ``gcps`` list (``schema.GCP_TYPE`` structs) as (row, col, x, y, z) tuples."""
-    if not values:
-        return ()
-    out = []
-    for k, point in enumerate(values):
-        coords = [point.get(n) for n in ("row", "col", "x", "y", "z")] if point else [None]
-        if any(v is None for v in coords[:4]):
-            raise MetadataError(f"{prefix}ground control point {k} lacks row, col, x or y")
-        row, col, x, y, z = (float(v or 0.0) for v in coords)
-        out.append((row, col, x, y, z))
-    return tuple(out)
-
-
-def _gcp_fit(gcps: tuple[tuple[float, ...], ...], crs: str | None, prefix: str) -> list[float]:
-    """The first-order (affine) fit of ground control points, GDAL's
-    ``GDALGCPsToGeoTransform``: what plans a GCP record's windows (its pixels are warped by
-    GDAL's GCP transformer itself)."""
-    from rasterio.control import GroundControlPoint
-    from rasterio.transform import from_gcps
-
-    if not crs:
-        raise MetadataError(f"{prefix}the file is georeferenced by {len(gcps)} ground control "
-                            "points without a CRS (no GeoKeys): reading needs one")
-    if len(gcps) < 3:
-        raise MetadataError(f"{prefix}the file is georeferenced by {len(gcps)} ground control "
-                            "point(s) only: at least 3 (not on one line) are needed to locate "
-                            "its pixels")
-    points = np.array(gcps, dtype="float64")
-    for part in (points[:, :2], points[:, 2:4]):  # pixels, then world coordinates
-        if np.linalg.matrix_rank(part - part.mean(axis=0), tol=1e-12 * (
-                1.0 + float(np.abs(part).max()))) < 2:
-            raise MetadataError(f"{prefix}its {len(gcps)} ground control points lie on one "
-                                "line: they locate no grid")
-    fit = from_gcps([GroundControlPoint(row, col, x, y, z) for row, col, x, y, z in gcps])
-    return [float(v) for v in tuple(fit)[:6]]
-
-
 def _overview(struct: Mapping[str, Any], level: int, prefix: str,
               ints: Callable[[Any], tuple[int, ...]]) -> OverviewLevel:
     """One ``overviews`` struct (``schema.OVERVIEW_TYPE``; the tile tables absent or null in
@@ -219,7 +113,7 @@ def _overview(struct: Mapping[str, Any], level: int, prefix: str,
     if offsets is None:
         return OverviewLevel(width, height, tile_width, tile_height)
     value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts),
-                          _mask(struct.get("mask"), f"overview level {level}", prefix, ints))
+                          mask_level(struct.get("mask"), f"overview level {level}", prefix, ints))
     if min(width, height, tile_width, tile_height) <= 0:
         raise MetadataError(f"{prefix}overview level {level} has tile tables but a "
                             f"{width} x {height} size with {tile_width} x {tile_height} tiles")
@@ -337,9 +231,9 @@ class CogMetadata:
     @classmethod
     def _build(cls, md: Mapping[str, Any], prefix: str,
                ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
-        gcps = _gcp_points(md.get("gcps"), prefix)
+        gcps = gcp_points(md.get("gcps"), prefix)
         if gcps and md.get("transform") is None:
-            md = {**md, "transform": _gcp_fit(gcps, md.get("gcp_crs"), prefix)}
+            md = {**md, "transform": gcp_fit(gcps, md.get("gcp_crs"), prefix)}
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
             why = (" (the file has no geotransform (neither ModelPixelScale + ModelTiepoint "
@@ -389,7 +283,7 @@ class CogMetadata:
             striped=bool(md.get("striped")),
             bits_per_sample=(None if md.get("bits_per_sample") is None
                              else int(md["bits_per_sample"])),
-            mask=_mask(md.get("mask"), "the image", prefix, ints),
+            mask=mask_level(md.get("mask"), "the image", prefix, ints),
             gcps=gcps,
             gcp_crs=md.get("gcp_crs") or None,
         )
