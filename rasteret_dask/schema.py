@@ -62,7 +62,26 @@ reader of the upstream fields sees them unchanged:
   false for tiled images;
 - ``bits_per_sample`` int32: BitsPerSample of sub-byte samples (1, 2 or 4 bits, e.g. 1-bit
   masks), read unpacked as ``uint8`` values as GDAL gives them; null when samples fill their
-  ``dtype``.
+  ``dtype``;
+- ``mask`` struct<width, height, tile_width, tile_height, compression, predictor,
+  bits_per_sample, samples, sample, striped, tile_offsets, tile_byte_counts> (``MASK_TYPE``):
+  the GDAL internal mask of the image (an IFD with NewSubfileType 4, PhotometricInterpretation
+  4, 1 or 8 bits; 0 = masked), as the band reads it: ``samples`` stored per mask tile,
+  ``sample`` the band's one among them (0 for GDAL's per-dataset mask of one sample; a mask of
+  one sample per band gives each band its own), the tile (or strip, ``striped``) tables of the
+  band's plane. Null without a mask and in indexes enriched before it existed (their masks are
+  not applied: enrich again with ``only_missing=False``). ``overviews`` got the same trailing
+  ``mask`` field: the mask of that reduced level (NewSubfileType 5, matched by size); a level
+  of a masked image whose own mask is unknown has null tile tables, so it is never read;
+- ``gcps`` list<struct<row, col, x, y, z>> float64: the ground control points of a file
+  georeferenced by GCPs only (several ModelTiepoints, no ModelPixelScale or
+  ModelTransformation), pixel (``row``, ``col``) of the full-resolution image (GDAL's
+  PixelIsPoint half-pixel shift applied) -> (``x``, ``y``, ``z``) in ``gcp_crs``; null
+  otherwise;
+- ``gcp_crs`` string: the CRS of those GCPs (``EPSG:n`` or WKT2). Such a record has no
+  ``transform``, ``crs_epsg`` or ``crs_wkt``: the GCPs' CRS is not the raster's CRS (its
+  pixels are not on a grid of it); reads warp it onto an output grid with GDAL's GCP
+  transformer.
 """
 
 from __future__ import annotations
@@ -95,6 +114,8 @@ __all__ = [
     "ASSET_TYPE",
     "DATETIME_TYPE",
     "OVERVIEW_TYPE",
+    "MASK_TYPE",
+    "GCP_TYPE",
     "METADATA_TYPE",
     "METADATA_FIELDS",
     "ENRICH_ERRORS_TYPE",
@@ -160,6 +181,25 @@ METADATA_SUFFIX = "_metadata"
 ENRICH_ERRORS = "enrich_errors"
 ENRICH_ERRORS_TYPE = pa.map_(pa.string(), pa.string())
 
+MASK_TYPE = pa.struct(
+    [
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("tile_width", pa.int32()),
+        pa.field("tile_height", pa.int32()),
+        pa.field("compression", pa.int32()),
+        pa.field("predictor", pa.int32()),
+        pa.field("bits_per_sample", pa.int32()),
+        pa.field("samples", pa.int32()),
+        pa.field("sample", pa.int32()),
+        pa.field("striped", pa.bool_()),
+        pa.field("tile_offsets", pa.list_(pa.int64())),
+        pa.field("tile_byte_counts", pa.list_(pa.int64())),
+    ]
+)
+
+GCP_TYPE = pa.struct([pa.field(n, pa.float64()) for n in ("row", "col", "x", "y", "z")])
+
 OVERVIEW_TYPE = pa.struct(
     [
         pa.field("width", pa.int32()),
@@ -169,6 +209,7 @@ OVERVIEW_TYPE = pa.struct(
         # extensions (documented in the module docstring)
         pa.field("tile_offsets", pa.list_(pa.int64())),
         pa.field("tile_byte_counts", pa.list_(pa.int64())),
+        pa.field("mask", MASK_TYPE),
     ]
 )
 
@@ -203,6 +244,9 @@ METADATA_TYPE = pa.struct(
         pa.field("crs_wkt", pa.string()),
         pa.field("striped", pa.bool_()),
         pa.field("bits_per_sample", pa.int32()),
+        pa.field("mask", MASK_TYPE),
+        pa.field("gcps", pa.list_(GCP_TYPE)),
+        pa.field("gcp_crs", pa.string()),
     ]
 )
 METADATA_FIELDS = tuple(f.name for f in METADATA_TYPE)

@@ -294,7 +294,7 @@ def _gtiff(path: Path, size: int, transform: Affine):
     )  # fmt: skip
 
 
-def test_mask_ifds_are_skipped(tmp_path: Path) -> None:
+def test_mask_ifds_are_not_overviews(tmp_path: Path) -> None:
     path = tmp_path / "mask.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), _gtiff(path, 600, UTM) as dst:
         dst.write(np.ones((1, 600, 600), "uint8"))
@@ -304,6 +304,8 @@ def test_mask_ifds_are_skipped(tmp_path: Path) -> None:
         assert sum(bool(p.subfiletype & 4) for p in tif.pages) == 3
     header = read_tiff_header(FileReader(path))
     assert [(o.width, o.height) for o in header.overviews] == [(300, 300), (150, 150)]
+    # they are the image's and each overview's masks (tests/test_tiff_masks.py)
+    assert header.mask is not None and [o.mask.width for o in header.overviews] == [300, 150]
 
 
 @pytest.mark.parametrize("rotated", [False, True])

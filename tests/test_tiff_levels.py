@@ -108,9 +108,11 @@ def test_levels_without_tiles_are_not_chosen_and_name_the_record():
     assert _metadata([]).has_overview_tiles and _metadata([]).choose_level(100) == 0
 
 
-def test_rotated_grids_are_refused():
+def test_rotated_grids_choose_by_their_pixels_sides():
+    """Issue 15 item 4: rotated grids are read onto output grids (they were refused here):
+    the read scale compares the output pixel with the length of a source pixel's side."""
     md = _metadata([_level(512, 384)])
     rotated = CogMetadata(**{**{f: getattr(md, f) for f in md.__slots__},
-                             "transform": Affine(10, 1, 0, 1, -10, 0)})
-    with pytest.raises(ValueError, match="axis-aligned"):
-        rotated.choose_level(20)
+                             "transform": Affine(8, 6, 0, 6, -8, 0)})  # 10-unit pixels
+    assert rotated.resolution == (10.0, 10.0)
+    assert [rotated.choose_level(r) for r in (19.9, 20, 40)] == [0, 1, 1]

@@ -224,8 +224,8 @@ def test_usable_overviews_keep_tables_only_for_levels_read_like_the_image():
 
 # --- old indexes: overview structs without the tile tables ---------------------------------
 
-OLD_OVERVIEW = pa.struct([f for f in S.OVERVIEW_TYPE if not f.name.startswith("tile_")
-                          or f.name in ("tile_width", "tile_height")])
+OLD_OVERVIEW = pa.struct([f for f in S.OVERVIEW_TYPE
+                          if f.name in ("width", "height", "tile_width", "tile_height")])
 OLD_METADATA = pa.struct([pa.field("overviews", pa.list_(OLD_OVERVIEW)) if f.name == "overviews"
                           else f for f in S.METADATA_TYPE])
 

@@ -11,15 +11,15 @@ arithmetic on those bounds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from affine import Affine
 
 from .geometry import transformer
 
-__all__ = ["SAMPLES", "chunk_bounds_in", "chunk_windows", "kernel_margin", "pixel_size_in",
-           "aligned_offset"]
+__all__ = ["SAMPLES", "Locate", "chunk_bounds_in", "chunk_windows", "gcp_locator",
+           "kernel_margin", "pixel_size_in", "aligned_offset"]
 
 SAMPLES = 8
 """Segments per chunk side along which the chunk's outline and inside are sampled."""
@@ -92,8 +92,12 @@ def kernel_margin(resampling: str, scale: float) -> int:
     return int(math.ceil(radius)) + 1
 
 
-def chunk_windows(bounds: np.ndarray, transform: Affine, size: tuple[int, int],
-                  margin: int) -> np.ndarray:
+Locate = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""Points (x, y) of a source CRS -> fractional (col, row) pixel positions of an image."""
+
+
+def chunk_windows(bounds: np.ndarray, transform: Affine | Locate, size: tuple[int, int],
+                  margin: int, edge_samples: int = 1) -> np.ndarray:
     """Pixel windows (row0, row1, col0, col1) of an image covering each chunk's ``bounds``.
 
     Parameters
@@ -101,11 +105,16 @@ def chunk_windows(bounds: np.ndarray, transform: Affine, size: tuple[int, int],
     bounds
         (n_rows, n_cols, 4) chunk bounds in the image's CRS (:func:`chunk_bounds_in`).
     transform
-        The image's (north-up) pixel-corner transform.
+        The image's pixel-corner transform (north-up, rotated or sheared: the bounds' four
+        corners are located), or a function locating points in it (an image georeferenced
+        by ground control points, :func:`gcp_locator`).
     size
         (height, width) of the image.
     margin
         Pixels added on every side (:func:`kernel_margin`).
+    edge_samples
+        Segments each side of the bounds is located at (1: its corners, enough for an
+        affine transform; more for a curved one).
 
     Returns
     -------
@@ -113,21 +122,62 @@ def chunk_windows(bounds: np.ndarray, transform: Affine, size: tuple[int, int],
         (n_rows, n_cols, 4) int64, clipped to the image; empty where row1 <= row0 or
         col1 <= col0 (the chunk misses the image, or maps outside the CRS's domain).
     """
-    inverse = ~transform
-    xa, ya = inverse @ (bounds[..., 0], bounds[..., 1])
-    xb, yb = inverse @ (bounds[..., 2], bounds[..., 3])
-    finite = np.isfinite(xa) & np.isfinite(xb) & np.isfinite(ya) & np.isfinite(yb)
+    if isinstance(transform, Affine):
+        inverse = ~transform
+
+        def locate(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return inverse @ (xs, ys)
+    else:
+        locate = transform
+    t = np.linspace(0.0, 1.0, edge_samples + 1)
+    x0, y0, x1, y1 = (bounds[..., k, np.newaxis] for k in range(4))
+    across = x0 + (x1 - x0) * t
+    down = y0 + (y1 - y0) * t
+    ones = np.ones_like(t)
+    xs = np.concatenate([across, across, x0 * ones, x1 * ones], axis=-1)
+    ys = np.concatenate([y0 * ones, y1 * ones, down, down], axis=-1)
     with np.errstate(invalid="ignore"):
-        c0 = np.floor(np.fmin(xa, xb)) - margin
-        c1 = np.ceil(np.fmax(xa, xb)) + margin
-        r0 = np.floor(np.fmin(ya, yb)) - margin
-        r1 = np.ceil(np.fmax(ya, yb)) + margin
+        cols, rows = locate(xs, ys)
+    cols, rows = np.asarray(cols, "float64"), np.asarray(rows, "float64")
+    finite = (np.isfinite(cols) & np.isfinite(rows)).all(axis=-1)
+    with np.errstate(invalid="ignore"):
+        c0 = np.floor(np.nanmin(np.where(np.isfinite(cols), cols, np.nan), axis=-1)) - margin
+        c1 = np.ceil(np.nanmax(np.where(np.isfinite(cols), cols, np.nan), axis=-1)) + margin
+        r0 = np.floor(np.nanmin(np.where(np.isfinite(rows), rows, np.nan), axis=-1)) - margin
+        r1 = np.ceil(np.nanmax(np.where(np.isfinite(rows), rows, np.nan), axis=-1)) + margin
     height, width = size
     out = np.stack([np.clip(np.nan_to_num(r0), 0, height), np.clip(np.nan_to_num(r1), 0, height),
                     np.clip(np.nan_to_num(c0), 0, width), np.clip(np.nan_to_num(c1), 0, width)],
                    axis=-1).astype("int64")
     out[~finite] = 0
     return out
+
+
+def gcp_locator(gcps: Sequence[tuple[float, float, float, float, float]],
+                scale: tuple[float, float] = (1.0, 1.0)) -> Locate:
+    """Points -> pixel positions by GDAL's GCP transformer (its polynomial of the order GDAL
+    picks for the number of points, world to pixel: the direction its warper maps
+    destination pixels back to the source), on a level ``scale`` (width, height of the level
+    over the full image's) times the full image's size."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.transform import GCPTransformer
+
+    points = [GroundControlPoint(row, col, x, y, z) for row, col, x, y, z in gcps]
+
+    def locate(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shape = np.shape(xs)
+        flat_x, flat_y = np.ravel(xs), np.ravel(ys)
+        ok = np.isfinite(flat_x) & np.isfinite(flat_y)
+        cols = np.full(flat_x.shape, np.nan)
+        rows = np.full(flat_x.shape, np.nan)
+        if ok.any():
+            with GCPTransformer(points) as transformer:
+                r, c = transformer.rowcol(flat_x[ok], flat_y[ok], op=np.positive)
+            rows[ok] = np.asarray(r, "float64") * scale[1]
+            cols[ok] = np.asarray(c, "float64") * scale[0]
+        return cols.reshape(shape), rows.reshape(shape)
+
+    return locate
 
 
 def pixel_size_in(point: tuple[float, float], point_crs: object, resolution: tuple[float, float],

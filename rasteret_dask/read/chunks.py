@@ -11,10 +11,11 @@ from ..decode import DecodeError, DecodeSpec, decode_tile, is_sparse
 from ..io.fetch import Payload
 from .buffers import Placement, claim, on_distributed_worker
 from .failures import TileFailures
+from .masks import MaskRead
 from .plan import ChunkWork, TileRead
 
 __all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "decode_chunk",
-           "REFRESH_HINT"]
+           "mask_validity", "REFRESH_HINT"]
 
 REFRESH_HINT = ("run collection.enrich(only_missing=False) or `rasteret-dask workflow reenrich "
                 "--verify` to refresh its metadata")
@@ -110,10 +111,61 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
             if _tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
                      failures) is None:
                 out.fill(work.fill)
+            elif work.mask is not None:
+                _apply_mask(payloads, work, out, failures)
             return out
     for read in () if work.error is not None else work.tiles:
         tile = _tile(payloads, read, work, None, failures)
         s0, s1, s2, s3 = read.src
         d0, d1, d2, d3 = read.dst
         out[0, d0:d1, d2:d3] = work.fill if tile is None else tile[s0:s1, s2:s3, work.sample]
+    if work.mask is not None and work.error is None:
+        _apply_mask(payloads, work, out, failures)
     return out
+
+
+def _apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
+                failures: TileFailures | None) -> None:
+    """Pixels of ``out`` (1, h, w) that the record's internal mask marks 0 take the fill."""
+    assert work.mask is not None
+    valid = mask_validity(payloads, work.mask, work.shape, work.label, failures)
+    if not valid.all():
+        out[0][~valid] = work.fill
+
+
+def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int, int],
+                  label: str, failures: TileFailures | None = None) -> np.ndarray:
+    """The (h, w) validity of a chunk's pixels by the record's internal mask: False where a
+    mask sample is 0 (a sparse mask tile is 0 throughout), True where it is not and outside
+    the mask's tiles (pixels outside the image). A mask tile that cannot be fetched or decoded
+    raises :class:`RasterReadError` naming record, band and href, or with ``failures`` is
+    reported and its pixels are not valid (read as nodata)."""
+    valid = np.ones(shape, bool)
+    if mask.error is not None:
+        refused = RasterReadError(f"{label}: {mask.error}")
+        if failures is None:
+            raise refused
+        failures.report(refused)
+        valid[:] = False
+        return valid
+    for read in mask.tiles:
+        d0, d1, d2, d3 = read.dst
+        s0, s1, s2, s3 = read.src
+        try:
+            assert payloads is not None
+            tile = decode_tile(payloads.get(read.payload), mask.spec)
+        except DecodeError as exc:
+            error = RasterReadError(f"{label}: internal mask: {exc}")
+            if failures is None:
+                raise error from exc
+            failures.report(error)
+            valid[d0:d1, d2:d3] = False
+            continue
+        except RasterReadError as exc:
+            if failures is None:
+                raise
+            failures.report(exc)
+            valid[d0:d1, d2:d3] = False
+            continue
+        valid[d0:d1, d2:d3] = tile[s0:s1, s2:s3, mask.sample] != 0
+    return valid

@@ -24,7 +24,7 @@ from affine import Affine
 from dask.highlevelgraph import HighLevelGraph
 
 from ..io import RangeReader
-from ..plan.reproject import chunk_bounds_in, chunk_windows
+from ..plan.reproject import chunk_bounds_in
 from .deferred import DeferredBand, DeferredPlan, load_partition, loader_ids
 from .failures import TileFailures
 from .pending import PendingPayloads
@@ -36,6 +36,7 @@ from .warp_sources import (
     crs_key,
     record_crs,
     record_level,
+    record_windows,
 )
 
 __all__ = ["deferred_band_array", "deferred_block", "BandSpec"]
@@ -89,9 +90,7 @@ def _plan_step(loaded: Sequence[dict[str, Any]], ids: tuple[str, ...],
             if epsg not in bounds:
                 bounds[epsg] = chunk_bounds_in(out_transform, ((a, b),), ((c, d),), crs,
                                                record_crs(record.metadata))
-            md = rl.metadata
-            window = chunk_windows(bounds[epsg], md.transform,
-                                   (md.image_height, md.image_width), rl.margin)[0, 0]
+            window = record_windows(rl, bounds[epsg])[0, 0]
         members.append((rl, window))
     return chunk_work(members, edges, out_transform, np.dtype(spec.dtype), spec.fill,
                       spec.limit)
@@ -112,12 +111,8 @@ def deferred_block(steps: Sequence[tuple[Sequence[dict[str, Any]], tuple[str, ..
         offsets.append(len(ranges))
         if chunk is None:
             continue
-        names = [""] * len(chunk.ranges)
-        for source in chunk.sources:
-            for tile in source.tiles:
-                names[tile.payload] = names[tile.payload] or source.label
         ranges.extend(chunk.ranges)
-        labels.extend(names)
+        labels.extend(chunk.range_labels())
     payloads = None
     if ranges:
         payloads = PendingPayloads(reader.submit(ranges), tuple(labels),

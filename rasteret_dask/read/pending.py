@@ -61,7 +61,7 @@ class PendingPayloads:
         self._users: list[list[int]] = [[] for _ in futures]  # range -> chunks reading it
         self._missing = [0] * len(self._jobs)  # chunk -> ranges still in flight
         for k, (work, _) in enumerate(self._jobs):
-            for index in {read.payload for read in work.tiles}:
+            for index in work.payloads:
                 self._users[index].append(k)
                 self._missing[k] += 1
         self._ready = deque(k for k, n in enumerate(self._missing) if n == 0)

@@ -23,8 +23,10 @@ from ..plan.grid import GridSpec, Window, crs_text
 from ..plan.mask import geometry_mask
 from ..plan.tiles import axis_tiles, chunk_edges, strips_per_chunk
 from ..tiff.cog_metadata import CogMetadata
+from .masks import MaskRead, plan_mask
 from .select import Record, Selection
 from .skipped import SkippedRecord
+from .tile_reads import TileRead
 
 __all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "ReadPlan",
            "plan_read", "expected_version", "check_axis_aligned", "DEFAULT_GROUP_TILES",
@@ -38,19 +40,11 @@ NO_GROUP = -1
 
 
 @dataclass(frozen=True, slots=True)
-class TileRead:
-    """Copy tile ``payload`` (index into its fetch group) [src] into the chunk [dst]."""
-
-    payload: int
-    src: tuple[int, int, int, int]
-    dst: tuple[int, int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
 class ChunkWork:
     """Everything a decode task needs for one output chunk (time, y, x) of one band; ``error``
     says why the chunk cannot be read when the plan already knows (a tile over the size limit:
-    nothing is fetched and the decode task raises it)."""
+    nothing is fetched and the decode task raises it); ``mask`` reads the record's internal
+    mask under the chunk (its pixels masked there read as ``fill``)."""
 
     spec: DecodeSpec
     shape: tuple[int, int]
@@ -59,6 +53,15 @@ class ChunkWork:
     tiles: tuple[TileRead, ...]
     label: str
     error: str | None = None
+    mask: MaskRead | None = None
+
+    @property
+    def payloads(self) -> set[int]:
+        """Every range of its fetch group the chunk reads (data and mask tiles)."""
+        out = {read.payload for read in self.tiles}
+        if self.mask is not None:
+            out.update(read.payload for read in self.mask.tiles)
+        return out
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class FetchGroups:
         self._max_bytes = group_bytes
         self._ranges: list[ByteRange] = []
         self._labels: list[str] = []
-        self._index: dict[tuple[str, int], int] = {}
+        self._index: dict[tuple[str, int, bool], int] = {}
         self._size = 0
 
     @property
@@ -159,11 +162,12 @@ class FetchGroups:
             self.close()
 
     def add(self, href: str, tile: int, start: int, count: int, label: str,
-            expect: ObjectIdentity | None = None) -> int:
+            expect: ObjectIdentity | None = None, mask: bool = False) -> int:
         """Index of tile ``tile`` of ``href`` (bytes [start, start + count)) in the open
         group, where it is added unless it already is; ``expect`` is the object version the
-        record's metadata was read from (the fetch refuses bytes of any other)."""
-        key = (href, tile)
+        record's metadata was read from (the fetch refuses bytes of any other); ``mask``: a
+        tile of the image's internal mask."""
+        key = (href, tile, mask)
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = len(self._ranges)
@@ -184,6 +188,13 @@ def expected_version(md: CogMetadata) -> ObjectIdentity | None:
     """The object version a record's metadata was read from (ETag, size, Last-Modified), which
     every fetch of its tiles must still find; None for metadata enriched before they were kept."""
     return ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
+
+
+def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity | None):
+    """A mask tile of ``href`` into the open fetch group (see :func:`.masks.plan_mask`)."""
+    def register(tile: int, start: int, count: int) -> int:
+        return fetch.add(href, tile, start, count, label, expect, mask=True)
+    return register
 
 
 def _band_plan(band: str, records: Sequence[Record], window: Window,
@@ -216,6 +227,11 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                      for r0, r1 in row_edges]
         col_parts = [axis_tiles(c0 + dc, c1 + dc, tile_w, md.image_width)
                      for c0, c1 in col_edges]
+        mask = md.mask  # its tiles under each chunk share the chunk's fetch group
+        mask_rows = [0 if mask is None else len(axis_tiles(r0 + dr, r1 + dr, mask.tile_height,
+                                                           mask.height)) for r0, r1 in row_edges]
+        mask_cols = [0 if mask is None else len(axis_tiles(c0 + dc, c1 + dc, mask.tile_width,
+                                                           mask.width)) for c0, c1 in col_edges]
         empty: dict[tuple[int, int], ChunkWork] = {}  # one fill-only work per chunk shape
         for i, (r0, r1) in enumerate(row_edges):
             rows = row_parts[i]
@@ -227,7 +243,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         empty[shape] = ChunkWork(spec, shape, fill, sample, (), label)
                     chunks[(t, i, j)] = (NO_GROUP, empty[shape])
                     continue
-                fetch.open_chunk(len(rows) * len(cols))
+                fetch.open_chunk(len(rows) * len(cols) + mask_rows[i] * mask_cols[j])
                 reads = []
                 refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
@@ -244,7 +260,9 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),
                                                              label, refused))
                     continue
-                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label)
+                masked = plan_mask(mask, (r0 + dr, r1 + dr), (c0 + dc, c1 + dc),
+                                   _register(fetch, href, label, expect), max_tile_bytes)
+                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label, None, masked)
                 chunks[(t, i, j)] = (fetch.current, work)
     return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
                     tuple(b - a for a, b in col_edges), fetch.close(), chunks)
@@ -322,21 +340,29 @@ def plan_read(
 
 
 def check_axis_aligned(selection: Selection) -> None:
-    """Refuse records whose grid is rotated or sheared: a read on the records' own grid has
-    1-D x/y coordinates.
+    """Refuse records whose pixels are not on a north-up grid (a rotated or sheared transform,
+    or ground control points only): a read on the records' own grid has 1-D x/y coordinates.
+    ``get_xarray`` reads such records onto an output grid instead; the other users of a native
+    plan (``iterate_rasters``, TorchGeo datasets) refuse them.
 
     Raises
     ------
     ValueError
-        Naming the first such record, band and href, and its transform.
+        Naming the first such record, band and href, and its transform or GCPs.
     """
     for records in selection.records_by_band.values():
         for record in records:
-            if not record.metadata.is_axis_aligned:
+            md = record.metadata
+            if md.has_gcps:
                 raise ValueError(
-                    f"{record.label}: its transform {tuple(record.metadata.transform)[:6]} is "
-                    "rotated or sheared, and 1-D coordinates need an axis-aligned grid "
-                    "(transform b == d == 0)")
+                    f"{record.label}: it is georeferenced by {len(md.gcps)} ground control "
+                    "points only, not on a grid with 1-D coordinates; get_xarray reads it "
+                    "onto an output grid")
+            if not md.is_axis_aligned:
+                raise ValueError(
+                    f"{record.label}: its transform {tuple(md.transform)[:6]} is rotated or "
+                    "sheared, and 1-D coordinates need an axis-aligned grid (transform b == "
+                    "d == 0); get_xarray reads it onto a north-up output grid")
 
 
 def _burn(geometry: shapely.Geometry, grid: GridSpec, window: Window,

@@ -24,7 +24,9 @@ import shapely
 from ..decode import DecodeSpec, limits
 from ..decode.spec import fill_value
 from ..plan.grid import pixel_coordinates, same_crs
+from ..plan.reproject import gcp_locator
 from ..tiff.cog_metadata import CogMetadata
+from .masks import MaskRead, plan_mask
 from .plan import (
     DEFAULT_GROUP_BYTES,
     DEFAULT_GROUP_TILES,
@@ -94,21 +96,44 @@ class _Planner:
     def __init__(self, limit: int, group_tiles: int, group_bytes: int) -> None:
         self.limit = limit
         self.fetch = FetchGroups(group_tiles, group_bytes)
-        self.placed: dict[tuple[str, int], tuple[int, int]] = {}  # (href, tile) -> group, index
+        # (href, tile, mask tile?, group of a mask tile) -> group, index
+        self.placed: dict[tuple[str, int, bool, int], tuple[int, int]] = {}
         self.chunks: list[tuple[int, ChunkWork]] = []
         self.samples: list[PointSample] = []
 
     def _payload(self, record: Record, tile: int) -> tuple[int, int]:
-        key = (record.href, tile)
+        key = (record.href, tile, False, -1)
         found = self.placed.get(key)
         if found is None:
-            start, end = record.metadata.tile_range(tile)
-            self.fetch.open_chunk(1)
+            md = record.metadata
+            start, end = md.tile_range(tile)
+            self.fetch.open_chunk(2 if md.mask is not None else 1)
             found = (self.fetch.current,
                      self.fetch.add(record.href, tile, start, end - start, record.label,
-                                    expected_version(record.metadata)))
+                                    expected_version(md)))
             self.placed[key] = found
+            if md.mask is not None:  # the mask tiles under the whole tile join its group
+                top = (tile // md.tiles_across) * md.tile_height
+                left = (tile % md.tiles_across) * md.tile_width
+                self._mask(record, found[0], (top, top + md.tile_height),
+                           (left, left + md.tile_width))
         return found
+
+    def _mask(self, record: Record, group: int, rows: tuple[int, int],
+              cols: tuple[int, int]) -> MaskRead | None:
+        """The record's internal mask under a chunk of fetch group ``group`` (the mask tiles
+        were added to it with the chunk's data tile)."""
+        def register(tile: int, start: int, count: int) -> int:
+            key = (record.href, tile, True, group)
+            found = self.placed.get(key)
+            if found is None:
+                assert group == self.fetch.current, "a mask tile outside its data tile's group"
+                found = (group, self.fetch.add(record.href, tile, start, count, record.label,
+                                               expected_version(record.metadata), mask=True))
+                self.placed[key] = found
+            return found[1]
+
+        return plan_mask(record.metadata.mask, rows, cols, register, self.limit)
 
     def add(self, record: Record, cols: np.ndarray, rows: np.ndarray) -> None:
         """Plan the samples of one record's band at pixel positions (``cols``, ``rows``)."""
@@ -139,8 +164,9 @@ class _Planner:
                 group, index = self._payload(record, tile)
                 read = TileRead(index, (r0 - top, r1 - top, c0 - left, c1 - left),
                                 (0, shape[0], 0, shape[1]))
+                mask = self._mask(record, group, (r0, r1), (c0, c1))
                 self.chunks.append((group, ChunkWork(spec, shape, fill, sample, (read,),
-                                                     record.label)))
+                                                     record.label, None, mask)))
             chunk = len(self.chunks) - 1
             for k, row, col in hits:
                 where[k] = (chunk, 0, 0) if uniform else (chunk, row - r0, col - c0)
@@ -196,6 +222,9 @@ class _PointPixels:
         if xy is None:
             xy = shapely.get_coordinates(self.selection.geometry_in(grid.crs))
             self.coordinates.append((grid.crs, xy))
+        md = record.metadata
+        if md.has_gcps:  # located as GDAL's GCP transformer locates them
+            return gcp_locator(md.gcps)(xy[:, 0], xy[:, 1])
         return pixel_coordinates(xy[:, 0], xy[:, 1], grid.transform)
 
 

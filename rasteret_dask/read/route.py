@@ -5,7 +5,9 @@ and as fast as before output grids existed) when its output grid is the records'
 CRS, one pixel size, whole-pixel offsets between records, no time grouping or rescaling, and
 any ``crs=``/``resolution=`` given equal to the records' (with the records' origins on
 integer multiples of that resolution, the anchor every output grid keeps). Everything else
-is warped (:mod:`.warp_plan`).
+is warped (:mod:`.warp_plan`), and so is a record whose grid is rotated or sheared, or that is
+georeferenced by ground control points only: its pixels are not on a north-up grid, so even
+without ``crs=``/``resolution=`` it is read onto one (its CRS, its pixel size).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def is_native(selection: Selection, request: GridRequest, groupby: Any = None,
               rescale: bool = False) -> bool:
     """Whether the read's output grid is its records' own grid (see the module docstring)."""
     if request.geobox is not None or groupby is not None or rescale:
+        return False
+    if any(not r.metadata.is_axis_aligned or r.metadata.has_gcps
+           for records in selection.records_by_band.values() for r in records):
         return False
     try:
         selection.crs  # noqa: B018  (raises unless every record shares one CRS)

@@ -201,8 +201,7 @@ def _fall_back(rows: list, selection: Selection, radius: int, reader: RangeReade
             sample = plan.samples[n]
             values[key] = chunks.array(sample.chunk)[0, sample.row, sample.col].item()
         md = record.metadata
-        size = (abs(md.transform.a), abs(md.transform.e))
-        value = nearest_valid(hood.row, hood.col, values, radius, size, md.nodata)
+        value = nearest_valid(hood.row, hood.col, values, radius, md.resolution, md.nodata)
         if value is not None:
             found[(hood.point, band, record.id)] = value
     for k, record_id, _, values, _ in rows:

@@ -21,7 +21,7 @@ from ..decode.spec import fill_value
 from ..io import ByteRange, RangeReader
 from ..io.fetch import Payload
 from ..plan.mask import geometry_mask
-from .chunks import RasterReadError, decode_chunk
+from .chunks import RasterReadError, decode_chunk, mask_validity
 from .failures import TileFailures
 from .pending import PendingPayloads
 from .plan import ChunkWork
@@ -84,21 +84,33 @@ def _missing(out: np.ndarray, fill: float) -> np.ndarray:
     return np.isnan(out) if np.isnan(fill) else out == fill
 
 
-def _window(payloads: GroupView, source: SourceRead,
-            failures: TileFailures | None) -> tuple[np.ndarray, float]:
-    """The source's window decoded (h, w), and its nodata fill."""
+def _window(payloads: GroupView, source: SourceRead, failures: TileFailures | None
+            ) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """The source's window decoded (h, w), its nodata fill, and its pixels' validity by the
+    record's internal mask (None without one). With a nodata value, masked pixels are set to
+    it (so the warper leaves them out as nodata)."""
     dtype = np.dtype(source.spec.dtype).newbyteorder("=")
     fill = fill_value(dtype, source.nodata)
     work = ChunkWork(source.spec, source.shape, fill, source.sample, source.tiles, source.label)
-    return decode_chunk(payloads, work, None, failures)[0], fill
+    window = decode_chunk(payloads, work, None, failures)[0]
+    if source.mask is None:
+        return window, fill, None
+    valid = mask_validity(payloads, source.mask, source.shape, source.label, failures)
+    if source.nodata is not None:
+        window[~valid] = fill
+    return window, fill, valid
 
 
 def _region(source: SourceRead, chunk: WarpChunk, params: WarpParams
             ) -> tuple[tuple[slice, slice], Any]:
-    """The chunk's region the record reaches, and odc-geo's reprojection info for it."""
+    """The chunk's region the record reaches, and odc-geo's reprojection info for it (the
+    whole chunk, without info, for a record georeferenced by ground control points: GDAL's
+    warper leaves the pixels its window does not reach)."""
     from odc.geo.geobox import GeoBox
     from odc.geo.overlap import compute_reproject_roi
 
+    if source.gcps is not None:
+        return (slice(0, chunk.shape[0]), slice(0, chunk.shape[1])), None
     height, width, transform = source.image
     image = GeoBox((height, width), Affine(*transform), source.crs)
     target = GeoBox(chunk.shape, Affine(*chunk.transform), params.crs)
@@ -120,20 +132,46 @@ def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
 
 
 def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
-          params: WarpParams, roi: tuple[slice, slice]) -> np.ndarray:
+          params: WarpParams, roi: tuple[slice, slice],
+          valid: np.ndarray | None = None) -> np.ndarray:
     """The window resampled onto the chunk's region ``roi`` (pixels it does not reach =
-    ``fill``)."""
+    ``fill``). A record without nodata whose internal mask marks pixels not ``valid`` gives
+    the mask to the warper as an alpha band of 0 and the dtype's top value, which leaves them
+    out exactly as GDAL's warper leaves out a dataset's mask; a record with nodata has them
+    set to nodata already. A record georeferenced by ground control points is located by
+    GDAL's GCP transformer."""
+    from rasterio.control import GroundControlPoint
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
     rows, cols = roi
     dst = Affine(*chunk.transform) @ Affine.translation(cols.start, rows.start)
-    layer = np.full((rows.stop - rows.start, cols.stop - cols.start), fill, window.dtype)
-    reproject(window, layer, src_transform=Affine(*source.transform), src_crs=source.crs,
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    where: dict[str, Any] = {"src_transform": Affine(*source.transform)}
+    if source.gcps is not None:
+        where = {"gcps": [GroundControlPoint(*g) for g in source.gcps]}
+    options: dict[str, Any] = {}
+    if valid is not None and source.nodata is None and not valid.all():
+        top = np.iinfo(window.dtype).max if window.dtype.kind in "iu" else 255
+        window = np.stack([window, np.where(valid, top, 0).astype(window.dtype)])
+        options = {"src_alpha": 2, "SRC_ALPHA_MAX": top}
+        shape = (2, *shape)
+    layer = np.full(shape, fill, window.dtype)
+    reproject(window, layer, src_crs=source.crs,
               src_nodata=fill if source.nodata is not None else None,
               dst_transform=dst, dst_crs=params.crs, dst_nodata=fill,
-              resampling=Resampling[params.resampling], init_dest_nodata=True)
-    return layer
+              resampling=Resampling[params.resampling], init_dest_nodata=True, **where,
+              **options)
+    return layer if layer.ndim == 2 else layer[0]
+
+
+def _valid(values: np.ndarray, fill: float, source: SourceRead,
+           masked: np.ndarray | None) -> np.ndarray:
+    """Which pixels of a copied window are valid: not nodata (every pixel without a nodata
+    value), and not left out by the record's internal mask (``masked``: its validity)."""
+    valid = (~_missing(values, fill) if source.nodata is not None
+             else np.ones(values.shape, bool))
+    return valid if masked is None else valid & masked
 
 
 def _physical(values: np.ndarray, valid: np.ndarray, source: SourceRead) -> np.ndarray:
@@ -192,12 +230,12 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
         return out[np.newaxis]
     view = GroupView(payloads, index)
     for source in chunk.sources:
-        window, fill = _window(view, source, failures)
+        window, fill, masked = _window(view, source, failures)
         if source.placement is not None:
             r0, r1, c0, c1 = source.placement
-            # a copied window is all image: without nodata every pixel is valid
-            valid = (~_missing(window, fill) if source.nodata is not None
-                     else np.ones(window.shape, bool))
+            # a copied window is all image: without nodata every pixel is valid but the
+            # ones its mask leaves out
+            valid = _valid(window, fill, source, masked)
             _fuse(out, window, valid, source, chunk, params.rescale, slice(r0, r1),
                   slice(c0, c1))
         else:
@@ -206,15 +244,16 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
             if rows.stop <= rows.start or cols.stop <= cols.start:
                 continue
             pasted = None
-            if info.paste_ok and info.read_shrink == 1 and source.level == 0:
+            if info is not None and info.paste_ok and info.read_shrink == 1 \
+                    and source.level == 0:
                 pasted = _pasted(window, source, info.roi_src)
             if pasted is not None:
-                valid = (~_missing(pasted, fill) if source.nodata is not None
-                         else np.ones(pasted.shape, bool))
-                _fuse(out, pasted, valid, source, chunk, params.rescale, rows, cols)
+                cut = None if masked is None else _pasted(masked, source, info.roi_src)
+                _fuse(out, pasted, _valid(pasted, fill, source, cut), source, chunk,
+                      params.rescale, rows, cols)
             else:
                 # the warper marks pixels the image does not reach with ``fill``
-                layer = _warp(window, source, fill, chunk, params, roi)
+                layer = _warp(window, source, fill, chunk, params, roi, masked)
                 _fuse(out, layer, ~_missing(layer, fill), source, chunk, params.rescale,
                       rows, cols)
         if not _missing(out, chunk.fill).any():

@@ -37,10 +37,7 @@ class _FetchGroups:
         """The fetch group of ``chunk`` and where its ranges are in it."""
         if self._ranges and len(self._ranges) + len(chunk.ranges) > self.max_tiles:
             self.close()
-        labels = [""] * len(chunk.ranges)
-        for source in chunk.sources:
-            for tile in source.tiles:
-                labels[tile.payload] = labels[tile.payload] or source.label
+        labels = chunk.range_labels()
         index = []
         for r, label in zip(chunk.ranges, labels, strict=True):
             key = (r.href, r.start, r.end)

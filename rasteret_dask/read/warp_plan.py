@@ -38,11 +38,19 @@ from ..plan.output_grid import (
     parse_chunks,
     time_chunk,
 )
-from ..plan.reproject import chunk_bounds_in, chunk_windows, pixel_size_in
+from ..plan.reproject import chunk_bounds_in, pixel_size_in
 from .grouping import GroupedRecord, TimeGroup, group_records
 from .select import Record, Selection
 from .skipped import SkippedRecord
-from .warp_sources import WarpChunk, WarpParams, chunk_work, crs_key, record_crs, record_level
+from .warp_sources import (
+    WarpChunk,
+    WarpParams,
+    chunk_work,
+    crs_key,
+    record_crs,
+    record_level,
+    record_windows,
+)
 
 __all__ = ["WarpBandPlan", "WarpPlan", "plan_warped_read", "output_crs_of", "output_grid",
            "band_values", "grouped_records", "default_resolution", "explain_grid"]
@@ -257,9 +265,8 @@ def plan_warped_read(selection: Selection, request: GridRequest, *, groupby: Any
             rl = record_level(record, crs, out_transform, resolution, request.resampling,
                               (scaling or {}).get((band, record.id), (None, None)))
             levels[rl.level] += 1
-            windows = None if rl.offset is not None else chunk_windows(
-                bounds_by_crs[epsg], rl.metadata.transform,
-                (rl.metadata.image_height, rl.metadata.image_width), rl.margin)
+            windows = (None if rl.offset is not None
+                       else record_windows(rl, bounds_by_crs[epsg]))
             resolved[record.id] = (rl, windows)
         work: dict[tuple[int, int, int], WarpChunk | None] = {}
         for g, group in enumerate(groups):

@@ -6,6 +6,11 @@ first resolved once into a :class:`RecordLevel` (the overview level odc-stac wou
 pixel placement on the output grid when there is one, the kernel's margin), then each chunk's
 window on that level becomes the tiles to fetch and a :class:`SourceRead`, gathered with the
 chunk's other records into a :class:`WarpChunk`.
+
+A record's internal mask is read with its window (the mask tiles under it, in the chunk's
+ranges); a rotated or sheared record's window covers the chunk's footprint through all four
+corners; a record georeferenced by ground control points is located by GDAL's GCP transformer
+(its windows, and the GCPs its window is warped with).
 """
 
 from __future__ import annotations
@@ -21,16 +26,25 @@ from affine import Affine
 from ..decode import DecodeSpec, limits
 from ..io import ByteRange
 from ..plan.grid import crs_text, same_crs
-from ..plan.reproject import aligned_offset, kernel_margin, pixel_size_in
+from ..plan.reproject import (
+    SAMPLES,
+    aligned_offset,
+    chunk_windows,
+    gcp_locator,
+    kernel_margin,
+    pixel_size_in,
+)
 from ..plan.tiles import axis_tiles
 from ..tiff.cog_metadata import CogMetadata
+from .masks import MaskRead, plan_mask
 from .plan import TileRead, expected_version
 from .select import Record
 
 __all__ = ["SourceRead", "WarpChunk", "WarpParams", "RecordLevel", "record_level",
-           "chunk_work", "record_crs", "crs_key"]
+           "record_windows", "chunk_work", "record_crs", "crs_key"]
 
 Coefficients = tuple[float, float, float, float, float, float]
+Gcp = tuple[float, float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +69,11 @@ class SourceRead:
     level: int = 0
     origin: tuple[int, int] = (0, 0)
     """(row, col) of the window in its level's pixels."""
+    mask: MaskRead | None = None
+    """The record's internal mask under the window (None: it has none)."""
+    gcps: tuple[Gcp, ...] | None = None
+    """For a record georeferenced by ground control points: its GCPs in the window's pixels
+    (``transform`` is then their first-order fit, for planning only)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,15 @@ class WarpChunk:
     ranges: tuple[ByteRange, ...]
     sources: tuple[SourceRead, ...]
     error: str | None = None
+
+    def range_labels(self) -> tuple[str, ...]:
+        """The record (band, href) each range belongs to, named in its fetch errors."""
+        labels = [""] * len(self.ranges)
+        for source in self.sources:
+            tiles = source.tiles + (() if source.mask is None else source.mask.tiles)
+            for tile in tiles:
+                labels[tile.payload] = labels[tile.payload] or source.label
+        return tuple(labels)
 
 
 @dataclass(frozen=True)
@@ -126,9 +154,29 @@ def record_level(record: Record, crs: pyproj.CRS, transform: Affine,
     target = pixel_size_in(centre, src, resolution, crs)
     level = md.choose_level(target) if md.overviews else 0
     lmd = md.level(level, context=record.label) if level else md
-    offset = aligned_offset(lmd.transform, transform) if same_crs(src, crs) else None
+    offset = (aligned_offset(lmd.transform, transform)
+              if same_crs(src, crs) and not md.has_gcps else None)
     scale = max(target[0] / lmd.resolution[0], target[1] / lmd.resolution[1])
     return RecordLevel(record, level, lmd, offset, kernel_margin(resampling, scale), scaling)
+
+
+def record_windows(rl: RecordLevel, bounds: np.ndarray) -> np.ndarray:
+    """The record's windows (row0, row1, col0, col1) on its level for chunks of ``bounds``
+    (:func:`rasteret_dask.plan.reproject.chunk_bounds_in` in its CRS), with the kernel's
+    margin: through its transform, or for a record georeferenced by ground control points
+    through GDAL's GCP transformer (each chunk's outline located at several points)."""
+    md, full = rl.metadata, rl.record.metadata
+    size = (md.image_height, md.image_width)
+    if not full.has_gcps:
+        return chunk_windows(bounds, md.transform, size, rl.margin)
+    scale = (md.image_width / full.image_width, md.image_height / full.image_height)
+    return chunk_windows(bounds, gcp_locator(full.gcps, scale), size, rl.margin + 1, SAMPLES)
+
+
+def _window_gcps(full: CogMetadata, md: CogMetadata, r0: int, c0: int) -> tuple[Gcp, ...]:
+    """A GCP record's points in the pixels of a window at (``r0``, ``c0``) of level ``md``."""
+    sx, sy = md.image_width / full.image_width, md.image_height / full.image_height
+    return tuple((row * sy - r0, col * sx - c0, x, y, z) for row, col, x, y, z in full.gcps)
 
 
 def _source_read(rl: RecordLevel, window: Sequence[int], placement, ranges: list[ByteRange],
@@ -154,13 +202,23 @@ def _source_read(rl: RecordLevel, window: Sequence[int], placement, ranges: list
                 ranges.append(ByteRange(record.href, md.tile_offsets[tile],
                                         md.tile_offsets[tile] + count, expect))
             reads.append(TileRead(k, (s0, s1, s2, s3), (d0, d1, d2, d3)))
+    def register(tile: int, start: int, count: int) -> int:
+        key = (record.href, md.image_width, tile, "mask")
+        k = index.get(key)
+        if k is None:
+            k = index[key] = len(ranges)
+            ranges.append(ByteRange(record.href, start, start + count, expect))
+        return k
+
+    mask = plan_mask(md.mask, (r0, r1), (c0, c1), register, limit)
     transform = md.transform @ Affine.translation(c0, r0)
     full = record.metadata
     return SourceRead(record.label, spec, md.sample_plane(record.band_index),
                       crs_key(md), tuple(transform)[:6], (r1 - r0, c1 - c0),
                       md.nodata, tuple(reads), placement, rl.scaling[0], rl.scaling[1],
                       (full.image_height, full.image_width, tuple(full.transform)[:6]),
-                      rl.level, (r0, c0))
+                      rl.level, (r0, c0), mask,
+                      _window_gcps(full, md, r0, c0) if full.has_gcps else None)
 
 
 def chunk_work(members: Sequence[tuple[RecordLevel, np.ndarray | None]],
@@ -168,8 +226,7 @@ def chunk_work(members: Sequence[tuple[RecordLevel, np.ndarray | None]],
                fill: float, limit: int) -> WarpChunk | None:
     """The work of one chunk: rows [a, b) and cols [c, d) of the output grid of ``transform``,
     read from ``members`` in fusion order, each with its window on its level for this chunk
-    (from :func:`rasteret_dask.plan.reproject.chunk_windows`; None for a record placed by
-    whole pixels). None when no member reaches the chunk."""
+    (from :func:`record_windows`; None for a record placed by whole pixels). None when no member reaches the chunk."""
     a, b, c, d = edges
     ranges: list[ByteRange] = []
     index: dict = {}

@@ -23,6 +23,8 @@ __all__ = [
     "write_cog",
     "write_s2_like_cog",
     "write_strip_tiff",
+    "write_masked_tiff",
+    "ellipse_mask",
     "natural_rgb",
 ]
 
@@ -300,3 +302,81 @@ def natural_rgb(width: int, height: int, seed: int = 0) -> np.ndarray:
             image[channel][field] = 0.5 * image[channel][field] + 0.5 * colour[channel]
     image += rng.normal(0, 6, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def ellipse_mask(width: int, height: int) -> np.ndarray:
+    """A (height, width) uint8 GDAL mask: 255 inside the ellipse inscribed in the image
+    (shifted a little off centre), 0 outside it and in a band across its middle."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    inside = ((x - width * 0.52) / (width * 0.47)) ** 2 + \
+        ((y - height * 0.48) / (height * 0.46)) ** 2 <= 1
+    inside[height * 5 // 11:height * 6 // 11, width // 4:width * 3 // 4] = False
+    return np.where(inside, 255, 0).astype(np.uint8)
+
+
+def write_masked_tiff(
+    path: str | os.PathLike[str],
+    *,
+    data: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    width: int = 512,
+    height: int = 512,
+    dtype: str = "uint16",
+    count: int = 1,
+    compress: str = "deflate",
+    blocksize: int = 256,
+    overviews: bool = True,
+    striped: bool = False,
+    crs: Any = "EPSG:32633",
+    transform: Sequence[float] | None = None,
+    nodata: float | None = None,
+    seed: int = 0,
+    **creation_options: Any,
+) -> Path:
+    """Write a GeoTIFF with a GDAL internal mask (``GDAL_TIFF_INTERNAL_MASK=YES`` and
+    ``dataset.write_mask()``: a 1-bit deflate mask IFD, NewSubfileType 4) and return its path:
+    a COG (the COG driver; each overview gets its own mask, NewSubfileType 5) or, with
+    ``striped``, a striped GTiff whose mask is striped too.
+
+    ``data`` (count, height, width) overrides width/height/count/dtype; ``mask`` (height,
+    width; 0 = masked) defaults to :func:`ellipse_mask`. Extra keyword arguments are GDAL
+    creation options of the output.
+    """
+    import rasterio
+    from affine import Affine
+    from rasterio.shutil import copy as copy_dataset
+
+    if data is None:
+        data = synthetic_pixels(width, height, dtype, count, seed)
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    count, height, width = data.shape
+    if mask is None:
+        mask = ellipse_mask(width, height)
+    path = Path(path)
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "width": width, "height": height, "count": count,
+        "dtype": data.dtype.name, "crs": crs, "nodata": nodata,
+        "transform": Affine(*(transform or default_transform(crs))[:6]),
+    }
+    options = {key.upper(): value for key, value in creation_options.items()}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        if striped:
+            with rasterio.open(path, "w", **profile, TILED="NO", COMPRESS=compress.upper(),
+                               **options) as dst:
+                dst.write(data)
+                dst.write_mask(mask)
+            return path
+        source = path.with_name(path.name + ".source.tif")
+        try:
+            with rasterio.open(source, "w", **profile, TILED="YES", BLOCKXSIZE=blocksize,
+                               BLOCKYSIZE=blocksize) as dst:
+                dst.write(data)
+                dst.write_mask(mask)
+            copy_dataset(source, path, driver="COG", COMPRESS=compress.upper(),
+                         BLOCKSIZE=blocksize, OVERVIEWS="AUTO" if overviews else "NONE",
+                         **options)
+        finally:
+            source.unlink(missing_ok=True)
+    return path

@@ -9,6 +9,7 @@ header-declared sizes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -18,19 +19,17 @@ import numpy as np
 import pyproj
 from affine import Affine
 
+from .gcps import gcp_fit, gcp_points
 from .levels import choose_level as _choose_level
+from .mask_level import MaskLevel, MetadataError, mask_level
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CogMetadata", "OverviewLevel", "MetadataError", "crs_of"]
+__all__ = ["CogMetadata", "OverviewLevel", "MaskLevel", "MetadataError", "crs_of"]
 
 _REQUIRED = ("image_width", "image_height", "tile_width", "tile_height", "dtype", "transform",
              "tile_offsets", "tile_byte_counts")
-
-
-class MetadataError(ValueError):
-    """A ``{band}_metadata`` struct that is null, incomplete or inconsistent."""
 
 
 @lru_cache(maxsize=256)
@@ -41,6 +40,11 @@ def _epsg_crs(code: int) -> pyproj.CRS:
 @lru_cache(maxsize=256)
 def _wkt_crs(wkt: str) -> pyproj.CRS:
     return pyproj.CRS.from_wkt(wkt)
+
+
+@lru_cache(maxsize=256)
+def _text_crs(text: str) -> pyproj.CRS:
+    return pyproj.CRS.from_user_input(text)
 
 
 def crs_of(crs_epsg: int | None, crs_wkt: str | None) -> pyproj.CRS | None:
@@ -65,6 +69,8 @@ class OverviewLevel:
     tile_height: int
     tile_offsets: tuple[int, ...] | None = None
     tile_byte_counts: tuple[int, ...] | None = None
+    mask: MaskLevel | None = None
+    """The level's internal mask (None: the image has none)."""
 
     @property
     def has_tiles(self) -> bool:
@@ -106,7 +112,8 @@ def _overview(struct: Mapping[str, Any], level: int, prefix: str,
                             "tile_byte_counts without the other")
     if offsets is None:
         return OverviewLevel(width, height, tile_width, tile_height)
-    value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts))
+    value = OverviewLevel(width, height, tile_width, tile_height, ints(offsets), ints(counts),
+                          mask_level(struct.get("mask"), f"overview level {level}", prefix, ints))
     if min(width, height, tile_width, tile_height) <= 0:
         raise MetadataError(f"{prefix}overview level {level} has tile tables but a "
                             f"{width} x {height} size with {tile_width} x {tile_height} tiles")
@@ -161,6 +168,15 @@ class CogMetadata:
     the last one holding the rows left (see :attr:`last_strip_rows`)."""
     bits_per_sample: int | None = None
     """BitsPerSample of sub-byte samples (1, 2, 4; read unpacked as uint8), else None."""
+    mask: MaskLevel | None = None
+    """GDAL's internal mask of the image (None: no mask, or an index enriched before masks
+    were kept); each overview level has its own."""
+    gcps: tuple[tuple[float, float, float, float, float], ...] = ()
+    """Ground control points (row, col of the full-resolution image -> x, y, z in
+    ``gcp_crs``) of a file georeferenced by them only; ``transform`` is then their
+    first-order fit (GDAL's ``GDALGCPsToGeoTransform``), for planning only."""
+    gcp_crs: str | None = None
+    """The CRS of ``gcps`` (``EPSG:n`` or WKT2)."""
 
     @classmethod
     def from_struct(cls, struct: Mapping[str, Any] | Any, *, context: str = "") -> CogMetadata:
@@ -215,11 +231,16 @@ class CogMetadata:
     @classmethod
     def _build(cls, md: Mapping[str, Any], prefix: str,
                ints: Callable[[Any], tuple[int, ...]]) -> CogMetadata:
+        gcps = gcp_points(md.get("gcps"), prefix)
+        if gcps and md.get("transform") is None:
+            md = {**md, "transform": gcp_fit(gcps, md.get("gcp_crs"), prefix)}
         missing = [k for k in _REQUIRED if md.get(k) is None]
         if missing:
-            why = (" (the file has no geotransform: neither ModelPixelScale + ModelTiepoint "
-                   "nor ModelTransformation tags, e.g. it is georeferenced by ground control "
-                   "points only, or not at all)" if "transform" in missing else "")
+            why = (" (the file has no geotransform (neither ModelPixelScale + ModelTiepoint "
+                   "nor ModelTransformation tags) and the index holds no ground control points "
+                   "for it: it is not georeferenced, or it was enriched before GCPs were kept "
+                   "(enrich it again with only_missing=False))" if "transform" in missing
+                   else "")
             raise MetadataError(f"{prefix}metadata lacks {', '.join(missing)}{why}")
         coeffs = [float(v) for v in md["transform"]]
         if len(coeffs) == 9 and coeffs[6:] == [0.0, 0.0, 1.0]:
@@ -262,11 +283,17 @@ class CogMetadata:
             striped=bool(md.get("striped")),
             bits_per_sample=(None if md.get("bits_per_sample") is None
                              else int(md["bits_per_sample"])),
+            mask=mask_level(md.get("mask"), "the image", prefix, ints),
+            gcps=gcps,
+            gcp_crs=md.get("gcp_crs") or None,
         )
         value._check(prefix)
         return value
 
     def _check(self, prefix: str) -> None:
+        if self.mask is not None and (self.mask.width, self.mask.height) != self.shape[::-1]:
+            raise MetadataError(f"{prefix}the mask is {self.mask.width} x {self.mask.height}, "
+                                f"the image {self.image_width} x {self.image_height}")
         if min(self.tile_width, self.tile_height) <= 0:
             raise MetadataError(f"{prefix}tile size must be positive, got "
                                 f"{self.tile_width} x {self.tile_height}")
@@ -348,14 +375,29 @@ class CogMetadata:
     # --- georeferencing -------------------------------------------------------------
     @property
     def crs(self) -> pyproj.CRS | None:
-        """The record's CRS: from ``crs_epsg`` when set, else from ``crs_wkt`` (a CRS rebuilt
-        from GeoKeys without an EPSG code); None when the header has neither."""
-        return crs_of(self.crs_epsg, self.crs_wkt)
+        """The CRS the record's pixels are located in: from ``crs_epsg`` when set, else from
+        ``crs_wkt`` (a CRS rebuilt from GeoKeys without an EPSG code), else its GCPs'
+        (``gcp_crs``, for a file georeferenced by GCPs only); None when it has none."""
+        crs = crs_of(self.crs_epsg, self.crs_wkt)
+        if crs is None and self.gcps and self.gcp_crs:
+            return _text_crs(self.gcp_crs)
+        return crs
+
+    @property
+    def has_gcps(self) -> bool:
+        """Whether the record is georeferenced by ground control points only (its pixels are
+        not on an affine grid: reads warp it with GDAL's GCP transformer)."""
+        return bool(self.gcps)
 
     @property
     def resolution(self) -> tuple[float, float]:
-        """(x, y) pixel size in CRS units (positive), for axis-aligned grids."""
-        return (abs(self.transform.a), abs(self.transform.e))
+        """(x, y) pixel size in CRS units (positive): the lengths of a pixel's sides (the
+        transform's columns), so a rotated or sheared grid has its true pixel size (to 12
+        significant digits: a 20° rotation of 10 m pixels is 10 m, not 10.000000000000002)."""
+        t = self.transform
+        if t.b == 0.0 and t.d == 0.0:
+            return (abs(t.a), abs(t.e))
+        return (float(f"{math.hypot(t.a, t.d):.12g}"), float(f"{math.hypot(t.b, t.e):.12g}"))
 
     @property
     def is_axis_aligned(self) -> bool:
@@ -379,8 +421,9 @@ class CogMetadata:
     def level(self, n: int, *, context: str = "") -> CogMetadata:
         """The metadata of level ``n`` as an image of its own: 0 is full resolution (this
         value), ``k`` the ``k``-th overview, with that level's size, tile size, tile tables
-        and transform (`overview_transform`), and no overviews; dtype, codec, predictor,
-        JPEG tables, samples, nodata, CRS and object identity are shared (overview levels are
+        and transform (`overview_transform`), its own mask, and no overviews; dtype, codec,
+        predictor, JPEG tables, samples, nodata, CRS, GCPs (in full-resolution pixels) and
+        object identity are shared (overview levels are
         tiled: a striped image's reduced IFDs in strips are not listed). The plan and decode
         layers read its tiles exactly as they read full resolution's.
 
@@ -410,27 +453,25 @@ class CogMetadata:
                        tile_offsets=overview.tile_offsets,
                        tile_byte_counts=overview.tile_byte_counts,
                        transform=self.overview_transform(n - 1), overviews=(),
-                       striped=False)
+                       striped=False, mask=overview.mask)
 
     def choose_level(self, target_resolution: float | tuple[float, float]) -> int:
         """The level (0 = full resolution, ``k`` = ``k``-th overview) odc-stac reads for an
         output pixel size ``target_resolution`` ((x, y) or one number, positive, in this
-        file's CRS units) on an axis-aligned grid; `tiff.levels` states the rule. Only
-        levels whose tile tables are known are candidates, so an index enriched before they
-        were recorded reads full resolution (0).
+        file's CRS units); `tiff.levels` states the rule (a rotated or sheared grid compares
+        its pixels' side lengths, :attr:`resolution`). Only levels whose tile tables are
+        known are candidates, so an index enriched before they were recorded reads full
+        resolution (0).
 
         Raises
         ------
         ValueError
-            For a non-positive target, or a rotated or sheared transform.
+            For a non-positive target.
         """
         tx, ty = ((target_resolution, target_resolution)
                   if isinstance(target_resolution, int | float) else target_resolution)
         if not (tx > 0 and ty > 0):
             raise ValueError(f"target resolution must be positive, got {target_resolution}")
-        if not self.is_axis_aligned:
-            raise ValueError("choose_level needs an axis-aligned transform; use "
-                             "tiff.levels.choose_level with the read's scale")
         sx, sy = self.resolution
         usable = [k for k, overview in enumerate(self.overviews, start=1) if overview.has_tiles]
         pick = _choose_level(min(tx / sx, ty / sy), self.image_width,

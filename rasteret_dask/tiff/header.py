@@ -10,6 +10,7 @@ range it can tell is missing; `driver.read_tiff_header` is a small driver around
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from .geokeys import (
     parse_geo_keys,
 )
 from .ifd import IFD_READAHEAD, Ifd, IfdReader, check_tile_table, read_file_header
+from .masks import MaskImage, pair_masks
 from .overviews import Overview, OverviewWalk, ReducedImage, usable_overviews
 from .tags import (
     BITS_PER_SAMPLE,
@@ -59,12 +61,14 @@ from .tags import (
 )
 from .values import BLOB_TAGS, FLOAT_TAGS, INT_TAGS, TEXT_TAGS, single_value, tag_values
 
-__all__ = ["MAX_CHAINED_IFDS", "Overview", "TiffHeader", "parse_tiff_header"]
+__all__ = ["MAX_CHAINED_IFDS", "Overview", "TiffHeader", "parse_tiff_header", "Gcp"]
 
 MAX_CHAINED_IFDS = 256
 """Most overview and mask IFDs walked after the image (a COG has a few dozen at most)."""
 
 Transform = tuple[float, float, float, float, float, float]
+Gcp = tuple[float, float, float, float, float]
+"""A ground control point: (row, col) of the full-resolution image -> (x, y, z)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,11 @@ class TiffHeader:
     ``tile_height`` RowsPerStrip (at most the image height) and the tile tables are the strip
     tables. ``bits_per_sample`` is set for sub-byte samples (1, 2 or 4 bits, ``dtype``
     ``uint8``), None otherwise. ``crs_wkt`` is the CRS rebuilt from GeoKeys that give no EPSG
-    code (``tiff.crs``), None when ``crs_epsg`` is set or the file has no CRS.
+    code (``tiff.crs``), None when ``crs_epsg`` is set or the file has no CRS. ``mask`` is
+    GDAL's internal mask of the image (:mod:`.masks`), each overview's in its ``mask``. A
+    file georeferenced by ground control points only has ``gcps`` (GDAL's reading of its
+    ModelTiepoints) and their CRS in ``gcp_crs`` (``EPSG:n`` or WKT2), and no transform,
+    ``crs_epsg`` or ``crs_wkt``: the GCPs' CRS is not a grid the raster is on.
     """
 
     image_width: int
@@ -107,6 +115,9 @@ class TiffHeader:
     crs_wkt: str | None = None
     striped: bool = False
     bits_per_sample: int | None = None
+    mask: MaskImage | None = None
+    gcps: tuple[Gcp, ...] = ()
+    gcp_crs: str | None = None
 
     @property
     def tiles_across(self) -> int:
@@ -168,8 +179,8 @@ class TiffHeader:
             "lerc_parameters": (
                 None if self.lerc_parameters is None else list(self.lerc_parameters)
             ),
-            "overviews": [ov.to_dict(band_index, self.planar_configuration == 2)
-                          for ov in self.overviews],
+            "overviews": [ov.to_dict(band_index, self.planar_configuration == 2,
+                                     self.samples_per_pixel) for ov in self.overviews],
             "header_bytes": self.header_bytes,
             "etag": None,
             "object_size": None,
@@ -177,6 +188,11 @@ class TiffHeader:
             "crs_wkt": self.crs_wkt,
             "striped": self.striped,
             "bits_per_sample": self.bits_per_sample,
+            "mask": (None if self.mask is None
+                     else self.mask.for_band(band_index, self.samples_per_pixel)),
+            "gcps": ([dict(zip(("row", "col", "x", "y", "z"), g, strict=True))
+                      for g in self.gcps] or None),
+            "gcp_crs": self.gcp_crs,
         }
 
 
@@ -240,6 +256,22 @@ def _crs_wkt(geo_keys: dict[int, GeoKeyValue], epsg: int | None) -> str | None:
     return None if crs is None else crs.to_wkt()
 
 
+def _gcps(tiepoint: Sequence[float] | None, pixel_is_point: bool) -> tuple[Gcp, ...]:
+    """The ground control points of ModelTiepoint values (I, J, K, X, Y, Z per point) of a
+    file without a geotransform, as GDAL reads them: (row J, col I) -> (X, Y, Z), shifted by
+    half a pixel for RasterPixelIsPoint."""
+    if not tiepoint or len(tiepoint) < 6:
+        return ()
+    shift = 0.5 if pixel_is_point else 0.0
+    points = []
+    for k in range(0, len(tiepoint) - 5, 6):
+        i, j, _, x, y, z = (float(v) for v in tiepoint[k:k + 6])
+        if not all(math.isfinite(v) for v in (i, j, x, y, z)):
+            raise TiffError(f"ModelTiepoint {k // 6} holds a value that is not finite")
+        points.append((j + shift, i + shift, x, y, z))
+    return tuple(points)
+
+
 def _nodata(text: str | None) -> float | None:
     if text is None:
         return None
@@ -296,7 +328,8 @@ def parse_tiff_header(buf: SparseBuffer, *, readahead: int = IFD_READAHEAD) -> T
             break
         offset = ifd.next_offset
     reader.need()
-    return _build(fh.byte_order == ">", fh.bigtiff, values, levels, reader.max_end)
+    return _build(fh.byte_order == ">", fh.bigtiff, values, levels, reader.max_end,
+                  walk.masks)
 
 
 def _build(
@@ -305,6 +338,7 @@ def _build(
     values: dict[int, Any],
     levels: list[ReducedImage],
     header_bytes: int,
+    masks: Sequence[MaskImage] = (),
 ) -> TiffHeader:
     """Assemble and validate a `TiffHeader` from the decoded values of the first IFD."""
     width = single_value(values, IMAGE_WIDTH, "ImageWidth")
@@ -353,6 +387,13 @@ def _build(
     lerc = values.get(LERC_PARAMETERS)
     photometric = values.get(PHOTOMETRIC)
     epsg = epsg_from_geo_keys(geo_keys)
+    crs_wkt = _crs_wkt(geo_keys, epsg)
+    gcps = () if transform is not None else _gcps(tiepoint, is_pixel_is_point(geo_keys))
+    gcp_crs = None
+    if gcps:  # the GeoKeys' CRS is the GCPs', not the raster's
+        gcp_crs, epsg, crs_wkt = (f"EPSG:{epsg}" if epsg is not None else crs_wkt), None, None
+    mask, level_masks = pair_masks(masks, width, height,
+                                   [(lv.overview.width, lv.overview.height) for lv in levels])
     header = TiffHeader(
         image_width=width,
         image_height=height,
@@ -377,12 +418,16 @@ def _build(
         nodata=_nodata(values.get(GDAL_NODATA)),
         jpeg_tables=values.get(JPEG_TABLES),
         lerc_parameters=None if lerc is None else tuple(int(v) for v in lerc),
-        overviews=usable_overviews(levels, values, width, height),
+        overviews=usable_overviews(levels, values, width, height, mask is not None,
+                                   level_masks),
         header_bytes=header_bytes,
         geo_keys=geo_keys,
-        crs_wkt=_crs_wkt(geo_keys, epsg),
+        crs_wkt=crs_wkt,
         striped=striped,
         bits_per_sample=sub_byte,
+        mask=mask,
+        gcps=gcps,
+        gcp_crs=gcp_crs,
     )
     _check_ranges(header)
     return header
@@ -406,6 +451,9 @@ def _check_ranges(header: TiffHeader) -> None:
         ("LercParameters", header.lerc_parameters or (), _INT32),
         ("overview sizes", [v for o in header.overviews
                             for v in (o.width, o.height, o.tile_width, o.tile_height)], _INT32),
+        ("mask sizes", () if header.mask is None else
+         (header.mask.width, header.mask.height, header.mask.tile_width,
+          header.mask.tile_height, header.mask.compression, header.mask.predictor), _INT32),
         ("TileOffsets", header.tile_offsets, _INT64),
         ("TileByteCounts", header.tile_byte_counts, _INT64),
     ]

@@ -6,6 +6,9 @@ the walk), its size and tile size, the parameters its tiles decode with, and its
 and TileByteCounts. `usable_overviews` then keeps a level's tile tables only when its tiles
 decode exactly like the full-resolution image's (same codec, predictor, sample layout, JPEG
 tables, LERC parameters), so a reader can plan and decode them with the image's metadata.
+Mask IFDs (GDAL's internal masks, :mod:`.masks`) are read in the same walk, with their tile
+tables, and paired with the image and its levels by size; a level of a masked image whose own
+mask is missing or unreadable keeps no tile tables (a reader never reads it unmasked).
 Reduced-resolution IFDs stored in strips are not listed: GDAL writes tiled overviews, for
 striped images too (128 x 128 tiles), and those are cached like a COG's.
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .ifd import MAX_TILES, Ifd, IfdReader
+from .masks import MaskImage, read_mask
 from .tags import (
     BITS_PER_SAMPLE,
     COMPRESSION,
@@ -71,6 +75,8 @@ class Overview:
     tile_height: int
     tile_offsets: Tiles | None = None
     tile_byte_counts: Tiles | None = None
+    mask: MaskImage | None = None
+    """The level's internal mask (NewSubfileType 5 of its size), when the image has one."""
 
     @property
     def has_tiles(self) -> bool:
@@ -94,10 +100,15 @@ class Overview:
         start = band_index * n
         return (self.tile_offsets[start:start + n], self.tile_byte_counts[start:start + n])
 
-    def to_dict(self, band_index: int = 0, planar: bool = False) -> dict[str, Any]:
+    def to_dict(self, band_index: int = 0, planar: bool = False,
+                samples: int = 1) -> dict[str, Any]:
         """The level as an ``overviews`` struct of the metadata column (``schema.OVERVIEW_TYPE``),
-        tile tables of ``band_index`` only (null when not known)."""
+        tile tables of ``band_index`` only (null when not known), its mask as that band of an
+        image of ``samples`` samples reads it (null without one)."""
         offsets, counts = self.band_tiles(band_index, planar)
+        mask = None
+        if self.has_tiles and self.mask is not None:
+            mask = self.mask.for_band(band_index, samples)
         return {
             "width": self.width,
             "height": self.height,
@@ -105,6 +116,7 @@ class Overview:
             "tile_height": self.tile_height,
             "tile_offsets": None if offsets is None else list(offsets),
             "tile_byte_counts": None if counts is None else list(counts),
+            "mask": mask,
         }
 
 
@@ -146,17 +158,23 @@ class OverviewWalk:
     def __init__(self, reader: IfdReader) -> None:
         self.reader = reader
         self.budget = MAX_TILES
+        self.masks: list[MaskImage] = []
+        """The mask IFDs read so far (the image's own and its overviews'), in file order."""
 
     def read(self, ifd: Ifd) -> tuple[ReducedImage | None, bool]:
-        """The reduced image ``ifd`` describes (None for a mask, an untiled level, or while
-        its bytes are pending), and whether the walk goes on: it stops at the first IFD that
-        is neither a reduced image nor a mask (a new page)."""
+        """The reduced image ``ifd`` describes (None for a mask, which goes to `masks`, an
+        untiled level, or while its bytes are pending), and whether the walk goes on: it
+        stops at the first IFD that is neither a reduced image nor a mask (a new page)."""
         reader = self.reader
         vals = tag_values(reader, ifd, (NEW_SUBFILE_TYPE, *_SIZE_TAGS))
         if NEW_SUBFILE_TYPE in ifd.entries and NEW_SUBFILE_TYPE not in vals:
             return None, True  # bytes pending; the walk continues and NeedBytes is raised later
         kind = single_value(vals, NEW_SUBFILE_TYPE, "NewSubfileType", 0)
         if kind & SUBFILE_MASK:
+            mask, taken = read_mask(reader, ifd, kind, self.budget)
+            self.budget -= taken
+            if mask is not None:
+                self.masks.append(mask)
             return None, True
         if not kind & SUBFILE_REDUCED_IMAGE:
             return None, False
@@ -190,18 +208,24 @@ def _fits(table: Tiles | None) -> bool:
 
 
 def usable_overviews(levels: Sequence[ReducedImage], image_values: dict[int, Any],
-                     width: int, height: int) -> tuple[Overview, ...]:
+                     width: int, height: int, masked: bool = False,
+                     masks: Sequence[MaskImage | None] = ()) -> tuple[Overview, ...]:
     """The levels, largest first, each with its tile tables only when a reader can use them
     with the image's metadata: its tiles decode like the image's (``image_values``, the
-    decoded first IFD), it is no larger than the image (``width`` x ``height``), and its
-    table values fit the index's int64 columns."""
+    decoded first IFD), it is no larger than the image (``width`` x ``height``), its table
+    values fit the index's int64 columns and, for a ``masked`` image, its own mask
+    (``masks``, per level in ``levels`` order) can be read."""
     image = decoding(image_values)
     out = []
-    for level in levels:
+    for k, level in enumerate(levels):
         overview = level.overview
+        mask = masks[k] if k < len(masks) else None
         usable = (level.decoding == image and overview.width <= width
                   and overview.height <= height and _fits(overview.tile_offsets)
                   and _fits(overview.tile_byte_counts))
+        if masked:
+            usable = usable and mask is not None and mask.problem is None
+            overview = replace(overview, mask=mask)
         if not usable:
             overview = replace(overview, tile_offsets=None, tile_byte_counts=None)
         out.append(overview)
