@@ -47,7 +47,7 @@ NOMINAL_EPSG = 32633
 _NOMINAL_ORIGIN = (399960.0, 5300040.0)
 CLOUD_CLASSES = (3, 8, 9, 10)
 """SCL classes of cloud shadow, medium and high probability clouds and cirrus."""
-_FORMAT = 1  # bump when the pixels or the COG options change: cached COGs are then rewritten
+_FORMAT = 2  # bump when the pixels or the COG options change: cached COGs are then rewritten
 
 
 @dataclass(frozen=True)
@@ -127,15 +127,15 @@ def _classes(rows: np.ndarray, cols: np.ndarray, size: int,
     metres = 20.0 * np.arange(size, dtype=np.float32)
     block = (rows[:, None] // 30) * 7 + (cols[None, :] // 30) * 3
     out = (4 + (block + int(phase[2] * 10)) % 4).astype(np.uint8)
-    cloud = (np.sin(metres[cols] / 4100.0 + phase[0])[None, :]
-             * np.cos(metres[rows] / 5300.0 + phase[1])[:, None])
-    shadow = (np.sin((metres[cols] - 900.0) / 4100.0 + phase[0])[None, :]
-              * np.cos((metres[rows] + 900.0) / 5300.0 + phase[1])[:, None])
-    out[shadow > 0.75] = 3
+    cloud = (np.sin(metres[cols] / 1300.0 + phase[0])[None, :]
+             * np.cos(metres[rows] / 1700.0 + phase[1])[:, None])
+    shadow = (np.sin((metres[cols] - 400.0) / 1300.0 + phase[0])[None, :]
+              * np.cos((metres[rows] + 400.0) / 1700.0 + phase[1])[:, None])
+    out[shadow > 0.55] = 3
     out[cloud > 0.6] = 8
     out[cloud > 0.8] = 9
-    cirrus = np.sin(metres[cols] / 1900.0 - phase[1])[None, :] * np.sin(
-        metres[rows] / 2300.0 + phase[2])[:, None]
+    cirrus = np.sin(metres[cols] / 700.0 - phase[1])[None, :] * np.sin(
+        metres[rows] / 900.0 + phase[2])[:, None]
     out[(cirrus > 0.9) & (out < 8)] = 10
     return out
 
