@@ -269,6 +269,11 @@ def part_c(index: Path, side_km: float, budget: float, cap_gb: float) -> None:
           f"{_verdict(hwm, 500e6)}); RSS +{out['rss'] / 1e6:,.0f} MB after the build; "
           f"tracemalloc peak {traced}")
     e = out.get("explain")
-    if e:
-        print(f"  compute would fetch  {e['tiles']:,} tiles, {e['compressed_bytes'] / 1e9:,.1f} GB "
-              f"compressed (explain: {out['explain_seconds']:.1f} s)")
+    if e and e.get("tiles") is not None:
+        print(f"  compute would fetch  {e['tiles']:,} tiles, "
+              f"{(e.get('compressed_bytes') or 0) / 1e9:,.1f} GB compressed (explain: "
+              f"{out['explain_seconds']:.1f} s)")
+    elif e:
+        print(f"  explain              {e.get('records', 0):,} records, {e.get('groups', 0):,} "
+              f"groups, records per chunk {e.get('records_per_chunk')} "
+              f"({out['explain_seconds']:.1f} s)")
