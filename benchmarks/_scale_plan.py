@@ -173,9 +173,13 @@ def print_plan(label: str, side: float, out: dict) -> None:
     traced = "n/a" if out["tracemalloc"] is None else f"{out['tracemalloc'] / 1e6:,.0f} MB"
     print(f"    client memory        tracemalloc peak {traced}; RSS +{rss:.2f} GB after the build,"
           f" high-water +{hwm:.2f} GB")
-    print("    compute would fetch  " + (f"{e['tiles']:,} tiles, {e['compressed_bytes'] / 1e9:,.1f}"
-          f" GB compressed, {e['fetch_groups']:,} fetch groups, {e['chunks']:,} chunks (explain:"
-          f" {out['explain_seconds']:.1f} s)" if e else "(explain skipped: it plans again)"))
+    if e and e.get("tiles") is not None:
+        print(f"    compute would fetch  {e['tiles']:,} tiles, {e['compressed_bytes'] / 1e9:,.1f} GB"
+              f" compressed, {e['fetch_groups']:,} fetch groups, {e['chunks']:,} chunks (explain:"
+              f" {out['explain_seconds']:.1f} s)")
+    else:
+        print("    compute would fetch  " + ("(explain counts no tiles: planned on the workers)"
+                                            if e else "(explain skipped: it plans again)"))
 
 
 def part3(cfg: Config, work: Path) -> None:
