@@ -57,8 +57,10 @@ def s2_metadata(x0: np.ndarray, y0: np.ndarray, epsg: np.ndarray, rng) -> pa.Str
     counts = rng.integers(300_000, 2_400_000, size=(n, tiles), dtype=np.int64)
     zeros, ones = np.zeros(n), np.ones(n, np.int32)
     levels, block = np.tile(np.array([5490, 2745, 1373, 687], np.int32), n), np.full(4 * n, 1024)
+    no_tables = pa.nulls(4 * n, pa.list_(pa.int64()))  # levels without cached tile tables
     overviews = pa.StructArray.from_arrays([pa.array(levels), pa.array(levels), pa.array(
-        block, pa.int32()), pa.array(block, pa.int32())], fields=list(S.OVERVIEW_TYPE))
+        block, pa.int32()), pa.array(block, pa.int32()), no_tables, no_tables],
+        fields=list(S.OVERVIEW_TYPE))
     def lists(values, width: int) -> pa.ListArray:  # n lists of ``width`` items each
         items = values if isinstance(values, pa.Array) else pa.array(np.ravel(values))
         return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * width), items)
@@ -73,6 +75,7 @@ def s2_metadata(x0: np.ndarray, y0: np.ndarray, epsg: np.ndarray, rng) -> pa.Str
         pa.array(ones), pa.array(ones), pa.array(ones), lists(np.zeros(0, np.int32), 0),
         pa.array(epsg.astype(np.int32)), pa.nulls(n, pa.binary()),
         pa.nulls(n, pa.list_(pa.int32())), lists(overviews, 4), pa.array(np.full(n, header)),
+        *(pa.nulls(n, f.type) for f in list(S.METADATA_TYPE)[22:]),  # no object identity
     ]
     return pa.StructArray.from_arrays(arrays, fields=list(S.METADATA_TYPE))
 
