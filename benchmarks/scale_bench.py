@@ -65,8 +65,8 @@ QUICK = Config(240, 12, 2, 1024, 256, 512, 1, 20_000,
 FULL_CONTINENTAL = Continental(ArchiveSpec(), 1000, 512, 100.0, ("2024-01-01", "2024-01-31"),
                                2048, 500.0, 60.0, 8.0)
 QUICK_CONTINENTAL = Continental(
-    ArchiveSpec(bbox=(11.0, 47.5, 13.0, 48.5), zones=(32, 33), months=1, pixels=1098,
-                step=10_000.0, blocksize=256), 200, 256, 12.0, ("2024-01-01", "2024-01-31"),
+    ArchiveSpec(bbox=(11.2, 47.6, 12.8, 48.4), zones=(32, 33), months=1, pixels=1098,
+                step=10_000.0, blocksize=256), 200, 256, 12.0, ("2024-01-01", "2024-01-15"),
     512, 60.0, 20.0, 4.0)
 
 
