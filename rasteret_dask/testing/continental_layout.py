@@ -229,7 +229,7 @@ def mgrs_tiles(spec: ArchiveSpec) -> Tiles:
         minx, miny, maxx, maxy = shapely.transform(edge, to_utm.transform,
                                                    interleaved=False).bounds
         ks = np.arange(np.floor((minx - side) / step), np.ceil(maxx / step) + 1)
-        rs = np.arange(np.ceil(maxy / step) + 1, np.floor(miny / step) - 1, -1)
+        rs = np.arange(np.ceil((maxy + side) / step), np.floor(miny / step) - 1, -1)
         x0, y0 = np.meshgrid(ks * step - 40.0, rs * step + 40.0)
         x0, y0 = x0.ravel(), y0.ravel()
         boxes = shapely.segmentize(shapely.box(x0, y0 - side, x0 + side, y0), side / 8.0)
