@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+import pyarrow as pa
 
 LATENCY = 0.040
 
@@ -30,6 +31,7 @@ def status_bytes(key: str) -> int:
 def release_memory() -> int:
     """Free what can be freed (gc, malloc_trim), reset VmHWM; return the RSS."""
     gc.collect()
+    pa.default_memory_pool().release_unused()
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as handle:
