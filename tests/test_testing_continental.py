@@ -206,6 +206,8 @@ def test_located_copies_are_georeferenced_where_the_records_are(served_archive):
     copies = archive.locate(aoi, ["B04"])
     assert copies and all(p.is_file() for p in copies)
     items = archive.items(aoi, ["B04"])
+    assert 0 < len(archive.items(aoi, ["B04"], date_range=("2024-01-01", "2024-01-10"))) \
+        < len(items)
     item = items[0]
     with rasterio.open(item.assets["B04"].href) as src:  # GDAL over HTTP: the located copy
         assert list(src.transform)[:6] == item.assets["B04"].extra_fields["proj:transform"]

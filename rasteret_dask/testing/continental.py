@@ -127,16 +127,17 @@ class ContinentalArchive:
                            f"this archive (platforms {self.spec.platforms}, bands {self.bands})")
         return self.cogs.paths[code, band]
 
-    def _records(self, geometry: Any, bands: Sequence[str]) -> pa.Table:
+    def _records(self, geometry: Any, bands: Sequence[str], filters: dict) -> pa.Table:
         unknown = sorted(set(bands) - set(self.bands))
         if unknown:
             raise ValueError(f"unknown band(s) {unknown}; the archive has {self.bands}")
         columns = [S.ID, S.DATETIME, S.GEOMETRY, S.ASSETS, S.EPSG, S.CLOUD_COVER, "platform",
                    "s2:mgrs_tile", *(S.metadata_column(b) for b in bands)]
-        return self.load().subset(geometries=geometry).to_table(columns=columns)
+        return self.load().subset(geometries=geometry, **filters).to_table(columns=columns)
 
-    def locate(self, geometry: Any, bands: Sequence[str]) -> list[Path]:
-        """Copies of the COGs georeferenced where the records meeting ``geometry`` (CRS84) are,
+    def locate(self, geometry: Any, bands: Sequence[str], **filters: Any) -> list[Path]:
+        """Copies of the COGs georeferenced where the records meeting ``geometry`` (CRS84) and
+        ``filters`` (``Collection.subset``'s, e.g. ``date_range``) are,
         one per tile, platform and band (``located/{tile}/{platform}/{band}.tif``), so tools
         that read a file's own georeferencing (GDAL: odc-stac, stackstac) place every record
         as the index does. Only the ``"per-record"`` layout serves them.
@@ -149,7 +150,7 @@ class ContinentalArchive:
         if self.layout != "per-record":
             raise ValueError(f"located copies are served through per-record URLs; this archive's "
                              f"hrefs are {self.layout!r} (build it with layout='per-record')")
-        table = self._records(geometry, bands)
+        table = self._records(geometry, bands, filters)
         written: dict[Path, None] = {}
         for row in table.select([S.ID, "s2:mgrs_tile", S.EPSG, *(
                 S.metadata_column(b) for b in bands)]).to_pylist():
@@ -164,13 +165,14 @@ class ContinentalArchive:
                                    origin=(transform[2], transform[5]))] = None
         return list(written)
 
-    def items(self, geometry: Any, bands: Sequence[str]) -> list[pystac.Item]:
-        """pystac Items of the records meeting ``geometry`` (CRS84), in datetime then id order:
+    def items(self, geometry: Any, bands: Sequence[str], **filters: Any) -> list[pystac.Item]:
+        """pystac Items of the records meeting ``geometry`` (CRS84) and ``filters``
+        (``Collection.subset``'s, e.g. ``date_range``), in datetime then id order:
         the record's hrefs, and per asset ``proj:code``, ``proj:shape``, ``proj:transform`` and
         ``raster:bands`` (data type, nodata, resolution)."""
         from .continental_items import record_items
 
-        return record_items(self._records(geometry, bands), bands)
+        return record_items(self._records(geometry, bands, filters), bands)
 
 
 def served_folder(root: str | os.PathLike[str]) -> Path:
