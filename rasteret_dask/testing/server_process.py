@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import threading
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Self
@@ -100,12 +101,15 @@ class RangeServerProcess:
     href = RangeServer.href
 
     def __init__(self, root: Path | str, *, latency: float = 0.0, host: str = "127.0.0.1",
-                 port: int = 0, seed: int = 0, start_timeout: float = 60.0) -> None:
+                 port: int = 0, seed: int = 0, aliases: Sequence[tuple[str, str]] = (),
+                 start_timeout: float = 60.0) -> None:
         self.root = Path(root).resolve()
+        self.aliases = tuple((str(p), str(r)) for p, r in aliases)
         self.host = host
         self.port = port
         self.start_timeout = start_timeout
-        self._options = {"latency": latency, "host": host, "port": port, "seed": seed}
+        self._options = {"latency": latency, "host": host, "port": port, "seed": seed,
+                         "aliases": self.aliases}
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -61,6 +63,11 @@ class RangeServer:
     Faults (``fail_rate``, ``fail_first``, :meth:`set_status`, :meth:`set_truncate`),
     ``latency`` and ``ignore_range`` (answer 200 with the whole file, like a server without
     Range support) can be changed while it runs; the request log is thread-safe.
+
+    ``aliases`` are ``(pattern, replacement)`` pairs: a request path that a pattern matches in
+    full is served from ``match.expand(replacement)`` (relative to ``root``), the first such
+    file that exists winning, else from the path itself; many URLs can so serve one file (the
+    log keeps the URL's path).
     """
 
     def __init__(
@@ -71,8 +78,11 @@ class RangeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        aliases: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.root = Path(root).resolve()
+        self.aliases = tuple((str(p), str(r)) for p, r in aliases)
+        self._aliases = tuple((re.compile(p), r) for p, r in self.aliases)
         self.host = host
         self.port = port
         self.latency = latency
@@ -312,7 +322,7 @@ class RangeServer:
             if self.latency > 0:
                 await asyncio.sleep(self.latency)
             forced, truncation = self._decide(path)
-            target = (self.root / path).resolve()
+            target = self._target(path)
             if forced is not None:
                 return web.Response(status=forced, text=f"injected {forced}\n")
             if not target.is_relative_to(self.root) or not target.is_file():
@@ -329,6 +339,16 @@ class RangeServer:
         except asyncio.CancelledError:  # client went away before a response started
             self._log_once(request, 499, 0)
             raise
+
+    def _target(self, path: str) -> Path:
+        """The file a request path names: the first existing alias target, else the path."""
+        for pattern, replacement in self._aliases:
+            match = pattern.fullmatch(path)
+            if match is not None:
+                candidate = (self.root / match.expand(replacement)).resolve()
+                if candidate.is_relative_to(self.root) and candidate.is_file():
+                    return candidate
+        return (self.root / path).resolve()
 
     async def _answer_fault(
         self, request: web.Request, path: str, target: Path
