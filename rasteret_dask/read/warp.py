@@ -69,10 +69,10 @@ def block_task(steps: list[tuple | None], shape: tuple[int, int], dtype: str,
     no record reaches): one fill when no step has work, else the steps stacked."""
     if len(steps) == 1:
         return (fill_chunk, shape, dtype, fill) if steps[0] is None else steps[0]
-    tasks = [(fill_chunk, shape, dtype, fill) if step is None else step for step in steps]
     if all(step is None for step in steps):
         return (fill_chunk, shape, dtype, fill, len(steps))
-    return (stack_steps, tasks)
+    return (stack_steps, [(fill_chunk, shape, dtype, fill) if step is None else step
+                          for step in steps])
 
 
 def time_blocks(groups: int, size: int) -> list[range]:
