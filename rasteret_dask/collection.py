@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -14,14 +13,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import schema as S
+from .collection_reads import CollectionReads
 from .index import filters as F
 from .index.arrow_stream import geoarrow_schema, stream_reader
 from .index.dataset import IndexChangedError
-from .index.footprints import footprint_gap_message, union_bounds
+from .index.footprints import footprint_gap_message, intersecting_ids, union_bounds
 from .index.frames import FragmentReader, to_geodataframe
 from .index.geoparquet import CollectionInfo
 from .index.objectstore import Store, open_store
-from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned
+from .index.subset import subset_expression
 from .summary import CollectionSummary, collection_html
 
 __all__ = ["Collection", "MissingFootprintWarning", "as_input_table",
@@ -32,7 +32,7 @@ class MissingFootprintWarning(UserWarning):
     """Records matching a query's other filters have no footprint, so no geometry meets them."""
 
 
-class Collection:
+class Collection(CollectionReads):
     """A set of records (scenes) with COG assets, backed by an Arrow dataset and a filter.
 
     A Collection loaded from an index reads the files of the version it was loaded at
@@ -354,29 +354,10 @@ class Collection:
             With ``geometries``, when records matching the other filters have no footprint
             (their geometry was null and enrichment has not filled it from the header).
         """
-        names = self.schema.names
-        if not isinstance(split_column, str):
-            raise TypeError(f"split_column must be a column name, got {split_column!r}")
-        for column in [*equals, *([split_column] if split is not None else [])]:
-            if column not in names:
-                raise ValueError(
-                    f"unknown column {column!r}: keyword arguments that are not parameters of "
-                    f"subset (or of the read that passed them on) filter on columns, and the "
-                    f"collection has no column {column!r}; its columns are {names}")
-        parts: list[ds.Expression | None] = []
-        if cloud_cover_lt is not None:
-            limit = F.number_argument("cloud_cover_lt", cloud_cover_lt)
-            parts.append(ds.field(F.cloud_cover_column(self.schema)) < limit)
-        if date_range is not None:
-            parts.append(F.date_range_expression(date_range))
-        if bbox is not None:
-            parts.append(F.bbox_expression(bbox))
-        if split is not None:
-            parts.append(F.equals_expression(split_column, split,
-                                             self.schema.field(split_column).type))
-        parts.extend(F.equals_expression(k, v, self.schema.field(k).type)
-                     for k, v in equals.items())
-        result = self.where(F.and_all(parts)) if any(p is not None for p in parts) else self
+        condition = subset_expression(
+            self.schema, cloud_cover_lt=cloud_cover_lt, date_range=date_range, bbox=bbox,
+            split=split, split_column=split_column, equals=equals)
+        result = self if condition is None else self.where(condition)
         if where is not None:
             result = result.where(where)
         if geometries is not None:
@@ -394,11 +375,8 @@ class Collection:
         self._warn_missing_footprints()
         narrowed = self.where(F.bbox_expression(shapely.bounds(union).tolist()))
         with self._reading():
-            table = narrowed._dataset.to_table(columns=[S.ID, S.GEOMETRY],
-                                               filter=narrowed.filter)
-        footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
-        hits = table[S.ID].filter(pa.array(shapely.intersects(footprints, union)))
-        return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits.combine_chunks()))
+            hits = intersecting_ids(narrowed._dataset, narrowed.filter, union)
+        return narrowed.where(pc.is_in(ds.field(S.ID), value_set=hits))
 
     def _warn_missing_footprints(self) -> None:
         """Name the records no geometry can meet because they have no footprint, and why."""
@@ -484,76 +462,6 @@ class Collection:
         return enrich_collection(self, bands, client=client, only_missing=only_missing,
                                  reader=reader, progress=progress, verify=verification)
 
-    # --- reads ----------------------------------------------------------------------
-    def get_xarray(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """Lazy dask-backed Dataset (time, y, x) per geometry.
-
-        Parameters, return value and errors: :func:`rasteret_dask.read.api.get_xarray`.
-        """
-        from .read import get_xarray
-
-        return get_xarray(self, geometries, bands, **kwargs)
-
-    def get_numpy(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """Computed array [time, band, y, x] per geometry.
-
-        Parameters, return value and errors: :func:`rasteret_dask.read.api.get_numpy`.
-        """
-        from .read import get_numpy
-
-        return get_numpy(self, geometries, bands, **kwargs)
-
-    def get_gdf(self, geometries: Any, bands: Sequence[str], **kwargs: Any):
-        """GeoDataFrame, one row per record x geometry x band, with array and transform.
-
-        Parameters, return value and errors: :func:`rasteret_dask.read.tables.get_gdf`.
-        """
-        from .read.tables import get_gdf
-
-        return get_gdf(self, geometries, bands, **kwargs)
-
-    def sample_points(self, points: Any, bands: Sequence[str], **kwargs: Any) -> pa.Table:
-        """Arrow table of pixel values at points (only the tiles under them are fetched).
-
-        Parameters, return value and errors: :func:`rasteret_dask.read.tables.sample_points`.
-        """
-        from .read.tables import sample_points
-
-        return sample_points(self, points, bands, **kwargs)
-
-    def iterate_rasters(self, bands: Sequence[str] | str | None = None, **kwargs: Any):
-        """One ``Raster`` per record (id, time, footprint, typed metadata, lazy reads), read
-        batch by batch; the layer's columns are checked at the call.
-
-        Parameters, return value and errors: :func:`rasteret_dask.read.rasters.iterate_rasters`.
-        """
-        from .read.rasters import iterate_rasters
-
-        return iterate_rasters(self, bands, **kwargs)
-
-    def to_torchgeo_dataset(self, bands: Sequence[str], **kwargs: Any):
-        """A TorchGeo ``GeoDataset`` whose samples are read by this project's read path
-        (needs the ``torchgeo`` extra).
-
-        Parameters, return value and errors: :class:`rasteret_dask.torchgeo.CollectionGeoDataset`.
-        """
-        try:
-            from .torchgeo import CollectionGeoDataset
-        except ImportError as exc:
-            raise ImportError("to_torchgeo_dataset needs TorchGeo: pip install "
-                              "'rasteret-dask[torchgeo]'") from exc
-        return CollectionGeoDataset(self, bands, **kwargs)
-
-    def explain(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> list[dict]:
-        """Dry-run a read: records, output shape, chunks, tiles and bytes, without any I/O.
-
-        Takes :func:`rasteret_dask.read.api.plan_reads`' arguments; one ``ReadPlan.explain``
-        dict per geometry.
-        """
-        from .read import plan_reads
-
-        return [plan.explain() for plan in plan_reads(self, geometries, bands, **kwargs)]
-
     # --- conversion and storage -----------------------------------------------------
     def to_dask_geopandas(self):
         """A dask-geopandas GeoDataFrame with one partition per file (per year/month)."""
@@ -600,25 +508,10 @@ class Collection:
         ConcurrentWriteError
             Another writer committed to ``path`` meanwhile; nothing was changed.
         """
-        store = open_store(path, storage_options)
-        base = prepare_export(store, overwrite=overwrite)
-        own = self.store()
-        if (base is not None and own is not None and self.version is not None
-                and own.root == store.root and type(own.fs) is type(store.fs)
-                and base.version != self.version):
-            raise ConcurrentWriteError(
-                f"the index at {store.url} changed (version {self.version} -> {base.version}) "
-                "since this collection was loaded; nothing was changed; load() it and run again")
-        table = self.to_table()
-        date = self.date_range()
-        info = dataclasses.replace(
-            self.info,
-            bands=tuple(self.bands),
-            date_range=None if date is None else (date[0].isoformat(), date[1].isoformat()),
-            extra={**self.info.extra, "column_order": table.column_names},
-        )
-        write_partitioned(table, store, info, base=base, partition_by=partition_by)
-        return load(path, storage_options=storage_options)
+        from .loading import export_collection
+
+        return export_collection(self, path, partition_by, overwrite=overwrite,
+                                 storage_options=storage_options)
 
 
 # load and build_collection_from_table live in loading.py (they return Collections)

@@ -1,10 +1,12 @@
-"""Opening collections: ``load`` (an index, a Parquet file or a registered dataset id) and
-``build_collection_from_table`` (records in memory, validated and normalised)."""
+"""Opening and writing collections: ``load`` (an index, a Parquet file or a registered dataset
+id), ``build_collection_from_table`` (records in memory, validated and normalised) and
+``export_collection`` (a collection written as a new index version)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ from .collection import Collection
 from .index.dataset import open_dataset
 from .index.geoparquet import CollectionInfo
 from .index.normalize import normalize_table
+from .index.objectstore import open_store
+from .index.storage import ConcurrentWriteError, prepare_export, write_partitioned
 
-__all__ = ["as_input_table", "build_collection_from_table", "load"]
+__all__ = ["as_input_table", "build_collection_from_table", "export_collection", "load"]
 
 
 def as_input_table(data: Any, **item_options: Any) -> pa.Table:
@@ -137,3 +141,33 @@ def load(path: str | os.PathLike, *, name: str | None = None, data_source: str |
     version = opened.manifest.version if opened.manifest is not None else None
     return Collection(dataset, info, path=os.fspath(path), version=version,
                       storage_options=storage_options)
+
+
+def export_collection(collection: Collection, path: str | os.PathLike,
+                      partition_by: Sequence[str] = S.PARTITION_COLUMNS, *,
+                      overwrite: bool = False, storage_options: dict | None = None
+                      ) -> Collection:
+    """Write ``collection``'s records as one committed version of the index at ``path``.
+
+    Parameters, return value and errors: :meth:`rasteret_dask.Collection.export`.
+    """
+    store = open_store(path, storage_options)
+    base = prepare_export(store, overwrite=overwrite)
+    own = collection.store()
+    if (base is not None and own is not None and collection.version is not None
+            and own.root == store.root and type(own.fs) is type(store.fs)
+            and base.version != collection.version):
+        raise ConcurrentWriteError(
+            f"the index at {store.url} changed (version {collection.version} -> "
+            f"{base.version}) since this collection was loaded; nothing was changed; load() "
+            "it and run again")
+    table = collection.to_table()
+    date = collection.date_range()
+    info = dataclasses.replace(
+        collection.info,
+        bands=tuple(collection.bands),
+        date_range=None if date is None else (date[0].isoformat(), date[1].isoformat()),
+        extra={**collection.info.extra, "column_order": table.column_names},
+    )
+    write_partitioned(table, store, info, base=base, partition_by=partition_by)
+    return load(path, storage_options=storage_options)

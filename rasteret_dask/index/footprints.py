@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import shapely
 from shapely.geometry.base import BaseGeometry
+
+from .. import schema as S
 
 __all__ = [
     "footprint_gap_message",
     "header_footprints",
+    "intersecting_ids",
     "LAT_LIMIT",
     "LON_LIMIT",
     "crossing_mask",
@@ -359,3 +363,12 @@ def footprint_gap_message(table: pa.Table, shown: int = 5) -> str | None:
     return (f"{table.num_rows} record(s) matching the other filters have no footprint, so no "
             "geometry can select them (enrichment fills footprints from the COG headers: run "
             f"collection.enrich()): {'; '.join(lines)}{tail}")
+
+
+def intersecting_ids(dataset: ds.Dataset, filter: ds.Expression | None,
+                     geometry: shapely.Geometry) -> pa.Array:
+    """Ids of ``dataset``'s records (under ``filter``) whose footprint intersects ``geometry``
+    (CRS84), tested exactly with shapely on the footprints read (only ``id`` and ``geometry``)."""
+    table = dataset.to_table(columns=[S.ID, S.GEOMETRY], filter=filter)
+    footprints = shapely.from_wkb(table[S.GEOMETRY].to_numpy(zero_copy_only=False))
+    return table[S.ID].filter(pa.array(shapely.intersects(footprints, geometry))).combine_chunks()
