@@ -82,16 +82,19 @@ def _wait_ready(proc: subprocess.Popen) -> None:
     assert line == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")
 
 
-def _kill_after(proc: subprocess.Popen, delay: float) -> bool:
-    """SIGKILL ``proc`` after ``delay`` s unless it ended; True when it was killed."""
+def _kill_after(proc: subprocess.Popen, delay: float) -> tuple[bool, float]:
+    """SIGKILL ``proc`` after ``delay`` s unless it ended: (whether it was killed, seconds it
+    ran after ``ready``)."""
+    started = time.perf_counter()
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    elapsed = time.perf_counter() - started
     out, err = proc.communicate()
     assert proc.returncode in (0, -signal.SIGKILL), err
-    return proc.returncode == -signal.SIGKILL
+    return proc.returncode == -signal.SIGKILL, elapsed
 
 
 def _timed(proc: subprocess.Popen) -> float:
@@ -103,12 +106,31 @@ def _timed(proc: subprocess.Popen) -> float:
     return time.perf_counter() - started
 
 
-def _delays(budget: float, runs: int, seed: int) -> list[float]:
-    """One random kill delay in each of ``runs`` equal slices of ``[0, budget)``, shuffled."""
-    rng = random.Random(seed)
-    delays = [budget * (k + rng.random()) / runs for k in range(runs)]
-    rng.shuffle(delays)
-    return delays
+class _KillSchedule:
+    """Kill delays: one random delay in each of ``runs`` equal slices of ``[0, budget)``
+    (shuffled), then more runs while fewer than ``kills`` writers were killed, at most
+    ``limit`` runs. A writer that ends before its delay (a quieter machine than the probe's)
+    shrinks the budget to 90% of its run, so the next delays land inside a run."""
+
+    def __init__(self, budget: float, runs: int, kills: int, seed: int, limit: int = 25) -> None:
+        self.rng = random.Random(seed)
+        self.budget, self.runs, self.kills, self.limit = budget, runs, kills, limit
+        self.slices = [(k + self.rng.random()) / runs for k in range(runs)]
+        self.rng.shuffle(self.slices)
+        self.killed = 0
+
+    def __iter__(self):
+        run = 0
+        while run < self.runs or (self.killed < self.kills and run < self.limit):
+            share = self.slices[run] if run < self.runs else self.rng.uniform(0.1, 0.8)
+            yield run, self.budget * share
+            run += 1
+
+    def record(self, outcome: tuple[bool, float]) -> None:
+        killed, elapsed = outcome
+        self.killed += killed
+        if not killed:
+            self.budget = min(self.budget, 0.9 * elapsed)
 
 
 def _exactly_once(table: pa.Table, ids: set[str]) -> None:
@@ -128,16 +150,16 @@ def test_sigkill_during_export_never_loses_a_row(tmp_path):
     fingerprints = {fingerprint(rd.load(root).to_table())}
     budget = 1.2 * _timed(_start(_EXPORT, tmp_path / "probe", sources["new"]))
     fingerprints.add(fingerprint(rd.load(tmp_path / "probe").to_table()))
-    ids, killed = set(old[S.ID].to_pylist()), 0
-    for run, delay in enumerate(_delays(budget, 10, seed=16)):
+    ids, schedule = set(old[S.ID].to_pylist()), _KillSchedule(budget, 10, kills=5, seed=16)
+    for run, delay in schedule:
         target = "new" if run % 2 == 0 else "old"
         proc = _start(_EXPORT, root, sources[target])
         _wait_ready(proc)
-        killed += _kill_after(proc, delay)
+        schedule.record(_kill_after(proc, delay))
         table = rd.load(root).to_table()
         _exactly_once(table, ids)
         assert fingerprint(table) in fingerprints, run
-    assert killed >= 5
+    assert schedule.killed >= 5
     rd.vacuum(root, older_than=0)  # what the dead writers left
     count = duckdb.connect().sql(f"SELECT count(*), count(DISTINCT id) FROM read_parquet("
                                  f"'{root}/**/*.parquet', hive_partitioning=true)").fetchall()
@@ -150,12 +172,13 @@ def test_sigkill_during_enrichment_keeps_old_or_new_metadata(tmp_path, cog_dir):
     collection = rd.build_collection_from_table(table, name="e")
     collection.export(root)
     budget = 1.2 * _timed(_start(_ENRICH, root, "B04,B08", "-"))
-    ids, killed, outcomes = set(table[S.ID].to_pylist()), 0, set()
-    for delay in _delays(budget, 10, seed=61):
+    ids, outcomes = set(table[S.ID].to_pylist()), set()
+    schedule = _KillSchedule(budget, 10, kills=3, seed=61)
+    for _, delay in schedule:
         collection.export(root, overwrite=True)  # not enriched again
         proc = _start(_ENRICH, root, "B04,B08", "-")
         _wait_ready(proc)
-        killed += _kill_after(proc, delay)
+        schedule.record(_kill_after(proc, delay))
         after = rd.load(root).to_table()
         _exactly_once(after, ids)
         for month in set(after["month"].to_pylist()):
@@ -165,7 +188,7 @@ def test_sigkill_during_enrichment_keeps_old_or_new_metadata(tmp_path, cog_dir):
                 nulls = rows[column].null_count if column in rows.column_names else rows.num_rows
                 assert nulls in (0, rows.num_rows), (month, band)
                 outcomes.add(nulls == 0)
-    assert killed >= 3 and outcomes == {True, False}
+    assert schedule.killed >= 3 and outcomes == {True, False}
 
 
 def test_readers_see_whole_versions_beside_writers(tmp_path, cog_dir):
