@@ -11,6 +11,7 @@ window is decoded as soon as its own tiles are in (the next records' bytes keep 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from .pending import PendingPayloads
 from .plan import ChunkWork
 from .warp_sources import SourceRead, WarpChunk, WarpParams
 
-__all__ = ["read_warped_chunk", "fill_chunk", "stack_steps", "block_task", "time_blocks",
+__all__ = ["read_warped_chunk", "area_of_interest", "fill_chunk", "stack_steps", "block_task", "time_blocks",
            "fetch_warp_group", "GroupView"]
 
 
@@ -101,22 +102,79 @@ def _window(payloads: GroupView, source: SourceRead, failures: TileFailures | No
     return window, fill, valid
 
 
+@functools.lru_cache(maxsize=512)
+def _reproject_roi(image: tuple[int, int, tuple[float, ...]], crs: str,
+                   shape: tuple[int, int], transform: tuple[float, ...], dst_crs: str,
+                   ttol: float) -> Any:
+    """odc-geo's ``compute_reproject_roi`` of a record's image onto a chunk, once per process
+    for every record of the same image grid (a tile's revisits) and chunk."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.overlap import compute_reproject_roi
+
+    height, width, image_transform = image
+    return compute_reproject_roi(GeoBox((height, width), Affine(*image_transform), crs),
+                                 GeoBox(shape, Affine(*transform), dst_crs), ttol=ttol)
+
+
 def _region(source: SourceRead, chunk: WarpChunk, params: WarpParams
             ) -> tuple[tuple[slice, slice], Any]:
     """The chunk's region the record reaches, and odc-geo's reprojection info for it (the
     whole chunk, without info, for a record georeferenced by ground control points: GDAL's
     warper leaves the pixels its window does not reach)."""
-    from odc.geo.geobox import GeoBox
-    from odc.geo.overlap import compute_reproject_roi
-
     if source.gcps is not None:
         return (slice(0, chunk.shape[0]), slice(0, chunk.shape[1])), None
-    height, width, transform = source.image
-    image = GeoBox((height, width), Affine(*transform), source.crs)
-    target = GeoBox(chunk.shape, Affine(*chunk.transform), params.crs)
-    info = compute_reproject_roi(image, target,
-                                 ttol=0.9 if params.resampling == "nearest" else 0.05)
+    info = _reproject_roi(source.image, source.crs, chunk.shape, chunk.transform, params.crs,
+                          0.9 if params.resampling == "nearest" else 0.05)
     return info.roi_dst, info
+
+
+@functools.lru_cache(maxsize=512)
+def area_of_interest(shape: tuple[int, int], transform: tuple[float, ...], crs: str
+                     ) -> str | None:
+    """GDAL's area of interest (``AREA_OF_INTEREST`` of its image transformer) for warps onto
+    a chunk: the chunk's extent (its outline, 16 points an edge) in the geographic CRS of
+    ``crs``, as "west,south,east,north" degrees; None when it cannot be computed (GDAL then
+    takes the source array's extent).
+
+    The coordinate operation GDAL chooses for a warp is searched in the PROJ database for
+    the area of interest (several milliseconds) and cached by it. Left to GDAL, the area is
+    each source window's extent, different for every record, so every warp searches again;
+    the chunk's extent holds every point a warp onto it transforms and is the same for all
+    its records of one CRS, so a chunk searches once per source CRS.
+    """
+    import pyproj
+
+    height, width = shape
+    t = Affine(*transform)
+    edge = np.linspace(0.0, 1.0, 16)
+    cols = np.concatenate([edge * width, np.full(16, width), edge[::-1] * width, np.zeros(16)])
+    rows = np.concatenate([np.zeros(16), edge * height, np.full(16, height), edge[::-1] * height])
+    xs, ys = t * (cols, rows)
+    try:
+        src = pyproj.CRS.from_user_input(crs)
+        geographic = src.geodetic_crs
+        if geographic is None:
+            return None
+        lon, lat = _geographic_transformer(src.to_wkt(), geographic.to_wkt()).transform(
+            xs, ys, errcheck=False)
+    except pyproj.exceptions.ProjError:
+        return None
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.all():
+        return None
+    west, east, south, north = lon.min(), lon.max(), lat.min(), lat.max()
+    if east - west > 180 or max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
+        return None  # across the antimeridian or off the globe: left to GDAL
+    return ",".join(repr(float(v)) for v in (west, south, east, north))
+
+
+@functools.lru_cache(maxsize=64)
+def _geographic_transformer(src_wkt: str, geographic_wkt: str) -> Any:
+    import pyproj
+
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(src_wkt),
+                                       pyproj.CRS.from_wkt(geographic_wkt), always_xy=True)
 
 
 def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
@@ -148,6 +206,9 @@ def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
     dst = Affine(*chunk.transform) @ Affine.translation(cols.start, rows.start)
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     where: dict[str, Any] = {"src_transform": Affine(*source.transform)}
+    aoi = area_of_interest(chunk.shape, chunk.transform, params.crs)
+    if aoi is not None:
+        where["AREA_OF_INTEREST"] = aoi
     if source.gcps is not None:
         where = {"gcps": [GroundControlPoint(*g) for g in source.gcps]}
     options: dict[str, Any] = {}
