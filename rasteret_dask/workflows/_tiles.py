@@ -10,9 +10,11 @@ tile rerun after a killed worker rewrites the same region with the same values.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import json
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,8 @@ TIME_BLOCK_BYTES = 64 << 20
 """About this many bytes of float32 pixels per read task of a tile (its time block)."""
 MAX_TIME_BLOCK = 32
 """Time steps per read task at most."""
+PREFETCH_BLOCKS = 1
+"""Time blocks of a tile read ahead of the one being reduced."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,22 @@ def _reduce_month(job: CompositeJob, out: dict[str, np.ndarray], month: int,
         out[band][month] = job.reducer.reduce(observations(raw, nodata[band], dropped))
 
 
+def _hold(job: CompositeJob, held: dict[int, list], steps: list[int],
+          paired: list[int | None], start: int, stop: int, part: xr.Dataset,
+          q_part: xr.Dataset | None) -> None:
+    """Keep the computed steps ``start:stop`` (raw pixels per band, dropped pixels or None)
+    under their month in ``held``."""
+    flags = None
+    if q_part is not None:
+        assert job.mask is not None
+        flags = iter(job.mask.dropped(q_part[job.mask.band].values))
+    for j, k in enumerate(range(start, stop)):
+        dropped = next(flags) if flags is not None and paired[k] is not None else None
+        if steps[k] != -1:
+            held.setdefault(steps[k], []).append(
+                ({band: part[band].values[j] for band in job.bands}, dropped))
+
+
 def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
             shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """(month, y, x) arrays of every variable: the steps computed block by block (the read's
@@ -224,29 +244,33 @@ def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
     paired = _quality_steps(data, quality)
     nodata = {band: data[band].attrs.get("nodata") for band in job.bands}
     out = {b: np.full((n, *shape), reducer.fill, reducer.dtype) for b in job.bands}
-    held: dict[int, list] = {}
-    start = 0
+    blocks, start = [], 0
     for size in data.chunks["time"]:
-        stop = start + size
-        if all(steps[k] == -1 for k in range(start, stop)):
-            start = stop
-            continue
-        present = [q for q in paired[start:stop] if q is not None]
-        part = data.isel(time=slice(start, stop))
+        if any(steps[k] != -1 for k in range(start, start + size)):
+            blocks.append((start, start + size))
+        start += size
+
+    def compute(block: tuple[int, int]) -> tuple[Any, Any]:
+        present = [q for q in paired[block[0]:block[1]] if q is not None]
+        part = data.isel(time=slice(*block))
         q_part = quality.isel(time=present) if quality is not None and present else None
-        part, q_part = dask.compute(part, q_part, **_scheduler(job))
-        flags = None
-        if q_part is not None:
-            assert job.mask is not None
-            flags = iter(job.mask.dropped(q_part[job.mask.band].values))
-        for j, k in enumerate(range(start, stop)):
-            dropped = next(flags) if flags is not None and paired[k] is not None else None
-            if steps[k] != -1:
-                held.setdefault(steps[k], []).append(
-                    ({band: part[band].values[j] for band in job.bands}, dropped))
-        for month in [m for m in held if last[m] < stop]:
-            _reduce_month(job, out, month, held.pop(month), nodata, shape)
-        start = stop
+        return dask.compute(part, q_part, **_scheduler(job))
+
+    held: dict[int, list] = {}
+    # the next block is read while this one is reduced: its bytes arrive meanwhile
+    with cf.ThreadPoolExecutor(max_workers=PREFETCH_BLOCKS + 1,
+                               thread_name_prefix="composite-block") as pool:
+        running: deque = deque()
+        for k, block in enumerate(blocks):
+            running.append((block, pool.submit(compute, block)))
+            if len(running) <= PREFETCH_BLOCKS and k + 1 < len(blocks):
+                continue
+            while running and (len(running) > PREFETCH_BLOCKS or k + 1 == len(blocks)):
+                (first, stop), future = running.popleft()
+                part, q_part = future.result()
+                _hold(job, held, steps, paired, first, stop, part, q_part)
+                for month in [m for m in held if last[m] < stop]:
+                    _reduce_month(job, out, month, held.pop(month), nodata, shape)
     if job.ndvi is not None:
         red, nir = job.ndvi
         out["ndvi"] = ndvi_block(out[red], out[nir])
