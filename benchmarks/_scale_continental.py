@@ -208,12 +208,31 @@ def _ok(out: dict, *, stopped_ok: bool = False) -> bool:
     return True
 
 
+def _a_grid(archive: ContinentalArchive, resolution: float):
+    """Part (a)'s output grid: the archive's bbox in EPSG:3035, anchored at ``resolution``."""
+    from rasteret_dask.plan.output_grid import anchored_geobox
+
+    west, south, east, north = archive.spec.bbox
+    to = pyproj.Transformer.from_crs(4326, 3035, always_xy=True)
+    shape = shapely.transform(shapely.segmentize(shapely.box(west, south, east, north), 0.25),
+                              to.transform, interleaved=False)
+    return anchored_geobox(tuple(shape.bounds), pyproj.CRS.from_epsg(3035),
+                           (resolution, resolution))
+
+
 def part_a(cfg: Continental, archive: ContinentalArchive, server, work: Path) -> None:
+    from _scale_floor import overview_floor  # isort: skip
+
     west, south, east, north = archive.spec.bbox
     print(f"\na. Monthly median composite of the whole archive ({west:g}..{east:g} E, "
           f"{south:g}..{north:g} N, {archive.records:,} records, {archive.spec.months} months) "
           f"in EPSG:3035 at {cfg.a_resolution:g} m, resampling 'average' (overviews), tiles "
           f"{cfg.a_tile}, bands {', '.join(BANDS)}; 2 worker processes x 1 thread")
+    floor = overview_floor(archive, _a_grid(archive, cfg.a_resolution), cfg.a_tile, BANDS)
+    print(f"  read                 {floor.describe()} (COGs with "
+          f"{archive.spec.overview_count or 'AUTO'} overview levels); {floor.reads:,} reads "
+          f"(record x band x output tile, one request each) over {floor.output_tiles} output "
+          f"tiles, {floor.compressed / 1e9:,.1f} GB")
     kwargs = {"aoi": shapely.box(west, south, east, north), "aoi_crs": 4326,
               "bands": list(BANDS), "crs": "EPSG:3035", "resolution": cfg.a_resolution,
               "resampling": "average", "tile_size": cfg.a_tile, "reducer": "median"}
@@ -234,12 +253,21 @@ def part_a(cfg: Continental, archive: ContinentalArchive, server, work: Path) ->
     if out.get("stopped"):
         grid = _grid_tiles(work / "a.zarr", cfg.a_tile)
         done = out.get("tiles_done")
-        wall = (f"{out['stopped']}: {done} of {grid} grid tiles finished"
-                + (f" (all at this pace: ~{grid / done * out['seconds'] / 3600:.1f} h)"
-                   if done else ""))
+        wall = f"{out['stopped']}: {done} of {grid} grid tiles finished"
+        if out["requests"]:
+            rate = out["requests"] / out["seconds"]
+            wall += (f"; {rate:,.0f} reads/s, all {floor.reads:,} at this rate: "
+                     f"~{floor.reads / rate / 60:,.0f} min")
     print(f"  wall time            {wall}; requests {out['requests']:,}, "
           f"{out['bytes'] / 1e9:,.2f} GB served")
     print(f"  CPU s                {_cpu(out['cpu'])}")
+    server_cpu = out["cpu"].get("server", 0.0) / out["requests"] if out["requests"] else None
+    print(f"  floor                {floor.floor(server_cpu):,.0f} s on {floor.cores} cores: "
+          f"{floor.reads:,} tiles inflated and the level's rows un-predicted by imagecodecs "
+          f"{floor.rows_seconds:,.0f} s (whole tiles: {floor.decode_seconds:,.0f} s)"
+          + ("" if server_cpu is None else
+             f" + the server's {server_cpu * 1000:.2f} ms CPU per request "
+             f"{server_cpu * floor.reads / floor.cores:,.0f} s"))
     shutil.rmtree(work / "a.zarr", ignore_errors=True)
 
 
