@@ -218,7 +218,8 @@ def warp_window(window: np.ndarray, source: SourceRead, fill: float, chunk: Warp
     if source.gcps is not None:
         where = {"gcps": [GroundControlPoint(*g) for g in source.gcps]}
     options: dict[str, Any] = {}
-    if window.ndim == 3:
+    batched = window.ndim == 3
+    if batched:
         options = {"UNIFIED_SRC_NODATA": "NO"}
         shape = (window.shape[0], *shape)
     elif valid is not None and source.nodata is None and not valid.all():
@@ -232,7 +233,7 @@ def warp_window(window: np.ndarray, source: SourceRead, fill: float, chunk: Warp
               dst_transform=dst, dst_crs=params.crs, dst_nodata=fill,
               resampling=Resampling[params.resampling], init_dest_nodata=True, **where,
               **options)
-    return layer if layer.ndim == 2 or window.ndim == 3 else layer[0]
+    return layer if layer.ndim == 2 or batched else layer[0]
 
 
 def _valid(values: np.ndarray, fill: float, source: SourceRead,
