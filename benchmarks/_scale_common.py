@@ -100,32 +100,45 @@ def guarded(call, budget: float, cap: float) -> tuple[object, float, str | None]
     return result, seconds, state.get("why")
 
 
-def run_client(job: Callable[..., dict], kwargs: dict[str, Any], pids: dict[str, list[int]],
-               timeout: float) -> dict:
-    """Run ``job(**kwargs)`` in a spawned client process, measured.
+def _high_water(pid: int) -> int:
+    """VmHWM of process ``pid`` in bytes (0 if it is gone)."""
+    with contextlib.suppress(OSError, StopIteration), open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
+    return 0
 
-    The child imports and prepares (``job`` returns a callable to time, see
+
+def run_client(job: Callable[..., Any], kwargs: dict[str, Any], pids: dict[str, list[int]],
+               budget: float, probe: Callable[[float], dict] | None = None) -> dict:
+    """Run ``job(**kwargs)`` in a spawned client process, measured, for at most ``budget`` s.
+
+    The child imports and prepares (``job`` returns the callable to time, see
     :func:`_client_main`), says it is ready, then runs it when told; the parent takes the CPU
-    seconds of ``pids`` over exactly that run. Returns the job's dict plus ``seconds``,
-    ``cpu`` (per group of ``pids``, "client" and "other"), ``peak_rss`` (the client's high
-    water mark during the run, bytes) and ``error`` (a one-line error, or None).
+    seconds of ``pids`` and of the child over exactly that run, and the child's high-water RSS.
+    A run still going at ``budget`` is stopped (the child is killed). Returns the job's dict
+    (when it ended) plus ``seconds``, ``cpu`` (per group of ``pids``, "client" and "other"),
+    ``peak_rss`` (bytes), ``stopped`` (why the run was stopped, or None), ``error`` (a one-line
+    error, or None) and ``probe(start)`` (``time.time()`` at the start) when given.
     """
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=_client_main, args=(child, job, kwargs))
     process.start()
     child.close()
+    groups = {**pids, "client": [process.pid]}
     out: dict[str, Any] = {"error": "the client process died before it was ready"}
     try:
         if parent.poll(600) and parent.recv() == "ready":
-            before = cpu_of(pids)
+            before, went, started = cpu_of(groups), time.time(), time.perf_counter()
             parent.send("go")
-            if parent.poll(timeout):
-                out = parent.recv()
+            if parent.poll(budget):
+                out = {"stopped": None, **parent.recv()}
             else:
-                out = {"error": f"no answer within {timeout:.0f} s"}
-            out["cpu"] = {**cpu_delta(before, cpu_of(pids)), "client": out.get("client_cpu", 0.0)}
-            out["cpu"]["other"] = max(0.0, out["cpu"]["other"] - out["cpu"]["client"])
+                out = {"error": None, "stopped": f"stopped at the {budget:.0f} s budget",
+                       "seconds": time.perf_counter() - started}
+            out["peak_rss"] = _high_water(process.pid)
+            out["cpu"] = cpu_delta(before, cpu_of(groups))
+            if probe is not None:
+                out.update(probe(went))
     except EOFError:
         out = {"error": "the client process died"}
     finally:
@@ -144,11 +157,10 @@ def _client_main(conn, job: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         conn.recv()
         conn.send({"error": f"{type(exc).__name__}: {exc}"[:300]})
         return
-    me = psutil.Process()
-    base = release_memory()
+    release_memory()  # also resets the high-water mark: the parent reads the run's peak
     conn.send("ready")
     conn.recv()
-    cpu, started = sum(me.cpu_times()[:2]), time.perf_counter()
+    started = time.perf_counter()
     try:
         out = run()
         out.setdefault("error", None)
@@ -156,7 +168,5 @@ def _client_main(conn, job: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         out = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                         [:300]}
     out["seconds"] = time.perf_counter() - started
-    out["client_cpu"] = sum(me.cpu_times()[:2]) - cpu
-    out["peak_rss"] = status_bytes("VmHWM")
-    out["rss_growth"] = status_bytes("VmHWM") - base
     conn.send(out)
+    conn.recv()  # stay alive until the parent has read this process's peak RSS and CPU

@@ -35,8 +35,8 @@ from rasteret_dask.testing.dask_cluster import DaskProcessCluster
 
 from _scale_common import run_client  # isort: skip
 
-Continental = namedtuple("Continental", "spec a_resolution a_tile region_km days b_tile "
-                         "c_side_km budget cap_gb")
+Continental = namedtuple("Continental", "spec a_resolution a_tile a_budget region_km days "
+                         "b_tile c_side_km budget cap_gb")
 BANDS = ("B04", "B08")
 _PLUGIN = "scale-bench-first-task"
 _WARM = ("imagecodecs", "zarr", "rasterio", "odc.geo", "rasteret_dask.read",
@@ -84,12 +84,9 @@ def composite_job(address: str, index: str, out: str, kwargs: dict) -> Any:
     client = _connect(address)
 
     def run() -> dict:
-        started = time.time()
         report = composite(index, out=out, client=client, **kwargs)
-        firsts = [t for t in client.run(_first_task).values() if t is not None]
         summary = report.to_dict() if hasattr(report, "to_dict") else {}
-        return {"first_task": min(firsts) - started if firsts else None,
-                "report": {k: v for k, v in summary.items()
+        return {"report": {k: v for k, v in summary.items()
                            if isinstance(v, (int, float, str, list))}}
     return run
 
@@ -116,15 +113,13 @@ def odc_job(address: str, index: str, out: str, region_wkb: bytes, days: tuple[s
     items = record_items(table, bands)
 
     def run() -> dict:
-        started = time.time()
         ds = odc.stac.load(items, bands=list(bands), crs="EPSG:3035", resolution=10,
                            geopolygon=Geometry(region, "EPSG:3035"), groupby="solar_day",
                            resampling="nearest", chunks={"x": chunk, "y": chunk})
         valid = ds.where(ds != 0).astype("float32").chunk({"time": -1})
         monthly = valid.groupby("time.month").median()
         monthly.to_zarr(out, compute=True)
-        firsts = [t for t in client.run(_first_task).values() if t is not None]
-        return {"items": len(items), "first_task": min(firsts) - started if firsts else None}
+        return {"items": len(items)}
     return run
 
 
@@ -173,7 +168,23 @@ def _cpu(cpu: dict) -> str:
                                                               "client", "other"))
 
 
-def _run(job, kwargs: dict, cluster: DaskProcessCluster, server, timeout: float) -> dict:
+def _probe(cluster: DaskProcessCluster, out: Path) -> Any:
+    """After a run: when its first task started (s after ``went``), tiles marked done in the
+    store ``out`` (the composite's ``_done`` markers; None without them)."""
+    def probe(went: float) -> dict:
+        import cloudpickle
+        from distributed import Client
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        with Client(cluster.address, set_as_default=False) as client:
+            firsts = [t for t in client.run(_first_task).values() if t is not None]
+        markers = out / "_done"
+        done = len(list(markers.glob("tile-*"))) if markers.is_dir() else None
+        return {"first_task": min(firsts) - went if firsts else None, "tiles_done": done}
+    return probe
+
+
+def _run(job, kwargs: dict, cluster: DaskProcessCluster, server, budget: float) -> dict:
     from distributed import Client
 
     with Client(cluster.address, set_as_default=False) as probe:
@@ -181,43 +192,94 @@ def _run(job, kwargs: dict, cluster: DaskProcessCluster, server, timeout: float)
     servers = [p.pid for p in multiprocessing.active_children() if p.name == "RangeServerProcess"]
     pids = {"workers": cluster.worker_pids(), "scheduler": [scheduler], "server": servers}
     requests, sent = server.count(), server.bytes_sent
-    out = run_client(job, kwargs, pids, timeout)
+    out = run_client(job, kwargs, pids, budget, _probe(cluster, Path(kwargs["out"])))
     out["requests"], out["bytes"] = server.count() - requests, server.bytes_sent - sent
     return out
 
 
-def _ok(out: dict) -> bool:
+def _ok(out: dict, *, stopped_ok: bool = False) -> bool:
+    """Whether a run gave figures; prints why not."""
     if out.get("error"):
         print(f"  unavailable: {out['error']}")
+        return False
+    if out.get("stopped") and not stopped_ok:
+        print(f"  unavailable: {out['stopped']}")
         return False
     return True
 
 
+def _a_grid(archive: ContinentalArchive, resolution: float):
+    """Part (a)'s output grid: the archive's bbox in EPSG:3035, anchored at ``resolution``."""
+    from rasteret_dask.plan.output_grid import anchored_geobox
+
+    west, south, east, north = archive.spec.bbox
+    to = pyproj.Transformer.from_crs(4326, 3035, always_xy=True)
+    shape = shapely.transform(shapely.segmentize(shapely.box(west, south, east, north), 0.25),
+                              to.transform, interleaved=False)
+    return anchored_geobox(tuple(shape.bounds), pyproj.CRS.from_epsg(3035),
+                           (resolution, resolution))
+
+
 def part_a(cfg: Continental, archive: ContinentalArchive, server, work: Path) -> None:
+    from _scale_floor import overview_floor  # isort: skip
+
     west, south, east, north = archive.spec.bbox
     print(f"\na. Monthly median composite of the whole archive ({west:g}..{east:g} E, "
           f"{south:g}..{north:g} N, {archive.records:,} records, {archive.spec.months} months) "
           f"in EPSG:3035 at {cfg.a_resolution:g} m, resampling 'average' (overviews), tiles "
           f"{cfg.a_tile}, bands {', '.join(BANDS)}; 2 worker processes x 1 thread")
+    floor = overview_floor(archive, _a_grid(archive, cfg.a_resolution), cfg.a_tile, BANDS)
+    print(f"  read                 {floor.describe()} (COGs with "
+          f"{archive.spec.overview_count or 'AUTO'} overview levels); {floor.reads:,} reads "
+          f"(record x band x output tile, one request each) over {floor.output_tiles} output "
+          f"tiles, {floor.compressed / 1e9:,.1f} GB")
     kwargs = {"aoi": shapely.box(west, south, east, north), "aoi_crs": 4326,
               "bands": list(BANDS), "crs": "EPSG:3035", "resolution": cfg.a_resolution,
               "resampling": "average", "tile_size": cfg.a_tile, "reducer": "median"}
     with DaskProcessCluster(n_workers=2, nthreads=1, memory_limit="4GiB") as cluster:
         out = _run(composite_job, {"address": cluster.address, "index": str(archive.index_path),
                                    "out": str(work / "a.zarr"), "kwargs": kwargs},
-                   cluster, server, 24 * 3600)
-    if not _ok(out):
+                   cluster, server, cfg.a_budget)
+    if not _ok(out, stopped_ok=True):
         return
     first = out.get("first_task")
-    print(f"  report               {out.get('report')}")
+    if out.get("report"):
+        print(f"  report               {out['report']}")
     print(f"  client peak RSS      {out['peak_rss'] / 1e6:,.0f} MB (issue: <= 1 GB: "
           f"{'met' if out['peak_rss'] <= 1e9 else 'NOT met'})")
     print("  time to first task   " + ("n/a" if first is None else
           f"{first:.1f} s (issue: <= 30 s: {'met' if first <= 30 else 'NOT met'})"))
-    print(f"  wall time            {out['seconds']:.1f} s; requests {out['requests']:,}, "
+    wall = f"{out['seconds']:.1f} s"
+    if out.get("stopped"):
+        grid = _grid_tiles(work / "a.zarr", cfg.a_tile)
+        done = out.get("tiles_done")
+        wall = f"{out['stopped']}: {done} of {grid} grid tiles finished"
+        if out["requests"]:
+            rate = out["requests"] / out["seconds"]
+            wall += (f"; {rate:,.0f} reads/s, all {floor.reads:,} at this rate: "
+                     f"~{floor.reads / rate / 60:,.0f} min")
+    print(f"  wall time            {wall}; requests {out['requests']:,}, "
           f"{out['bytes'] / 1e9:,.2f} GB served")
     print(f"  CPU s                {_cpu(out['cpu'])}")
+    server_cpu = out["cpu"].get("server", 0.0) / out["requests"] if out["requests"] else None
+    print(f"  floor                {floor.floor(server_cpu):,.0f} s on {floor.cores} cores: "
+          f"{floor.reads:,} tiles inflated and the level's rows un-predicted by imagecodecs "
+          f"{floor.rows_seconds:,.0f} s (whole tiles: {floor.decode_seconds:,.0f} s)"
+          + ("" if server_cpu is None else
+             f" + the server's {server_cpu * 1000:.2f} ms CPU per request "
+             f"{server_cpu * floor.reads / floor.cores:,.0f} s"))
     shutil.rmtree(work / "a.zarr", ignore_errors=True)
+
+
+def _grid_tiles(store: Path, tile: int) -> int | None:
+    """Tiles of a composite store's grid (the tiles outside the AOI included)."""
+    import xarray as xr
+
+    try:
+        height, width = xr.open_zarr(store)[BANDS[0]].shape[-2:]
+    except (OSError, KeyError, ValueError):
+        return None
+    return -(-height // tile) * -(-width // tile)
 
 
 def part_bd(cfg: Continental, archive: ContinentalArchive, server, work: Path) -> None:
@@ -239,13 +301,13 @@ def part_bd(cfg: Continental, archive: ContinentalArchive, server, work: Path) -
         with DaskProcessCluster(n_workers=n, nthreads=1, memory_limit="4GiB") as cluster:
             ours[n] = _run(composite_job, {
                 "address": cluster.address, "index": str(archive.index_path),
-                "out": str(work / f"b{n}.zarr"), "kwargs": kwargs}, cluster, server, 24 * 3600)
+                "out": str(work / f"b{n}.zarr"), "kwargs": kwargs}, cluster, server, 4 * 3600)
             if n == 2:
                 odc = _run(odc_job, {
                     "address": cluster.address, "index": str(archive.index_path),
                     "out": str(work / "d.zarr"), "region_wkb": shapely.to_wkb(region),
                     "days": cfg.days, "bands": BANDS, "chunk": cfg.b_tile},
-                    cluster, server, 24 * 3600)
+                    cluster, server, 4 * 3600)
     if all(_ok(ours[n]) for n in (1, 2)):
         for n in (1, 2):
             out = ours[n]

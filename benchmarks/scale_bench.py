@@ -21,8 +21,12 @@ records a year over Europe, UTM 29-38N, B02/B03/B04/B08/SCL, every record its ow
 from a few real COGs by ``RangeServerProcess`` with 40 ms latency), the figures of issue 14:
 
 a. a monthly median composite of the whole archive in EPSG:3035 at 1 km, read from overviews,
-   on 2 worker processes: client peak RSS (<= 1 GB), time to first task (<= 30 s), wall time,
-   requests (``_scale_continental.py``);
+   on 2 worker processes: the level read (COGs with 7 overview levels, GDAL's OVERVIEW_COUNT:
+   1 km takes 1/64, 171 px), the reads it needs, client peak RSS (<= 1 GB), time to first
+   task (<= 30 s), wall time, requests and the floor (the reads' tiles decoded by imagecodecs
+   on every core plus the server's CPU per request) (``_scale_continental.py``,
+   ``_scale_floor.py``); a run past an hour is stopped, its finished tiles counted and the
+   whole projected from its read rate;
 b. the same composite at 10 m over 100 km x 100 km across UTM 32 | 33 (one month: the unit of
    the monthly median) on 1 and 2 workers: speedup (>= 1.8x), decoded MB/s per worker core, CPU
    seconds of workers / scheduler / server / client;
@@ -62,12 +66,12 @@ FULL = Config(2000, 24, 6, 4096, 512, 1024, 2, 300_000,
               (("(a)", (100.0, 50.0)), ("(b)", (500.0, 250.0, 125.0))), 60.0, 8.0)
 QUICK = Config(240, 12, 2, 1024, 256, 512, 1, 20_000,
                (("(a)", (20.0,)), ("(b)", (250.0, 125.0))), 4.0, 4.0)
-FULL_CONTINENTAL = Continental(ArchiveSpec(), 1000, 512, 100.0, ("2024-01-01", "2024-01-31"),
-                               2048, 500.0, 60.0, 8.0)
+FULL_CONTINENTAL = Continental(ArchiveSpec(overview_count=7), 1000, 512, 3600.0, 100.0,
+                               ("2024-01-01", "2024-01-31"), 2048, 500.0, 60.0, 8.0)
 QUICK_CONTINENTAL = Continental(
     ArchiveSpec(bbox=(11.2, 47.6, 12.8, 48.4), zones=(32, 33), months=1, pixels=1098,
-                step=10_000.0, blocksize=256), 200, 256, 12.0, ("2024-01-01", "2024-01-15"),
-    512, 60.0, 20.0, 4.0)
+                step=10_000.0, blocksize=256, overview_count=4), 200, 256, 600.0, 12.0,
+    ("2024-01-01", "2024-01-15"), 512, 60.0, 20.0, 4.0)
 
 
 def continental(cfg: Continental, parts: str, work: Path, cache: Path) -> None:

@@ -159,6 +159,19 @@ def test_horizontal_predictor(tmp_path, dtype, count):
     assert check_file(path).predictor == 2
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_the_first_rows_of_a_tile_alone(tmp_path, order):
+    options = {} if order == "<" else {"endianness": "big"}
+    path = write(tmp_path / "rows.tif", random_bands("uint16", 1), compress="deflate",
+                 predictor=2, **options)
+    spec, tiles = tiles_of(path)
+    for _, _, _, data in tiles:
+        whole = decode_tile(data, spec).copy()
+        for rows in (1, 37, BLOCK):
+            got = decode_tile(data, spec, np.empty_like(whole), rows=rows)
+            np.testing.assert_array_equal(got[:rows], whole[:rows])
+
+
 @pytest.mark.parametrize("compress", ["lzw", "zstd", "lzma"])
 def test_horizontal_predictor_other_codecs(tmp_path, compress):
     path = write(tmp_path / "p2.tif", random_bands("int16", 3), compress=compress, predictor=2)

@@ -55,6 +55,21 @@ def test_reducers_ignore_nan_and_leave_unobserved_pixels_at_their_fill():
     assert parse_reducer("p2.5").label == "p2.5" and parse_reducer("p90").label == "p90"
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e-4])
+def test_the_median_is_numpys_nanmedian(scale):
+    rng = np.random.default_rng(7)
+    stack = (rng.integers(1, 65535, (23, 40, 50)) * scale).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.6] = NAN
+    stack[:, 0, 0] = NAN  # never observed
+    stack[:, 0, 1] = NAN
+    stack[3, 0, 1] = 7.0  # observed once
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
+        want = np.nanmedian(stack, axis=0)
+    got = Reducer("median").reduce(stack)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_observations_drop_nodata_and_masked_pixels():
     raw = np.array([[[0, 5], [7, 9]]], dtype=np.uint16)
     dropped = np.array([[[False, False], [True, False]]])

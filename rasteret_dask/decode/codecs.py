@@ -161,9 +161,9 @@ def _unpack(packed: np.ndarray, rows: int, spec: DecodeSpec, out: np.ndarray) ->
 
 
 def _decode_bytes(data: bytes | memoryview, spec: DecodeSpec, file_dtype: np.dtype,
-                  out: np.ndarray) -> int:
-    """A byte-stream codec's tile decoded into ``out`` (predictor undone, native order); the
-    rows decoded."""
+                  out: np.ndarray, wanted: int | None = None) -> int:
+    """A byte-stream codec's tile decoded into ``out`` (predictor undone, native order, on
+    the first ``wanted`` rows only when given); the rows decoded."""
     compression = spec.compression
     if spec.bits_per_sample is not None:
         if spec.predictor != PREDICTOR_NONE and compression in _PREDICTED:
@@ -175,7 +175,7 @@ def _decode_bytes(data: bytes | memoryview, spec: DecodeSpec, file_dtype: np.dty
         return rows
     predictor = spec.predictor if compression in _PREDICTED else PREDICTOR_NONE
     rows = _decompress(data, compression, out.reshape(-1).view(np.uint8), spec)
-    valid = out[:rows]
+    valid = out[:rows if wanted is None else min(rows, wanted)]
     tile = undo_predictor(to_native_order(valid, file_dtype, predictor), predictor)
     if tile is not valid:
         valid[...] = tile
@@ -363,6 +363,7 @@ def decode_tile(
     out: np.ndarray | None = None,
     *,
     max_bytes: int | str | None = None,
+    rows: int | None = None,
 ) -> np.ndarray:
     """Decode one tile's bytes into a native-order array of shape (height, width, samples).
 
@@ -378,6 +379,10 @@ def decode_tile(
     max_bytes
         Largest tile this call allocates (see :func:`.limits.max_tile_bytes`: default from
         dask config ``rasteret_dask.max_tile_bytes``, else 256 MiB); only used without ``out``.
+    rows
+        Only the tile's first ``rows`` rows are wanted: a byte-stream codec's predictor and
+        byte order are undone on them only (a small window of a large tile, as an overview
+        smaller than its tile is); the rows below are then left unspecified.
 
     Returns
     -------
@@ -409,10 +414,10 @@ def decode_tile(
         check_decoded_size(spec, max_tile_bytes(max_bytes))
         out = np.empty(spec.shape, native)
     if compression == COMPRESSION_NONE or compression in _BYTE_CODECS:
-        rows = _decode_bytes(data, spec, file_dtype, out)
+        decoded = _decode_bytes(data, spec, file_dtype, out, rows)
     else:
-        rows = _decode_image(data, spec, native, out)
-        to_native_order(out[:rows], file_dtype, PREDICTOR_NONE)
-    if rows < spec.tile_height:
-        out[rows:] = fill_value(native, spec.nodata)
+        decoded = _decode_image(data, spec, native, out)
+        to_native_order(out[:decoded], file_dtype, PREDICTOR_NONE)
+    if decoded < spec.tile_height:
+        out[decoded:] = fill_value(native, spec.nodata)
     return out

@@ -61,7 +61,8 @@ def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
     data = payloads.get(read.payload)
     try:
         if out is None and not is_sparse(data):
-            out = _scratch_tile(work.spec)
+            # cropped from this thread's scratch tile: rows below the crop are not needed
+            return decode_tile(data, work.spec, _scratch_tile(work.spec), rows=read.src[1])
         return decode_tile(data, work.spec, out)
     except DecodeError as exc:
         raise RasterReadError(f"{work.label}: {exc}") from exc

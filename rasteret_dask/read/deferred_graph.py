@@ -3,8 +3,9 @@
 Per band, one loader task per index partition (year, month) reads the metadata of the read's
 records in it, on a worker; each chunk task takes its records from the loaders of their
 partitions, plans its windows and tiles (:func:`rasteret_dask.read.warp_sources.chunk_work`),
-fetches and resamples them (:func:`rasteret_dask.read.warp.read_warped_chunk`). The
-collection and the read's shared values are one graph key each, not one copy per task.
+fetches and resamples them (:func:`rasteret_dask.read.warp_steps.read_warped_steps`: every
+step as :func:`rasteret_dask.read.warp.read_warped_chunk` reads it alone). The collection
+and the read's shared values are one graph key each, not one copy per task.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..plan.reproject import chunk_bounds_in
 from .deferred import DeferredBand, DeferredPlan, load_partition, loader_ids
 from .failures import TileFailures
 from .pending import PendingPayloads
-from .warp import fill_chunk, read_warped_chunk, stack_steps, time_blocks
+from .warp import fill_chunk, time_blocks
 from .warp_sources import (
     WarpChunk,
     WarpParams,
@@ -38,6 +39,7 @@ from .warp_sources import (
     record_level,
     record_windows,
 )
+from .warp_steps import read_warped_steps
 
 __all__ = ["deferred_band_array", "deferred_block", "BandSpec"]
 
@@ -117,15 +119,10 @@ def deferred_block(steps: Sequence[tuple[Sequence[dict[str, Any]], tuple[str, ..
     if ranges:
         payloads = PendingPayloads(reader.submit(ranges), tuple(labels),
                                    sum(r.end - r.start for r in ranges))
-    out = []
-    for chunk, start in zip(chunks, offsets, strict=True):
-        if chunk is None:
-            out.append(fill_chunk(shape, spec.dtype, spec.fill))
-            continue
-        index = tuple(range(start, start + len(chunk.ranges)))
-        out.append(read_warped_chunk(payloads if chunk.ranges else None, chunk, index, params,
-                                     failures))
-    return stack_steps(out)
+    indexes = [() if chunk is None else tuple(range(start, start + len(chunk.ranges)))
+               for chunk, start in zip(chunks, offsets, strict=True)]
+    return read_warped_steps([payloads] * len(chunks), chunks, indexes, params, shape,
+                             np.dtype(spec.dtype).str, spec.fill, failures)
 
 
 def deferred_band_array(plan: DeferredPlan, band: DeferredBand, reader: RangeReader,

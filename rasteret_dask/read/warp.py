@@ -11,6 +11,8 @@ window is decoded as soon as its own tiles are in (the next records' bytes keep 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,8 @@ from .pending import PendingPayloads
 from .plan import ChunkWork
 from .warp_sources import SourceRead, WarpChunk, WarpParams
 
-__all__ = ["read_warped_chunk", "fill_chunk", "stack_steps", "block_task", "time_blocks",
+__all__ = ["read_warped_chunk", "decode_window", "source_region", "warp_window",
+           "area_of_interest", "fill_chunk", "stack_steps", "block_task", "time_blocks",
            "fetch_warp_group", "GroupView"]
 
 
@@ -84,8 +87,8 @@ def _missing(out: np.ndarray, fill: float) -> np.ndarray:
     return np.isnan(out) if np.isnan(fill) else out == fill
 
 
-def _window(payloads: GroupView, source: SourceRead, failures: TileFailures | None
-            ) -> tuple[np.ndarray, float, np.ndarray | None]:
+def decode_window(payloads: GroupView, source: SourceRead, failures: TileFailures | None
+                  ) -> tuple[np.ndarray, float, np.ndarray | None]:
     """The source's window decoded (h, w), its nodata fill, and its pixels' validity by the
     record's internal mask (None without one). With a nodata value, masked pixels are set to
     it (so the warper leaves them out as nodata)."""
@@ -101,22 +104,79 @@ def _window(payloads: GroupView, source: SourceRead, failures: TileFailures | No
     return window, fill, valid
 
 
-def _region(source: SourceRead, chunk: WarpChunk, params: WarpParams
-            ) -> tuple[tuple[slice, slice], Any]:
-    """The chunk's region the record reaches, and odc-geo's reprojection info for it (the
-    whole chunk, without info, for a record georeferenced by ground control points: GDAL's
-    warper leaves the pixels its window does not reach)."""
+@functools.lru_cache(maxsize=512)
+def _reproject_roi(image: tuple[int, int, tuple[float, ...]], crs: str,
+                   shape: tuple[int, int], transform: tuple[float, ...], dst_crs: str,
+                   ttol: float) -> Any:
+    """odc-geo's ``compute_reproject_roi`` of a record's image onto a chunk, once per process
+    for every record of the same image grid (a tile's revisits) and chunk."""
     from odc.geo.geobox import GeoBox
     from odc.geo.overlap import compute_reproject_roi
 
+    height, width, image_transform = image
+    return compute_reproject_roi(GeoBox((height, width), Affine(*image_transform), crs),
+                                 GeoBox(shape, Affine(*transform), dst_crs), ttol=ttol)
+
+
+def source_region(source: SourceRead, chunk: WarpChunk, params: WarpParams
+                  ) -> tuple[tuple[slice, slice], Any]:
+    """The chunk's region the record reaches, and odc-geo's reprojection info for it (the
+    whole chunk, without info, for a record georeferenced by ground control points: GDAL's
+    warper leaves the pixels its window does not reach)."""
     if source.gcps is not None:
         return (slice(0, chunk.shape[0]), slice(0, chunk.shape[1])), None
-    height, width, transform = source.image
-    image = GeoBox((height, width), Affine(*transform), source.crs)
-    target = GeoBox(chunk.shape, Affine(*chunk.transform), params.crs)
-    info = compute_reproject_roi(image, target,
-                                 ttol=0.9 if params.resampling == "nearest" else 0.05)
+    info = _reproject_roi(source.image, source.crs, chunk.shape, chunk.transform, params.crs,
+                          0.9 if params.resampling == "nearest" else 0.05)
     return info.roi_dst, info
+
+
+@functools.lru_cache(maxsize=512)
+def area_of_interest(shape: tuple[int, int], transform: tuple[float, ...], crs: str
+                     ) -> str | None:
+    """GDAL's area of interest (``AREA_OF_INTEREST`` of its image transformer) for warps onto
+    a chunk: the chunk's extent (its outline, 16 points an edge) in the geographic CRS of
+    ``crs``, as "west,south,east,north" degrees; None when it cannot be computed (GDAL then
+    takes the source array's extent).
+
+    The coordinate operation GDAL chooses for a warp is searched in the PROJ database for
+    the area of interest (several milliseconds) and cached by it. Left to GDAL, the area is
+    each source window's extent, different for every record, so every warp searches again;
+    the chunk's extent holds every point a warp onto it transforms and is the same for all
+    its records of one CRS, so a chunk searches once per source CRS.
+    """
+    import pyproj
+
+    height, width = shape
+    t = Affine(*transform)
+    edge = np.linspace(0.0, 1.0, 16)
+    cols = np.concatenate([edge * width, np.full(16, width), edge[::-1] * width, np.zeros(16)])
+    rows = np.concatenate([np.zeros(16), edge * height, np.full(16, height), edge[::-1] * height])
+    xs, ys = t @ (cols, rows)
+    try:
+        src = pyproj.CRS.from_user_input(crs)
+        geographic = src.geodetic_crs
+        if geographic is None:
+            return None
+        lon, lat = _geographic_transformer(src.to_wkt(), geographic.to_wkt()).transform(
+            xs, ys, errcheck=False)
+    except pyproj.exceptions.ProjError:
+        return None
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.all():
+        return None
+    west, east, south, north = lon.min(), lon.max(), lat.min(), lat.max()
+    if east - west > 180 or max(abs(west), abs(east)) > 180 or max(abs(south), abs(north)) > 90:
+        return None  # across the antimeridian or off the globe: left to GDAL
+    return ",".join(repr(float(v)) for v in (west, south, east, north))
+
+
+@functools.lru_cache(maxsize=64)
+def _geographic_transformer(src_wkt: str, geographic_wkt: str) -> Any:
+    import pyproj
+
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(src_wkt),
+                                       pyproj.CRS.from_wkt(geographic_wkt), always_xy=True)
 
 
 def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
@@ -131,15 +191,19 @@ def _pasted(window: np.ndarray, source: SourceRead, roi_src: tuple[slice, slice]
     return window[a:b, c:d]
 
 
-def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
-          params: WarpParams, roi: tuple[slice, slice],
-          valid: np.ndarray | None = None) -> np.ndarray:
+def warp_window(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
+                params: WarpParams, roi: tuple[slice, slice],
+                valid: np.ndarray | None = None) -> np.ndarray:
     """The window resampled onto the chunk's region ``roi`` (pixels it does not reach =
     ``fill``). A record without nodata whose internal mask marks pixels not ``valid`` gives
     the mask to the warper as an alpha band of 0 and the dtype's top value, which leaves them
     out exactly as GDAL's warper leaves out a dataset's mask; a record with nodata has them
     set to nodata already. A record georeferenced by ground control points is located by
-    GDAL's GCP transformer."""
+    GDAL's GCP transformer.
+
+    A (n, h, w) ``window`` holds the windows of n records on the same grid as ``source``'s
+    (same CRS, transform, nodata), warped in one call as n bands whose nodata GDAL weighs
+    band by band (``UNIFIED_SRC_NODATA=NO``); returns (n, h', w')."""
     from rasterio.control import GroundControlPoint
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
@@ -148,10 +212,17 @@ def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
     dst = Affine(*chunk.transform) @ Affine.translation(cols.start, rows.start)
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     where: dict[str, Any] = {"src_transform": Affine(*source.transform)}
+    aoi = area_of_interest(chunk.shape, chunk.transform, params.crs)
+    if aoi is not None:
+        where["AREA_OF_INTEREST"] = aoi
     if source.gcps is not None:
         where = {"gcps": [GroundControlPoint(*g) for g in source.gcps]}
     options: dict[str, Any] = {}
-    if valid is not None and source.nodata is None and not valid.all():
+    batched = window.ndim == 3
+    if batched:
+        options = {"UNIFIED_SRC_NODATA": "NO"}
+        shape = (window.shape[0], *shape)
+    elif valid is not None and source.nodata is None and not valid.all():
         top = np.iinfo(window.dtype).max if window.dtype.kind in "iu" else 255
         window = np.stack([window, np.where(valid, top, 0).astype(window.dtype)])
         options = {"src_alpha": 2, "SRC_ALPHA_MAX": top}
@@ -162,7 +233,7 @@ def _warp(window: np.ndarray, source: SourceRead, fill: float, chunk: WarpChunk,
               dst_transform=dst, dst_crs=params.crs, dst_nodata=fill,
               resampling=Resampling[params.resampling], init_dest_nodata=True, **where,
               **options)
-    return layer if layer.ndim == 2 else layer[0]
+    return layer if layer.ndim == 2 or batched else layer[0]
 
 
 def _valid(values: np.ndarray, fill: float, source: SourceRead,
@@ -214,9 +285,13 @@ def _outside(chunk: WarpChunk, params: WarpParams) -> np.ndarray | None:
 
 def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
                       index: tuple[int, ...], params: WarpParams,
-                      failures: TileFailures | None = None) -> np.ndarray:
+                      failures: TileFailures | None = None,
+                      layers: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
     """Task: the (1, h, w) array of one warped chunk of one band and time group, from its
     fetch group's ``payloads`` (the chunk's range ``i`` is the group's ``index[i]``).
+    ``layers`` holds, by position in ``chunk.sources``, records already warped onto their
+    region of the chunk (:func:`rasteret_dask.read.warp_steps.read_warped_steps` warps
+    records on the same grid together).
 
     A tile that cannot be fetched or decoded raises :class:`RasterReadError` naming record,
     band and href, or with ``failures`` is reported and read as nodata.
@@ -229,8 +304,16 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
         failures.report(refused)
         return out[np.newaxis]
     view = GroupView(payloads, index)
-    for source in chunk.sources:
-        window, fill, masked = _window(view, source, failures)
+    for k, source in enumerate(chunk.sources):
+        if layers is not None and k in layers:
+            rows, cols = source_region(source, chunk, params)[0]
+            layer = layers[k]
+            _fuse(out, layer, ~_missing(layer, fill_value(layer.dtype, source.nodata)), source,
+                  chunk, params.rescale, rows, cols)
+            if not _missing(out, chunk.fill).any():
+                break
+            continue
+        window, fill, masked = decode_window(view, source, failures)
         if source.placement is not None:
             r0, r1, c0, c1 = source.placement
             # a copied window is all image: without nodata every pixel is valid but the
@@ -239,7 +322,7 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
             _fuse(out, window, valid, source, chunk, params.rescale, slice(r0, r1),
                   slice(c0, c1))
         else:
-            roi, info = _region(source, chunk, params)
+            roi, info = source_region(source, chunk, params)
             rows, cols = roi
             if rows.stop <= rows.start or cols.stop <= cols.start:
                 continue
@@ -253,7 +336,7 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
                       params.rescale, rows, cols)
             else:
                 # the warper marks pixels the image does not reach with ``fill``
-                layer = _warp(window, source, fill, chunk, params, roi, masked)
+                layer = warp_window(window, source, fill, chunk, params, roi, masked)
                 _fuse(out, layer, ~_missing(layer, fill), source, chunk, params.rescale,
                       rows, cols)
         if not _missing(out, chunk.fill).any():

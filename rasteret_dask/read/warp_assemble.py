@@ -18,6 +18,7 @@ from .plan import DEFAULT_GROUP_TILES
 from .warp import block_task, fetch_warp_group, read_warped_chunk, time_blocks
 from .warp_plan import WarpBandPlan, WarpPlan
 from .warp_sources import WarpChunk
+from .warp_steps import read_warped_steps
 
 __all__ = ["warped_dataset", "warped_band_array"]
 
@@ -71,17 +72,27 @@ def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
     for b, steps in enumerate(blocks):
         for i, rows in enumerate(grid.row_chunks):
             for j, cols in enumerate(grid.col_chunks):
-                tasks: list[tuple | None] = []
-                for g in steps:
-                    chunk = band.chunks[(g, i, j)]
-                    if chunk is None:
-                        tasks.append(None)
-                    elif not chunk.ranges:
-                        tasks.append((read_warped_chunk, None, chunk, (), (params,), failures))
+                chunks = [band.chunks[(g, i, j)] for g in steps]
+                sources: list = []
+                indexes: list[tuple[int, ...]] = []
+                for chunk in chunks:
+                    if chunk is None or not chunk.ranges:
+                        sources.append(None)
+                        indexes.append(())
                     else:
                         group, index = fetch.add(chunk)
-                        tasks.append((read_warped_chunk, (fetch_name, group), chunk, index,
-                                      (params,), failures))
+                        sources.append((fetch_name, group))
+                        indexes.append(index)
+                if len(steps) > 1 and sum(c is not None for c in chunks) > 1:
+                    # the block's steps in one task: records on a shared grid warped together
+                    layer[(name, b, i, j)] = (read_warped_steps, sources, chunks, indexes,
+                                              (params,), (rows, cols), band.dtype.str,
+                                              band.fill, failures)
+                    continue
+                tasks = [None if chunk is None else
+                         (read_warped_chunk, source, chunk, index, (params,), failures)
+                         for chunk, source, index in zip(chunks, sources, indexes,
+                                                         strict=True)]
                 layer[(name, b, i, j)] = block_task(tasks, (rows, cols), band.dtype.str,
                                                     band.fill)
     fetch.close()

@@ -3,9 +3,10 @@ copies of them georeferenced where a record is.
 
 One COG per platform and band (``cogs/S2A/B04.tif``): a Sentinel-2-like image of the archive's
 record size (GDAL's COG driver, deflate; uint16 reflectance-like bands with predictor 2 at 10 m,
-the uint8 SCL class band at 20 m; nodata 0; overviews down to one tile), georeferenced at a
-nominal place (EPSG:32633). Every record of the archive points at the COGs of its platform, so
-a read fetches and decodes real tiles wherever the record is. The headers are enriched once
+the uint8 SCL class band at 20 m; nodata 0; overviews down to one tile, or
+``ArchiveSpec.overview_count`` levels: GDAL's ``OVERVIEW_COUNT``), georeferenced at a nominal
+place (EPSG:32633). Every record of the archive points at the COGs of its platform, so a read
+fetches and decodes real tiles wherever the record is. The headers are enriched once
 (:func:`rasteret_dask.enrich_table_with_cog_metadata` on the local files) and kept as templates.
 
 Tools that read a file's own georeferencing (GDAL, so odc-stac and stackstac) need a file placed
@@ -158,6 +159,8 @@ def _write_cog(path: Path, spec: ArchiveSpec, band: ArchiveBand, platform: int) 
     }
     if not band.classes:
         profile["PREDICTOR"] = "STANDARD"
+    if spec.overview_count is not None:
+        profile["OVERVIEW_COUNT"] = spec.overview_count
     cols = np.arange(size)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", **profile) as dst:
@@ -212,7 +215,8 @@ def write_archive_cogs(served: str | os.PathLike[str], spec: ArchiveSpec,
     served : path
         The folder a local object store serves; created if missing.
     spec : ArchiveSpec
-        The archive (``pixels``, ``blocksize``, ``platforms`` and ``seed`` matter here).
+        The archive (``pixels``, ``blocksize``, ``overview_count``, ``platforms`` and ``seed``
+        matter here).
     bands : sequence of ArchiveBand
         The bands.
 
@@ -225,6 +229,7 @@ def write_archive_cogs(served: str | os.PathLike[str], spec: ArchiveSpec,
     served = Path(served)
     folder = served / "cogs"
     key = {"format": _FORMAT, "pixels": spec.pixels, "blocksize": spec.blocksize,
+           "overview_count": spec.overview_count,
            "platforms": list(spec.platforms), "seed": spec.seed,
            "bands": [asdict(b) for b in bands]}
     paths = {(code, band.name): folder / code / f"{band.name}.tif"

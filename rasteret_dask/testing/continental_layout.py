@@ -72,6 +72,12 @@ class ArchiveSpec:
         Metres between neighbouring tile origins (100 km as MGRS); at most the image's side.
     blocksize : int
         Tile size of the COGs (1024 as Sentinel-2's).
+    overview_count : int, optional
+        Overview levels of the COGs (GDAL's COG driver ``OVERVIEW_COUNT``: factors 2, 4, ...
+        ``2**overview_count``); default None, the driver's ``OVERVIEWS=AUTO``, which stops
+        once a level fits in one block (4 levels, down to 687 px, for 10980 px in 1024 px
+        blocks). Deep overviews (7: 1/128) let a kilometre-scale read take a level near its
+        own resolution, as producers that set the count have it.
     platforms : tuple of str
         Platform codes taking turns on each track (``"S2A"``: platform ``"sentinel-2a"``);
         every platform has its own COG of each band.
@@ -92,6 +98,7 @@ class ArchiveSpec:
     pixels: int = 10980
     step: float = 100_000.0
     blocksize: int = 1024
+    overview_count: int | None = None
     platforms: tuple[str, ...] = ("S2A", "S2B")
     revisit_days: int = 5
     swath_km: float = 290.0
@@ -114,6 +121,11 @@ class ArchiveSpec:
         if self.blocksize <= 0 or self.blocksize % 16:
             raise ValueError(f"blocksize must be a positive multiple of 16, not "
                              f"{self.blocksize!r}")
+        if self.overview_count is not None and (
+                isinstance(self.overview_count, bool) or not isinstance(self.overview_count, int)
+                or not 1 <= self.overview_count <= 16):
+            raise ValueError(f"overview_count must be None (the COG driver's AUTO) or a whole "
+                             f"number of levels 1-16, not {self.overview_count!r}")
         if self.months < 1 or self.revisit_days < 1:
             raise ValueError(f"months and revisit_days must be at least 1, not "
                              f"{self.months!r} and {self.revisit_days!r}")

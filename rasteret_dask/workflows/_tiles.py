@@ -10,9 +10,11 @@ tile rerun after a killed worker rewrites the same region with the same values.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import json
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,7 +37,15 @@ if TYPE_CHECKING:
 
     from ..collection import Collection
 
-__all__ = ["IndexRef", "CompositeJob", "TileOutcome", "run_tile", "open_index"]
+__all__ = ["IndexRef", "CompositeJob", "TileOutcome", "run_tile", "open_index", "time_block",
+           "TIME_BLOCK_BYTES", "MAX_TIME_BLOCK"]
+
+TIME_BLOCK_BYTES = 64 << 20
+"""About this many bytes of float32 pixels per read task of a tile (its time block)."""
+MAX_TIME_BLOCK = 32
+"""Time steps per read task at most."""
+PREFETCH_BLOCKS = 1
+"""Time blocks of a tile read ahead of the one being reduced."""
 
 
 @dataclass(frozen=True)
@@ -183,31 +193,84 @@ def _quality_steps(data: xr.Dataset, quality: xr.Dataset | None) -> list[int | N
                                                    strict=True)]
 
 
+def time_block(shape: tuple[int, int]) -> int:
+    """Time steps per read task of a tile of ``shape``: about :data:`TIME_BLOCK_BYTES` of
+    float32 pixels, at most :data:`MAX_TIME_BLOCK` (a task warps the revisits of a grid among
+    its steps together)."""
+    step = max(1, shape[0] * shape[1] * 4)
+    return int(min(MAX_TIME_BLOCK, max(1, TIME_BLOCK_BYTES // step)))
+
+
+def _reduce_month(job: CompositeJob, out: dict[str, np.ndarray], month: int,
+                  held: list[tuple[dict[str, np.ndarray], np.ndarray | None]],
+                  nodata: dict[str, Any], shape: tuple[int, int]) -> None:
+    """Reduce one month's steps (raw pixels per band, and the quality mask's dropped pixels
+    or None) into ``out[band][month]``."""
+    dropped = None
+    if any(flags is not None for _, flags in held):
+        dropped = np.zeros((len(held), *shape), dtype=bool)
+        for k, (_, flags) in enumerate(held):
+            if flags is not None:
+                dropped[k] = flags
+    for band in job.bands:
+        raw = np.stack([values[band] for values, _ in held])
+        out[band][month] = job.reducer.reduce(observations(raw, nodata[band], dropped))
+
+
+def _hold(job: CompositeJob, held: dict[int, list], steps: list[int],
+          paired: list[int | None], start: int, stop: int, part: xr.Dataset,
+          q_part: xr.Dataset | None) -> None:
+    """Keep the computed steps ``start:stop`` (raw pixels per band, dropped pixels or None)
+    under their month in ``held``."""
+    flags = None
+    if q_part is not None:
+        assert job.mask is not None
+        flags = iter(job.mask.dropped(q_part[job.mask.band].values))
+    for j, k in enumerate(range(start, stop)):
+        dropped = next(flags) if flags is not None and paired[k] is not None else None
+        if steps[k] != -1:
+            held.setdefault(steps[k], []).append(
+                ({band: part[band].values[j] for band in job.bands}, dropped))
+
+
 def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
             shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """(month, y, x) arrays of every variable: each month's steps computed, masked, reduced."""
+    """(month, y, x) arrays of every variable: the steps computed block by block (the read's
+    time chunks), each month masked and reduced as soon as its last step is in."""
     reducer, n = job.reducer, len(job.months)
     month_of = {m: k for k, m in enumerate(job.months)}
     steps = [month_of.get(str(t)[:7], -1) for t in data["time"].values.astype("datetime64[M]")]
+    last = {m: k for k, m in enumerate(steps)}
     paired = _quality_steps(data, quality)
+    nodata = {band: data[band].attrs.get("nodata") for band in job.bands}
     out = {b: np.full((n, *shape), reducer.fill, reducer.dtype) for b in job.bands}
-    for month in sorted(set(steps) - {-1}):
-        idx = [k for k, m in enumerate(steps) if m == month]
-        q_idx = [paired[k] for k in idx]
-        present = [q for q in q_idx if q is not None]
-        part = data.isel(time=idx)
+    blocks, start = [], 0
+    for size in data.chunks["time"]:
+        if any(steps[k] != -1 for k in range(start, start + size)):
+            blocks.append((start, start + size))
+        start += size
+
+    def compute(block: tuple[int, int]) -> tuple[Any, Any]:
+        present = [q for q in paired[block[0]:block[1]] if q is not None]
+        part = data.isel(time=slice(*block))
         q_part = quality.isel(time=present) if quality is not None and present else None
-        part, q_part = dask.compute(part, q_part, **_scheduler(job))
-        dropped = None
-        if q_part is not None:
-            assert job.mask is not None
-            flags = job.mask.dropped(q_part[job.mask.band].values)
-            dropped = np.zeros((len(idx), *shape), dtype=bool)
-            rows = [k for k, q in enumerate(q_idx) if q is not None]
-            dropped[rows] = flags
-        for band in job.bands:
-            values = observations(part[band].values, part[band].attrs.get("nodata"), dropped)
-            out[band][month] = reducer.reduce(values)
+        return dask.compute(part, q_part, **_scheduler(job))
+
+    held: dict[int, list] = {}
+    # the next block is read while this one is reduced: its bytes arrive meanwhile
+    with cf.ThreadPoolExecutor(max_workers=PREFETCH_BLOCKS + 1,
+                               thread_name_prefix="composite-block") as pool:
+        running: deque = deque()
+        for k, block in enumerate(blocks):
+            running.append((block, pool.submit(compute, block)))
+            if len(running) <= PREFETCH_BLOCKS and k + 1 < len(blocks):
+                continue
+            while running and (len(running) > PREFETCH_BLOCKS or k + 1 == len(blocks)):
+                (first, stop), future = running.popleft()
+                part, q_part = future.result()
+                _hold(job, held, steps, paired, first, stop, part, q_part)
+                for month in [m for m in held if last[m] < stop]:
+                    _reduce_month(job, out, month, held.pop(month), nodata, shape)
     if job.ndvi is not None:
         red, nir = job.ndvi
         out["ndvi"] = ndvi_block(out[red], out[nir])
@@ -225,7 +288,8 @@ def _read(job: CompositeJob, collection: Collection, geobox: GeoBox
     if not ids:
         return None, 0
     options = {"geobox": geobox, "groupby": job.groupby, "storage_options": job.storage_options,
-               "chunks": {"y": int(geobox.height), "x": int(geobox.width)}}
+               "chunks": {"y": int(geobox.height), "x": int(geobox.width),
+                          "time": time_block(geobox.shape)}}
     data = rows.get_xarray(None, list(job.bands), resampling=job.resampling,
                            rescale=job.rescale, **options)
     quality = None

@@ -80,7 +80,7 @@ class Reducer:
             return out
         values = stack if seen.all() else stack[:, seen]
         if self.name == "median":
-            reduced = np.nanmedian(values, axis=0)
+            reduced = _nanmedian(values)
         elif self.name == "mean":
             reduced = np.nanmean(values, axis=0)
         elif self.name == "min":
@@ -93,6 +93,17 @@ class Reducer:
             return reduced.astype(np.float32)
         out[seen] = reduced
         return out
+
+
+def _nanmedian(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=0)`` of float32 observations with at least one valid value
+    per pixel, the same numbers (the mean of the two middle values in float32) from one sort
+    along the observations (NaN sort last) instead of a masked array: several times faster."""
+    ordered = np.sort(values, axis=0)
+    valid = np.count_nonzero(~np.isnan(values), axis=0)
+    low = np.take_along_axis(ordered, ((valid - 1) // 2)[np.newaxis], axis=0)[0]
+    high = np.take_along_axis(ordered, (valid // 2)[np.newaxis], axis=0)[0]
+    return (low + high) / values.dtype.type(2)
 
 
 def parse_reducer(value: Any) -> Reducer:
