@@ -1,39 +1,29 @@
-"""A GeoTIFF stack of an AOI time series, written window by window: every (time, band) is one
-band of the file (time-major), each window one chunk of the dataset's grid.
+"""A GeoTIFF stack of an AOI time series, written chunk by chunk: every (time, band) is one
+band of the file (time-major).
 
-The windows are the dataset's own chunks (so each chunk is read once), computed a batch at a
-time (one chunk per thread and window) while the previous batch is written, in row-major
-order so GDAL completes its blocks as it goes; GDAL's block cache is capped so finished blocks
-leave memory. Memory: two batches of windows, each every (time, band) chunk of one window.
+On local threads each chunk's task reads the chunk and writes it into its window of the file
+(``dask.array.store`` into :class:`BandTarget`, one writer at a time, tasks fused by
+``store_graph.py``), so memory is a few chunks per thread. On a cluster the chunks are computed
+on the workers and written by this process as they arrive. GDAL's block cache is capped so
+finished blocks leave memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 
-__all__ = ["Window", "check_rasterio", "windows", "write_geotiff", "GDAL_CACHE_MB"]
+__all__ = ["BandTarget", "check_rasterio", "write_geotiff", "GDAL_CACHE_MB"]
 
 GDAL_CACHE_MB = 128
 """GDAL's block cache while writing (MB): dirty blocks beyond it are flushed to the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """One window of the output: rows ``row:row + height``, columns ``col:col + width``."""
-
-    row: int
-    col: int
-    height: int
-    width: int
 
 
 def check_rasterio() -> None:
@@ -45,44 +35,40 @@ def check_rasterio() -> None:
                           ) from exc
 
 
-def _edges(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
-    return list(zip(starts[:-1], sizes, strict=True))
+class BandTarget:
+    """One (time, y, x) variable's ``dask.array.store`` target in an open GeoTIFF: time step
+    ``t`` is band ``first + t * stride``; writes are serialised by ``lock``."""
+
+    def __init__(self, dst: Any, first: int, stride: int, dtype: np.dtype,
+                 lock: threading.Lock) -> None:
+        self.dst = dst
+        self.first = first
+        self.stride = stride
+        self.dtype = dtype
+        self.lock = lock
+
+    def __setitem__(self, region: tuple[slice, slice, slice], value: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        times, rows, cols = region
+        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        with self.lock:
+            for i, t in enumerate(range(times.start, times.stop)):
+                self.dst.write(value[i].astype(self.dtype, copy=False),
+                               self.first + t * self.stride, window=window)
 
 
-def windows(ds: xr.Dataset, variables: list[str]) -> list[Window]:
-    """The dataset's chunk grid over (y, x), row-major (one window for in-memory data): the
-    first variable's, refined where another variable is chunked otherwise."""
-    rows: set[int] = {0}
-    cols: set[int] = {0}
-    for name in variables:
-        data = ds[name].variable
-        if data.chunks is None:
-            continue
-        chunks = dict(zip(data.dims, data.chunks, strict=True))
-        rows.update(start for start, _ in _edges(chunks["y"]))
-        cols.update(start for start, _ in _edges(chunks["x"]))
-    row_starts = sorted(rows) + [ds.sizes["y"]]
-    col_starts = sorted(cols) + [ds.sizes["x"]]
-    return [Window(r0, c0, r1 - r0, c1 - c0)
-            for r0, r1 in zip(row_starts[:-1], row_starts[1:], strict=True)
-            for c0, c1 in zip(col_starts[:-1], col_starts[1:], strict=True)]
+def _written(stores: Any) -> None:
+    """The end of a delayed write: every store task has run."""
 
 
-def _batches(items: list[Window], size: int) -> Iterator[list[Window]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _threads(client: Any) -> int:
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    return max(1, os.cpu_count() or 1)
+def _lazy(data: Any) -> da.Array:
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
 
 
 def write_geotiff(ds: xr.Dataset, path: Path, *, client: Any = None, progress: bool = False,
                   description: str = "read") -> None:
-    """Write ``ds`` as one GeoTIFF band per (time, variable), time-major, window by window.
+    """Write ``ds`` as one GeoTIFF band per (time, variable), time-major, chunk by chunk.
 
     Parameters
     ----------
@@ -92,68 +78,81 @@ def write_geotiff(ds: xr.Dataset, path: Path, *, client: Any = None, progress: b
     path : pathlib.Path
         The file to write (replaced).
     client : distributed.Client, optional
-        Where to compute the windows; default the active client, else local threads.
+        Where to compute the chunks; default the active client, else local threads.
     progress : bool, default False
-        Show a bar of windows written.
+        Show progress: the tasks on local threads, the chunks written on a cluster.
     description : str, default "read"
         The bar's label.
     """
     check_rasterio()
     import rasterio
     from affine import Affine
-    from rasterio.windows import Window as RioWindow
 
     from ..cluster import active_client
-    from ..progress import unit_bar
     from ..runner import compute
+    from .store_graph import fused_stores
 
     client = active_client(client)
     variables = list(ds.data_vars)
     first = ds[variables[0]]
     attrs = ds["spatial_ref"].attrs
-    crs = attrs.get("crs_wkt")
     transform = Affine.from_gdal(*(float(v) for v in attrs["GeoTransform"].split()))
     dtype = np.result_type(*[ds[v].dtype for v in variables])
     nodata = first.attrs.get("_FillValue", first.encoding.get("_FillValue"))
     steps = ds.sizes["time"]
-    count = len(variables) * steps
-    stamps = [str(np.datetime_as_string(ds["time"].values[t], unit="s")) for t in range(steps)]
-    records = ([str(v) for v in ds["id"].values] if "id" in ds.coords else [""] * steps)
-    grid = windows(ds, variables)
-    size = _threads(client)
-    stack = ds[variables].drop_vars([c for c in ds.coords if c not in ds.dims])
-
-    def compute_batch(batch: list[Window]) -> list[xr.Dataset]:
-        parts = [stack.isel(y=slice(w.row, w.row + w.height), x=slice(w.col, w.col + w.width))
-                 for w in batch]
-        return compute(parts, client)
-
-    bar = unit_bar(len(grid), description) if progress else contextlib.nullcontext()
-    batches = list(_batches(grid, size))
-    with bar, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), \
+    arrays = [_lazy(ds[v].transpose("time", "y", "x").data) for v in variables]
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), \
             rasterio.open(path, "w", driver="GTiff", width=ds.sizes["x"],
-                          height=ds.sizes["y"], count=count, dtype=dtype, crs=crs,
-                          transform=transform, nodata=nodata, tiled=True, blockxsize=256,
-                          blockysize=256, compress="deflate") as dst, \
-            ThreadPoolExecutor(1) as ahead:
+                          height=ds.sizes["y"], count=len(variables) * steps, dtype=dtype,
+                          crs=attrs.get("crs_wkt"), transform=transform, nodata=nodata,
+                          tiled=True, blockxsize=256, blockysize=256,
+                          compress="deflate") as dst:
         band = 1
         for t in range(steps):
+            stamp = str(np.datetime_as_string(ds["time"].values[t], unit="s"))
+            record = str(ds["id"].values[t]) if "id" in ds.coords else ""
             for name in variables:
-                dst.set_band_description(band, f"{name} {stamps[t]} {records[t]}".strip())
+                dst.set_band_description(band, f"{name} {stamp} {record}".strip())
                 band += 1
-        pending = ahead.submit(compute_batch, batches[0]) if batches else None
-        for k, batch in enumerate(batches):
-            assert pending is not None
-            parts = pending.result()
-            pending = ahead.submit(compute_batch, batches[k + 1]) \
-                if k + 1 < len(batches) else None
-            for window, part in zip(batch, parts, strict=True):
-                where = RioWindow(window.col, window.row, window.width, window.height)
-                band = 1
-                for t in range(steps):
-                    for name in variables:
-                        dst.write(part[name].values[t].astype(dtype, copy=False), band,
-                                  window=where)
-                        band += 1
+        lock = threading.Lock()
+        targets = [BandTarget(dst, v + 1, len(variables), dtype, lock)
+                   for v in range(len(variables))]
+        if client is None:
+            stored = da.store(arrays, targets, lock=False, compute=False)
+            write = dask.delayed(_written)(stored)  # as xarray's delayed writes
+            compute([fused_stores(write, arrays)], None, progress=progress,
+                    description=description)
+        else:
+            _write_from_cluster(client, arrays, targets, progress, description)
+
+
+def _write_from_cluster(client: Any, arrays: list[da.Array], targets: list[BandTarget],
+                        progress: bool, description: str) -> None:
+    """Compute every chunk on the cluster (one graph: each fetch once) and write each here as
+    it arrives, releasing it."""
+    from distributed import as_completed
+
+    from ..progress import unit_bar
+
+    regions: list[tuple[BandTarget, tuple[slice, ...]]] = []
+    blocks = []
+    for array, target in zip(arrays, targets, strict=True):
+        starts = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in array.chunks]
+        for index, block in np.ndenumerate(array.to_delayed()):
+            blocks.append(block)
+            regions.append((target, tuple(slice(int(s[i]), int(s[i + 1]))
+                                          for s, i in zip(starts, index, strict=True))))
+    futures = client.compute(blocks)
+    where = {future.key: region for future, region in zip(futures, regions, strict=True)}
+    bar = unit_bar(len(blocks), description) if progress else contextlib.nullcontext()
+    with bar:
+        try:
+            for future, value in as_completed(futures, with_results=True):
+                target, region = where[future.key]
+                target[region] = value
+                future.release()
                 if progress:
                     bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise

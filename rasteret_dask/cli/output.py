@@ -2,10 +2,11 @@
 streamed chunk by chunk.
 
 Nothing is loaded whole: Zarr and NetCDF are written by computing xarray's delayed write
-(``to_zarr``/``to_netcdf(compute=False)``) through :func:`rasteret_dask.runner.compute`, so
-each chunk is read, written and released (memory: a few chunks per thread); a GeoTIFF is
-written window by window (``cli/geotiff.py``). Shared band buffers (``read/buffers.py``) are
-off while writing. A write that fails after it started names the incomplete output it left.
+(``to_zarr``/``to_netcdf(compute=False)``, each store task fused with the chunk it stores by
+``store_graph.py``) through :func:`rasteret_dask.runner.compute`, so each chunk is read,
+written and released (memory: a few chunks per thread and the fetch groups in flight); a
+GeoTIFF is written chunk by chunk into its windows (``geotiff.py``). Shared band buffers
+(``read/buffers.py``) are off while writing. A write that fails after it started names the incomplete output it left.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dask
 import xarray as xr
 
 from ..read.buffers import CONFIG_KEY
+from .store_graph import fused_stores
 
 __all__ = ["FORMATS", "output_format", "write_dataset", "describe_output", "zarr_ready"]
 
@@ -145,13 +147,16 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str, *, client: 
         check_rasterio()
     try:
         with dask.config.set({CONFIG_KEY: False}), _quiet_zarr():
-            if fmt == "zarr":
-                ds = zarr_ready(ds)
-                write = ds.to_zarr(target, mode="w", compute=False)
-                compute([write], client, progress=progress, description=description)
-            elif fmt == "netcdf":
-                write = _for_netcdf(ds).to_netcdf(target, engine="h5netcdf", compute=False)
-                compute([write], client, progress=progress, description=description)
+            if fmt in ("zarr", "netcdf"):
+                if fmt == "zarr":
+                    ds = zarr_ready(ds)
+                    write = ds.to_zarr(target, mode="w", compute=False)
+                else:
+                    ds = _for_netcdf(ds)
+                    write = ds.to_netcdf(target, engine="h5netcdf", compute=False)
+                sources = [v.data for v in ds.variables.values() if v.chunks is not None]
+                compute([fused_stores(write, sources)], client, progress=progress,
+                        description=description)
             else:
                 from .geotiff import write_geotiff
 
