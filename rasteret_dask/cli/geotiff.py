@@ -2,7 +2,7 @@
 band of the file (time-major).
 
 On local threads each chunk's task reads the chunk and writes it into its window of the file
-(``dask.array.store`` into :class:`BandTarget`, one writer at a time, tasks fused by
+(``dask.array.store`` into :class:`BandTarget`, one writer at a time, the graph bounded by
 ``store_graph.py``), so memory is a few chunks per thread. On a cluster the chunks are computed
 on the workers and written by this process as they arrive. GDAL's block cache is capped so
 finished blocks leave memory.
@@ -90,7 +90,7 @@ def write_geotiff(ds: xr.Dataset, path: Path, *, client: Any = None, progress: b
 
     from ..cluster import active_client
     from ..runner import compute
-    from .store_graph import fused_stores
+    from .store_graph import bounded_write, in_flight_for
 
     client = active_client(client)
     variables = list(ds.data_vars)
@@ -120,8 +120,8 @@ def write_geotiff(ds: xr.Dataset, path: Path, *, client: Any = None, progress: b
         if client is None:
             stored = da.store(arrays, targets, lock=False, compute=False)
             write = dask.delayed(_written)(stored)  # as xarray's delayed writes
-            compute([fused_stores(write, arrays)], None, progress=progress,
-                    description=description)
+            compute([bounded_write(write, arrays, in_flight_for(None))], None,
+                    progress=progress, description=description)
         else:
             _write_from_cluster(client, arrays, targets, progress, description)
 

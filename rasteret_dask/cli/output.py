@@ -2,9 +2,10 @@
 streamed chunk by chunk.
 
 Nothing is loaded whole: Zarr and NetCDF are written by computing xarray's delayed write
-(``to_zarr``/``to_netcdf(compute=False)``, each store task fused with the chunk it stores by
-``store_graph.py``) through :func:`rasteret_dask.runner.compute`, so each chunk is read,
-written and released (memory: a few chunks per thread and the fetch groups in flight); a
+(``to_zarr``/``to_netcdf(compute=False)``, rewritten by ``store_graph.py``: each store task
+fused with the chunk it stores, a bounded number of fetch groups in flight) through
+:func:`rasteret_dask.runner.compute`, so each chunk is read, written and released (memory: a
+few chunks per thread and a fetch group per thread, whatever the area); a
 GeoTIFF is written chunk by chunk into its windows (``geotiff.py``). Shared band buffers
 (``read/buffers.py``) are off while writing. A write that fails after it started names the incomplete output it left.
 """
@@ -22,7 +23,7 @@ import dask
 import xarray as xr
 
 from ..read.buffers import CONFIG_KEY
-from .store_graph import fused_stores
+from .store_graph import bounded_write, in_flight_for
 
 __all__ = ["FORMATS", "output_format", "write_dataset", "describe_output", "zarr_ready"]
 
@@ -134,6 +135,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str, *, client: 
         The computation's or writer's error, of its own type; when part of the output was
         written, its message says where that incomplete output is.
     """
+    from ..cluster import active_client
     from ..runner import compute
 
     target = Path(path)
@@ -155,8 +157,9 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str, *, client: 
                     ds = _for_netcdf(ds)
                     write = ds.to_netcdf(target, engine="h5netcdf", compute=False)
                 sources = [v.data for v in ds.variables.values() if v.chunks is not None]
-                compute([fused_stores(write, sources)], client, progress=progress,
-                        description=description)
+                client = active_client(client)
+                write = bounded_write(write, sources, in_flight_for(client))
+                compute([write], client, progress=progress, description=description)
             else:
                 from .geotiff import write_geotiff
 

@@ -1,13 +1,20 @@
-"""A delayed write whose store tasks each read, write and release one chunk.
+"""A delayed write whose memory is a few chunks per thread and a bounded number of fetches.
 
 xarray's delayed writes (``to_zarr``/``to_netcdf(compute=False)``) store each chunk in a task
 that also takes small constant inputs (the CF encoding's ``notnull`` mask of an integer
-variable: ``~full_like(x, False)``), shared between variables. Dask's static order then runs
-every decode task of a fetch group, and of the next groups, before the stores that release
-their chunks: a write held most of the area in memory. :func:`fused_stores` fuses each store
-task with the chunk it stores (when nothing else uses that chunk) and with its constant inputs,
-so a chunk is decoded, written and dropped in one task, and memory stays at a few chunks (and
-the fetch groups in flight) per thread.
+variable: ``~full_like(x, False)``), shared between variables; and dask's static order starts
+the fetches of most of a band (each a group of up to 48 tiles, whose compressed bytes stay in
+memory until its last chunk is decoded) before their chunks are written. Measured on a 2 GB
+write, that held a third of the output. :func:`bounded_write` rewrites the write's graph:
+
+- each store task is fused with the chunk task it stores (when nothing else uses that chunk)
+  and with its constant inputs, so a chunk is decoded, written and dropped in one task;
+- the stores are grouped into units that share source roots (a fetch group and its chunks),
+  in dask's order, and each unit's roots wait for the unit ``in_flight`` places earlier to be
+  written: at most ``in_flight`` fetch groups are in memory at once, whatever the area.
+
+The graph stays one graph (each fetch runs once, the scheduler keeps every thread busy), so
+progress displays and clusters work as for any computation.
 """
 
 from __future__ import annotations
@@ -18,55 +25,126 @@ from typing import Any
 import dask.array as da
 from dask.core import flatten
 
-__all__ = ["fused_stores"]
+__all__ = ["bounded_write", "in_flight_for"]
 
 
-def fused_stores(write: Any, sources: Iterable[da.Array]) -> Any:
-    """``write`` (a ``dask.delayed`` write of ``sources``) with each task that consumes a
-    chunk of ``sources`` fused with that chunk's task and with its constant inputs.
+def _first(value: Any, *after: Any) -> Any:
+    """``value``, once ``after`` (the gate) has been computed."""
+    return value
+
+
+def _done(*stored: Any) -> None:
+    """A unit's stores have all run."""
+
+
+class _Units:
+    """Union-find of store keys by the source roots they need."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Any, Any] = {}
+
+    def find(self, key: Any) -> Any:
+        root = self.parent.setdefault(key, key)
+        while root != self.parent[root]:
+            root = self.parent[root]
+        while key != root:  # path compression
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, a: Any, b: Any) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def bounded_write(write: Any, sources: Iterable[da.Array], in_flight: int) -> Any:
+    """``write`` (a ``dask.delayed`` write of ``sources``) with each store fused with its chunk
+    and at most ``in_flight`` units of source roots (fetch groups) in memory at once.
 
     Parameters
     ----------
     write : dask.delayed.Delayed
-        The delayed write (``Dataset.to_zarr(..., compute=False)``, ``to_netcdf``,
-        ``dask.array.store(..., compute=False)``).
+        The delayed write (``Dataset.to_zarr(..., compute=False)``, ``to_netcdf``, or a
+        ``dask.delayed`` call on ``dask.array.store(..., compute=False)``).
     sources : iterable of dask.array.Array
         The arrays being written (their chunk keys are what the store tasks consume).
+    in_flight : int
+        Units (fetch groups with their chunks) started before the earliest unfinished one is
+        written; at least 1.
 
     Returns
     -------
     dask.delayed.Delayed
-        The same write on the fused graph: same result, same tasks' work.
+        The same write: same result, the same work, one fetch per group.
     """
-    from dask._task_spec import GraphNode, convert_legacy_graph
+    from dask._task_spec import GraphNode, Task, TaskRef, convert_legacy_graph
     from dask.delayed import Delayed
+    from dask.order import order
 
     chunks: set = set()
-    inside: set = set()  # every key the sources' graphs compute (fetches included)
+    inside: dict = {}  # the sources' own tasks (fetches included)
     for array in sources:
         chunks.update(flatten(array.__dask_keys__()))
-        inside.update(array.__dask_graph__().keys())
+        inside.update(array.__dask_graph__())
     graph = convert_legacy_graph(dict(write.__dask_graph__()))
     users: dict = {}
     for node in graph.values():
         for dep in node.dependencies:
             users[dep] = users.get(dep, 0) + 1
     fused = dict(graph)
+    stores = []
     for key, node in graph.items():
         deps = node.dependencies
         if not any(dep in chunks for dep in deps):
             continue
+        stores.append(key)
         parts = [graph[dep] for dep in deps if dep in graph and (
             (dep in chunks and users[dep] == 1)
             or (dep not in inside and not graph[dep].dependencies))]
-        if not parts:
-            continue
-        fused[key] = GraphNode.fuse(*parts, node, key=key)
-        for part in parts:
-            if part.key in chunks:
-                del fused[part.key]
+        if parts:
+            fused[key] = GraphNode.fuse(*parts, node, key=key)
+            for part in parts:
+                if part.key in chunks:
+                    del fused[part.key]
     still_used = {dep for node in fused.values() for dep in node.dependencies}
-    keys = set(flatten(write.__dask_keys__()))
-    fused = {k: v for k, v in fused.items()
-             if k in still_used or k in keys or k in inside}
+    outputs = set(flatten(write.__dask_keys__()))
+    fused = {k: v for k, v in fused.items() if k in still_used or k in outputs}
+
+    roots_of: dict = {}
+
+    def roots(key: Any) -> frozenset:
+        if key not in roots_of:
+            deps = [d for d in fused[key].dependencies if d in inside and d in fused]
+            roots_of[key] = (frozenset([key]) if not deps and key in inside
+                             else frozenset().union(*(roots(d) for d in deps)))
+        return roots_of[key]
+
+    units = _Units()
+    for key in stores:
+        units.find(key)
+        for root in roots(key):
+            units.union(key, ("root", root))
+    members: dict = {}
+    for key in stores:
+        members.setdefault(units.find(key), []).append(key)
+    priority = order(fused)
+    sequence = sorted(members.values(), key=lambda keys: min(priority[k] for k in keys))
+    gate = max(1, in_flight)
+    for position, keys in enumerate(sequence):
+        done = ("bounded-write-done", id(write), position)
+        fused[done] = Task(done, _done, *(TaskRef(k) for k in keys))
+        if position < gate:
+            continue
+        before = ("bounded-write-done", id(write), position - gate)
+        for root in frozenset().union(*(roots(k) for k in keys)):
+            inner = fused[root].substitute({}, key=("bounded-write-root", root))
+            outer = Task(root, _first, TaskRef(inner.key), TaskRef(before))
+            fused[root] = GraphNode.fuse(inner, outer, key=root)
     return Delayed(write.key, fused)
+
+
+def in_flight_for(client: Any) -> int:
+    """Units in flight for a write: one per thread (the cluster's, or this machine's cores)
+    and one more, so a thread finishing its unit finds the next one's bytes arriving."""
+    import os
+
+    threads = sum(client.nthreads().values()) if client is not None else os.cpu_count()
+    return max(1, threads or 1) + 1
