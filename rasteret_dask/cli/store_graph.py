@@ -9,9 +9,11 @@ write, that held a third of the output. :func:`bounded_write` rewrites the write
 
 - each store task is fused with the chunk task it stores (when nothing else uses that chunk)
   and with its constant inputs, so a chunk is decoded, written and dropped in one task;
-- the stores are grouped into units that share source roots (a fetch group and its chunks),
-  in dask's order, and each unit's roots wait for the unit ``in_flight`` places earlier to be
-  written: at most ``in_flight`` fetch groups are in memory at once, whatever the area.
+- the source roots (fetch groups) are put in dask's order, and the root at position ``p``
+  waits until every store whose last root is at position ``p - in_flight`` has run (a chunk
+  may also read tiles of an earlier group): about ``in_flight`` fetch groups are in memory at
+  once, whatever the area; before a gated fetch starts, the finished groups' reference cycles
+  are collected so their bytes are returned at once.
 
 The graph stays one graph (each fetch runs once, the scheduler keeps every thread busy), so
 progress displays and clusters work as for any computation.
@@ -19,6 +21,7 @@ progress displays and clusters work as for any computation.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,35 +32,21 @@ __all__ = ["bounded_write", "in_flight_for"]
 
 
 def _first(value: Any, *after: Any) -> Any:
-    """``value``, once ``after`` (the gate) has been computed."""
+    """``value``, computed once ``after`` (the gate) is: a root of the source (a fetch group)
+    whose turn has come. The finished groups' objects hold reference cycles (their range
+    futures' callbacks), which only the cyclic collector frees: collecting here returns their
+    bytes before the new group's arrive."""
+    gc.collect()
     return value
 
 
 def _done(*stored: Any) -> None:
-    """A unit's stores have all run."""
-
-
-class _Units:
-    """Union-find of store keys by the source roots they need."""
-
-    def __init__(self) -> None:
-        self.parent: dict[Any, Any] = {}
-
-    def find(self, key: Any) -> Any:
-        root = self.parent.setdefault(key, key)
-        while root != self.parent[root]:
-            root = self.parent[root]
-        while key != root:  # path compression
-            self.parent[key], key = root, self.parent[key]
-        return root
-
-    def union(self, a: Any, b: Any) -> None:
-        self.parent[self.find(a)] = self.find(b)
+    """The stores of a position have all run."""
 
 
 def bounded_write(write: Any, sources: Iterable[da.Array], in_flight: int) -> Any:
     """``write`` (a ``dask.delayed`` write of ``sources``) with each store fused with its chunk
-    and at most ``in_flight`` units of source roots (fetch groups) in memory at once.
+    and about ``in_flight`` source roots (fetch groups) in memory at once.
 
     Parameters
     ----------
@@ -67,8 +56,8 @@ def bounded_write(write: Any, sources: Iterable[da.Array], in_flight: int) -> An
     sources : iterable of dask.array.Array
         The arrays being written (their chunk keys are what the store tasks consume).
     in_flight : int
-        Units (fetch groups with their chunks) started before the earliest unfinished one is
-        written; at least 1.
+        Source roots (fetch groups) started before the stores of the earliest unfinished one
+        have all run; at least 1.
 
     Returns
     -------
@@ -117,33 +106,34 @@ def bounded_write(write: Any, sources: Iterable[da.Array], in_flight: int) -> An
                              else frozenset().union(*(roots(d) for d in deps)))
         return roots_of[key]
 
-    units = _Units()
-    for key in stores:
-        units.find(key)
-        for root in roots(key):
-            units.union(key, ("root", root))
-    members: dict = {}
-    for key in stores:
-        members.setdefault(units.find(key), []).append(key)
     priority = order(fused)
-    sequence = sorted(members.values(), key=lambda keys: min(priority[k] for k in keys))
+    needed = {key: roots(key) for key in stores}
+    sequence = sorted(frozenset().union(*needed.values()), key=priority.__getitem__)
+    position = {root: p for p, root in enumerate(sequence)}
+    last: dict[int, list] = {}  # position -> the stores whose last root is there
+    for key, needs in needed.items():
+        if needs:
+            last.setdefault(max(position[r] for r in needs), []).append(key)
     gate = max(1, in_flight)
-    for position, keys in enumerate(sequence):
-        done = ("bounded-write-done", id(write), position)
-        fused[done] = Task(done, _done, *(TaskRef(k) for k in keys))
-        if position < gate:
+    for p, root in enumerate(sequence):
+        if p in last:
+            done = ("bounded-write-done", write.key, p)
+            fused[done] = Task(done, _done, *(TaskRef(k) for k in last[p]))
+        earlier = p - gate
+        while earlier >= 0 and earlier not in last:
+            earlier -= 1
+        if earlier < 0:
             continue
-        before = ("bounded-write-done", id(write), position - gate)
-        for root in frozenset().union(*(roots(k) for k in keys)):
-            inner = fused[root].substitute({}, key=("bounded-write-root", root))
-            outer = Task(root, _first, TaskRef(inner.key), TaskRef(before))
-            fused[root] = GraphNode.fuse(inner, outer, key=root)
+        before = ("bounded-write-done", write.key, earlier)
+        inner = fused[root].substitute({}, key=("bounded-write-root", root))
+        outer = Task(root, _first, TaskRef(inner.key), TaskRef(before))
+        fused[root] = GraphNode.fuse(inner, outer, key=root)
     return Delayed(write.key, fused)
 
 
 def in_flight_for(client: Any) -> int:
-    """Units in flight for a write: one per thread (the cluster's, or this machine's cores)
-    and one more, so a thread finishing its unit finds the next one's bytes arriving."""
+    """Fetch groups in flight for a write: one per thread (the cluster's, or this machine's
+    cores) and one more, so a thread finishing a group finds the next one's bytes arriving."""
     import os
 
     threads = sum(client.nthreads().values()) if client is not None else os.cpu_count()
