@@ -15,11 +15,12 @@ RSS of the command's process tree (the child's own VmHWM from ``wait4``; with ``
 workers' high-water marks, sampled from /proc every 50 ms, summed and listed separately) and
 PASS/FAIL for the target: peak RSS < output / 4. With ``--load-then-write`` it also runs what
 ``read`` did before it streamed (compute the whole Dataset, then ``to_zarr``) in a child
-process and prints the same figures. Outputs are written under ``--out-dir`` (checked for
+process and prints the same figures; with ``--library`` a Python API user's plain
+``get_xarray(...).to_zarr(store)`` (xarray's own store graph, not the command's). Outputs are written under ``--out-dir`` (checked for
 space first) and deleted at the end.
 
 Run: .venv/bin/python benchmarks/write_bench.py [--cache-dir DIR] [--out-dir DIR]
-     [--aoi-offset PIXELS] [--scenes N] [--cluster local] [--load-then-write]
+     [--aoi-offset PIXELS] [--scenes N] [--cluster local] [--load-then-write] [--library]
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ with warnings.catch_warnings():
     ds.to_zarr(out, mode="w")
 """
 """What ``read --out x.zarr`` did before it streamed: the whole area computed, then written."""
+
+LIBRARY_TO_ZARR = LOAD_THEN_WRITE.replace(".load()", "")
+"""A Python API user's plain ``get_xarray(...).to_zarr(store)`` (xarray's own store graph)."""
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -258,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also run with --cluster TARGET (e.g. local)")
     parser.add_argument("--load-then-write", action="store_true",
                         help="also run what read did before it streamed (load, then write)")
+    parser.add_argument("--library", action="store_true",
+                        help="also run a plain get_xarray(...).to_zarr(store) from Python")
     args = parser.parse_args(argv)
     box = aoi_box(args.aoi_offset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.cluster:
                 runs.append((f"read --out x.zarr --cluster {args.cluster} (streamed)",
                              ["--cluster", args.cluster]))
-            needed = output * (len(runs) + args.load_then_write)
+            needed = output * (len(runs) + args.load_then_write + args.library)
             if free < needed:
                 raise SystemExit(f"not enough space in {out_dir}: {mb(free)} free, up to "
                                  f"{mb(needed)} needed (give --out-dir)")
@@ -303,6 +309,12 @@ def main(argv: list[str] | None = None) -> None:
                 for k, (label, extra) in enumerate(runs):
                     out = out_dir / f"stream{k}.zarr"
                     report(run_child(label, [*cli, "--out", str(out), *extra], out, output))
+                    shutil.rmtree(out)
+                if args.library:
+                    out = out_dir / "library.zarr"
+                    report(run_child("get_xarray(...).to_zarr(store) from Python",
+                                     [sys.executable, "-c", LIBRARY_TO_ZARR, str(index), box,
+                                      ",".join(BANDS), str(out)], out, output))
                     shutil.rmtree(out)
                 if args.load_then_write:
                     out = out_dir / "loaded.zarr"
