@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import tracemalloc
 import warnings
 
@@ -285,3 +286,74 @@ def test_zarr_ready_regularises_only_irregular_chunks():
     assert regular["b"].chunks == ((4, 4, 2),)
     assert zarr_ready(regular) is regular
     assert zarr_ready(data.load()) is not None
+
+
+def _stored(stores) -> None:
+    return None
+
+
+def _groups_write(lock, live, peak, stored):
+    """Two bands of 12 groups (roots) x 4 chunks, written as xarray writes an integer variable
+    with a fill value (``where(~full_like(x, False), x, 0)``: a mask shared by both bands)."""
+    import dask
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    def start(group: int) -> int:
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        return group
+
+    def chunk(group: int, i: int) -> np.ndarray:
+        return np.full((1, 3), i, np.int64)
+
+    class Target:
+        def __init__(self, band: str) -> None:
+            self.band = band
+            self.values = np.zeros((48, 3), np.int64)
+
+        def __setitem__(self, region, value) -> None:
+            self.values[region] = value
+            group = (self.band, region[0].start // 4)
+            with lock:
+                stored[group] = stored.get(group, 0) + 1
+                if stored[group] == 4:
+                    live[0] -= 1
+
+    arrays, targets = [], []
+    for band in ("a", "b"):
+        roots = {(f"root-{band}", g): (start, g) for g in range(12)}
+        chunks = {(f"chunk-{band}", i, 0): (chunk, (f"root-{band}", i // 4), i)
+                  for i in range(48)}
+        graph = HighLevelGraph({f"root-{band}": roots, f"chunk-{band}": chunks},
+                               {f"root-{band}": set(), f"chunk-{band}": {f"root-{band}"}})
+        arrays.append(da.Array(graph, f"chunk-{band}", ((1,) * 48, (3,)), dtype=np.int64))
+        targets.append(Target(band))
+    mask = ~da.zeros((48, 3), chunks=(1, 3), dtype=bool)
+    encoded = [da.where(mask, a, 0) for a in arrays]
+    write = dask.delayed(_stored)(da.store(encoded, targets, lock=False, compute=False))
+    return write, arrays, targets
+
+
+def test_bounded_write_keeps_a_few_fetch_groups_in_flight():
+    """With ``in_flight=2`` a group's root starts only once the group two places earlier is
+    written; dask's own order of the same write starts more groups at once."""
+    import dask
+
+    from rasteret_dask.cli.store_graph import bounded_write, older_objects_frozen
+
+    want = np.repeat(np.arange(48), 3).reshape(48, 3)
+    peaks = []
+    for bounded in (False, True):
+        lock, live, peak, stored = threading.Lock(), [0], [0], {}
+        write, arrays, targets = _groups_write(lock, live, peak, stored)
+        if bounded:
+            write = bounded_write(write, arrays, 2)
+        with older_objects_frozen():
+            dask.compute(write, scheduler="threads", num_workers=2)
+        for target in targets:
+            np.testing.assert_array_equal(target.values, want)
+        assert live[0] == 0
+        peaks.append(peak[0])
+    assert peaks[1] <= 2 < peaks[0], peaks
