@@ -142,7 +142,8 @@ def _children(pid: int) -> list[int]:
 
 @dataclass
 class TreeMemory:
-    """High-water marks of a process (``root``) and its descendants, sampled from /proc."""
+    """High-water marks of a process (``root``) and its descendants (workers), sampled from
+    /proc; a descendant between fork and exec (its pages are the command's) is left out."""
 
     root: int
     root_peak: int = 0
@@ -162,14 +163,21 @@ class TreeMemory:
             if pid == self.root:
                 self.root_peak = max(self.root_peak, hwm)
                 continue
-            self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
-            if pid not in self.names:
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        self.names[pid] = handle.read().replace(b"\0", b" ")[:70].decode()
-                except OSError:
-                    self.names[pid] = "?"
+            name = _cmdline(pid)
+            if name is None or name == _cmdline(self.root):
+                continue  # forked, not yet exec'd: the command's own pages, counted there
+            # the last reading: a process's high-water mark only grows within one program
+            self.peaks[pid] = hwm
+            self.names[pid] = name[:70]
         self.tree_peak = max(self.tree_peak, total)
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import dask
 import xarray as xr
 
-from ..read.buffers import CONFIG_KEY
+from ..read import SHARED_BUFFERS_KEY
 from .store_graph import bounded_write, in_flight_for, older_objects_frozen
 
 __all__ = ["FORMATS", "output_format", "write_dataset", "describe_output", "zarr_ready"]
@@ -148,7 +148,7 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str, *, client: 
 
         check_rasterio()
     try:
-        with dask.config.set({CONFIG_KEY: False}), _quiet_zarr(), older_objects_frozen():
+        with dask.config.set({SHARED_BUFFERS_KEY: False}), _quiet_zarr(), older_objects_frozen():
             if fmt in ("zarr", "netcdf"):
                 if fmt == "zarr":
                     ds = zarr_ready(ds)

@@ -26,9 +26,9 @@ import dask.array as da
 import numpy as np
 from dask.array.core import finalize
 
-__all__ = ["Placement", "SharedBandArray", "claim", "on_distributed_worker", "CONFIG_KEY"]
+__all__ = ["Placement", "SharedBandArray", "claim", "on_distributed_worker", "SHARED_BUFFERS_KEY"]
 
-CONFIG_KEY = "rasteret_dask.shared-band-buffers"
+SHARED_BUFFERS_KEY = "rasteret_dask.shared-band-buffers"
 """Dask config key: ``False`` decodes every chunk into its own array (streaming writes)."""
 
 
@@ -75,9 +75,9 @@ def on_distributed_worker() -> bool:
 def claim(placement: Placement, shape: tuple[int, int]) -> np.ndarray | None:
     """The chunk's (1, h, w) region of this process's buffer for its band (a new buffer when
     there is none alive, or when this chunk was already written: a new computation); None
-    when the band is not being computed whole, or buffers are off (:data:`CONFIG_KEY`): the
+    when the band is not being computed whole, or buffers are off (:data:`SHARED_BUFFERS_KEY`): the
     caller decodes into an array of its own."""
-    if placement.name not in _whole or not dask.config.get(CONFIG_KEY, True):
+    if placement.name not in _whole or not dask.config.get(SHARED_BUFFERS_KEY, True):
         return None
     with _shared_lock:
         entry = _shared.get(placement.name)
