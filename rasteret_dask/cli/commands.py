@@ -126,11 +126,9 @@ def read(args: argparse.Namespace) -> int:
                                groupby=args.groupby, rescale=args.rescale, **filters)
     if isinstance(ds, list):
         raise ValueError("read takes one AOI geometry (a FeatureCollection gave several)")
-    with _client(args.cluster) as client:
-        from ..runner import compute
-
-        ds = compute([ds], client, progress=_progress(args), description="read")[0]
-        target = write_dataset(ds, args.out, fmt)
+    with _client(args.cluster) as client:  # streamed: each chunk read, written, released
+        target = write_dataset(ds, args.out, fmt, client=client, progress=_progress(args),
+                               description="read")
     print(f"wrote {target} ({fmt}): {describe_output(ds)} in {time.perf_counter() - started:.1f} s")
     return 0
 

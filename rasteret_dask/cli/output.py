@@ -1,16 +1,31 @@
-"""Writers for ``rasteret-dask read``: an AOI time series to NetCDF, Zarr or a GeoTIFF stack."""
+"""Writers for ``rasteret-dask read``: an AOI time series to NetCDF, Zarr or a GeoTIFF stack,
+streamed chunk by chunk.
+
+Nothing is loaded whole: Zarr and NetCDF are written by computing xarray's delayed write
+(``to_zarr``/``to_netcdf(compute=False)``, rewritten by ``store_graph.py``: each store task
+fused with the chunk it stores, a bounded number of fetch groups in flight) through
+:func:`rasteret_dask.runner.compute`, so each chunk is read, written and released (memory: a
+few chunks per thread and a fetch group per thread, whatever the area); a
+GeoTIFF is written chunk by chunk into its windows (``geotiff.py``). Shared band buffers
+(``read/buffers.py``) are off while writing. A write that fails after it started names the incomplete output it left.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import dask
 import xarray as xr
 
-__all__ = ["FORMATS", "output_format", "write_dataset"]
+from ..read import SHARED_BUFFERS_KEY
+from .store_graph import bounded_write, in_flight_for, older_objects_frozen
+
+__all__ = ["FORMATS", "output_format", "write_dataset", "describe_output", "zarr_ready"]
 
 FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr", ".tif": "geotiff",
            ".tiff": "geotiff"}
@@ -36,54 +51,124 @@ def _for_netcdf(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
-def _write_geotiff(ds: xr.Dataset, path: Path) -> None:
+def _regular_sizes(sizes: tuple[int, ...]) -> bool:
+    """Zarr's rule for dask chunks along one axis: all equal but the last, which is no larger."""
+    return len(sizes) < 2 or (len(set(sizes[:-1])) == 1 and sizes[-1] <= sizes[0])
+
+
+def zarr_ready(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with every variable whose dask chunks Zarr refuses along a dimension (irregular:
+    an AOI that starts mid-tile) rechunked there to its largest chunk size; unchanged when
+    they are regular. Each new chunk is built from the (at most two per axis) old chunks it
+    overlaps, so memory stays bounded by a few chunks."""
+    out = ds
+    for name, variable in ds.variables.items():
+        if variable.chunks is None:
+            continue
+        changes = {dim: max(sizes) for dim, sizes in zip(variable.dims, variable.chunks)
+                   if not _regular_sizes(tuple(sizes))}
+        if changes:
+            if out is ds:
+                out = ds.copy()
+            out[name] = variable.chunk(changes)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    with warnings.catch_warnings():  # Zarr 3 calls consolidated metadata an extension
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        yield
+
+
+def _need_h5netcdf() -> None:
     try:
-        import rasterio
+        import h5netcdf  # noqa: F401
+        import h5py  # noqa: F401
     except ImportError as exc:
-        raise ImportError("GeoTIFF output needs rasterio: pip install 'rasteret-dask[rasterio]'"
+        raise ImportError("NetCDF output needs h5netcdf: pip install 'rasteret-dask[netcdf]'"
                           ) from exc
-    from affine import Affine
-
-    variables = list(ds.data_vars)
-    first = ds[variables[0]]
-    attrs = ds["spatial_ref"].attrs
-    crs = attrs.get("crs_wkt")
-    transform = Affine.from_gdal(*(float(v) for v in attrs["GeoTransform"].split()))
-    dtype = np.result_type(*[ds[v].dtype for v in variables])
-    nodata = first.attrs.get("_FillValue", first.encoding.get("_FillValue"))
-    count = len(variables) * ds.sizes["time"]
-    with rasterio.open(path, "w", driver="GTiff", width=ds.sizes["x"], height=ds.sizes["y"],
-                       count=count, dtype=dtype, crs=crs, transform=transform, nodata=nodata,
-                       tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
-        band = 1
-        for t in range(ds.sizes["time"]):
-            stamp = str(np.datetime_as_string(ds["time"].values[t], unit="s"))
-            for name in variables:
-                dst.write(ds[name].isel(time=t).values.astype(dtype), band)
-                record = str(ds["id"].values[t]) if "id" in ds.coords else ""
-                dst.set_band_description(band, f"{name} {stamp} {record}".strip())
-                band += 1
 
 
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str) -> Path:
-    """Compute and write ``ds``; GeoTIFF stacks every (time, band) as one band, time-major."""
+def _left_behind(exc: Exception, target: Path) -> Exception:
+    """``exc`` (same type) whose message says where the incomplete output is, or ``exc``."""
+    note = (f"{str(exc).strip() or type(exc).__name__} (the output at {target} is incomplete: "
+            "delete it, or write it again once the cause is fixed)")
+    try:
+        return type(exc)(note)
+    except Exception:  # an exception type whose constructor takes other arguments
+        return exc
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike, fmt: str, *, client: Any = None,
+                  progress: bool = False, description: str = "read") -> Path:
+    """Write ``ds`` chunk by chunk; GeoTIFF stacks every (time, band) as one band, time-major.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        What to write: dask-backed (``get_xarray``; computed as it is written, never whole)
+        or in memory.
+    path : str or os.PathLike
+        The output file or store; replaced when it exists.
+    fmt : {"zarr", "netcdf", "geotiff"}
+        The output format (:func:`output_format`).
+    client : distributed.Client, optional
+        Where to compute; default the active ``distributed`` client, else local threads.
+    progress : bool, default False
+        Show progress (``rasteret_dask.runner.compute``; a bar of windows for GeoTIFF).
+    description : str, default "read"
+        The progress bar's label.
+
+    Returns
+    -------
+    pathlib.Path
+        The output written.
+
+    Raises
+    ------
+    ValueError
+        An unknown format.
+    ImportError
+        The format's writer is not installed (h5netcdf, rasterio).
+    Exception
+        The computation's or writer's error, of its own type; when part of the output was
+        written, its message says where that incomplete output is.
+    """
+    from ..cluster import active_client
+    from ..runner import compute
+
     target = Path(path)
-    if fmt == "zarr":
-        with warnings.catch_warnings():  # Zarr 3 calls consolidated metadata an extension
-            warnings.filterwarnings("ignore", message="Consolidated metadata")
-            ds.to_zarr(target, mode="w")
-    elif fmt == "netcdf":
-        try:
-            import h5netcdf  # noqa: F401
-            import h5py  # noqa: F401
-        except ImportError as exc:
-            raise ImportError("NetCDF output needs h5netcdf: pip install 'rasteret-dask[netcdf]'"
-                              ) from exc
-        _for_netcdf(ds).to_netcdf(target, engine="h5netcdf")
-    elif fmt == "geotiff":
-        _write_geotiff(ds.compute(), target)
-    else:
+    if fmt not in ("zarr", "netcdf", "geotiff"):
         raise ValueError(f"unknown output format {fmt!r}: netcdf, zarr or geotiff")
+    if fmt == "netcdf":
+        _need_h5netcdf()
+    if fmt == "geotiff":
+        from .geotiff import check_rasterio
+
+        check_rasterio()
+    try:
+        with dask.config.set({SHARED_BUFFERS_KEY: False}), _quiet_zarr(), older_objects_frozen():
+            if fmt in ("zarr", "netcdf"):
+                if fmt == "zarr":
+                    ds = zarr_ready(ds)
+                    write = ds.to_zarr(target, mode="w", compute=False)
+                else:
+                    ds = _for_netcdf(ds)
+                    write = ds.to_netcdf(target, engine="h5netcdf", compute=False)
+                sources = [v.data for v in ds.variables.values() if v.chunks is not None]
+                client = active_client(client)
+                write = bounded_write(write, sources, in_flight_for(client))
+                compute([write], client, progress=progress, description=description)
+            else:
+                from .geotiff import write_geotiff
+
+                write_geotiff(ds, target, client=client, progress=progress,
+                              description=description)
+    except Exception as exc:
+        if os.path.lexists(target):
+            raise _left_behind(exc, target) from exc
+        raise
     return target
 
 

@@ -379,10 +379,9 @@ def get_numpy(collection: Collection, geometries: Any, bands: Sequence[str] | st
     result = get_xarray(collection, geometries, bands, **kwargs)
     bands = [bands] if isinstance(bands, str) else list(bands)
     datasets = [result] if isinstance(result, xr.Dataset) else result
-    computed = compute(datasets, progress=progress, description="get_numpy")
-
-    def stack(ds: xr.Dataset) -> np.ndarray:
-        return np.stack([ds[b].values for b in bands], axis=1)
-
-    arrays = [stack(d) for d in computed]
+    # the band arrays themselves, so each computes whole (into its shared buffer, .buffers)
+    computed = compute([d[b].data for d in datasets for b in bands], progress=progress,
+                       description="get_numpy")
+    arrays = [np.stack(computed[i:i + len(bands)], axis=1)
+              for i in range(0, len(computed), len(bands))]
     return arrays[0] if isinstance(result, xr.Dataset) else arrays

@@ -97,8 +97,9 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
     covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
     # the tiles tile the chunk exactly (a refused chunk is all nodata)
     full = work.error is None and covered == work.shape[0] * work.shape[1]
-    if placement is not None and not on_distributed_worker():
-        out = claim(placement, work.shape)
+    out = claim(placement, work.shape) if placement is not None and not on_distributed_worker() \
+        else None
+    if out is not None:
         if not full:
             out.fill(work.fill)
     else:
