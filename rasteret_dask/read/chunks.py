@@ -1,7 +1,12 @@
-"""Decode one output chunk: its tiles' bytes -> decoded tiles -> cropped into a (1, h, w) array."""
+"""Decode one output chunk: its tiles' bytes -> decoded tiles -> cropped into a (1, h, w) array.
+
+A tile that other chunks of the fetch group also crop from (it straddles chunk edges) is taken
+from the group's :class:`.shared_tiles.SharedTiles` when one is given: decoded once per process.
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Protocol
 
@@ -13,6 +18,7 @@ from .buffers import Placement, claim, on_distributed_worker
 from .failures import TileFailures
 from .masks import MaskRead
 from .plan import ChunkWork, TileRead
+from .shared_tiles import SharedTiles
 
 __all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "decode_chunk",
            "mask_validity", "REFRESH_HINT"]
@@ -54,23 +60,30 @@ def _scratch_tile(spec: DecodeSpec) -> np.ndarray:
 
 
 def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
-            out: np.ndarray | None) -> np.ndarray:
-    """Tile ``read`` decoded into ``out``, or without ``out`` into this thread's scratch tile;
-    a sparse tile without ``out`` is the nodata value broadcast: nothing is allocated, whatever
-    size its header declares (the plan refused every other tile over the size limit)."""
+            out: np.ndarray | None, fresh: bool = False) -> np.ndarray:
+    """Tile ``read`` decoded into ``out``, or without ``out`` into this thread's scratch tile
+    (a new array when ``fresh``); a sparse tile without ``out`` is the nodata value broadcast:
+    nothing is allocated, whatever size its header declares (the plan refused every other tile
+    over the size limit)."""
     data = payloads.get(read.payload)
     try:
         if out is None and not is_sparse(data):
-            out = _scratch_tile(work.spec)
+            out = (np.empty(work.spec.shape, np.dtype(work.spec.dtype).newbyteorder("="))
+                   if fresh else _scratch_tile(work.spec))
         return decode_tile(data, work.spec, out)
     except DecodeError as exc:
         raise RasterReadError(f"{work.label}: {exc}") from exc
 
 
-def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray,
-          failures: TileFailures | None) -> np.ndarray | None:
-    """The decoded tile; None when it failed and ``failures`` takes it (read as nodata)."""
+def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray | None,
+          failures: TileFailures | None, shared: SharedTiles | None = None
+          ) -> np.ndarray | None:
+    """The decoded tile (from ``shared`` when other chunks read it too); None when it failed
+    and ``failures`` takes it (read as nodata)."""
     try:
+        if out is None and shared is not None and shared.shared(read.payload):
+            return shared.tile(read.payload,
+                               functools.partial(_decode, payloads, read, work, None, True))
         return _decode(payloads, read, work, out)
     except RasterReadError as exc:
         if failures is None:
@@ -81,9 +94,12 @@ def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray
 
 def decode_chunk(payloads: TileSource | None, work: ChunkWork,
                  placement: Placement | None = None,
-                 failures: TileFailures | None = None) -> np.ndarray:
+                 failures: TileFailures | None = None,
+                 shared: SharedTiles | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
-    a (1, h, w) array: its region of the band's shared buffer, or a new array. A chunk without
+    a (1, h, w) array: its region of the band's shared buffer, or a new array. With ``shared``
+    (its fetch group's), a tile other chunks crop from too is decoded once for all of them,
+    and every tile the chunk reads is released there once cropped. A chunk without
     tiles (``payloads`` may be None) is filled with nodata. A tile that cannot be fetched or
     decoded raises :class:`RasterReadError`, or with ``failures`` is reported and its part of
     the chunk filled with nodata. A chunk the plan refused (a tile over the size limit,
@@ -107,39 +123,65 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
         whole = (0, work.shape[0], 0, work.shape[1])
         if (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
                 and work.tiles[0].src == whole and work.tiles[0].dst == whole):
-            # the chunk is one whole single-sample tile: decode straight into it
-            if _tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
-                     failures) is None:
+            # the chunk is one whole single-sample tile (no other chunk reads it): decode
+            # straight into it
+            try:
+                decoded = _tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
+                                failures)
+            finally:
+                if shared is not None:
+                    shared.release(work.tiles[0].payload)
+            if decoded is None:
                 out.fill(work.fill)
             elif work.mask is not None:
-                _apply_mask(payloads, work, out, failures)
+                _apply_mask(payloads, work, out, failures, shared)
             return out
     for read in () if work.error is not None else work.tiles:
-        tile = _tile(payloads, read, work, None, failures)
-        s0, s1, s2, s3 = read.src
-        d0, d1, d2, d3 = read.dst
-        out[0, d0:d1, d2:d3] = work.fill if tile is None else tile[s0:s1, s2:s3, work.sample]
+        try:
+            tile = _tile(payloads, read, work, None, failures, shared)
+            s0, s1, s2, s3 = read.src
+            d0, d1, d2, d3 = read.dst
+            out[0, d0:d1, d2:d3] = (work.fill if tile is None
+                                    else tile[s0:s1, s2:s3, work.sample])
+        finally:
+            if shared is not None:
+                shared.release(read.payload)
     if work.mask is not None and work.error is None:
-        _apply_mask(payloads, work, out, failures)
+        _apply_mask(payloads, work, out, failures, shared)
     return out
 
 
 def _apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
-                failures: TileFailures | None) -> None:
+                failures: TileFailures | None, shared: SharedTiles | None = None) -> None:
     """Pixels of ``out`` (1, h, w) that the record's internal mask marks 0 take the fill."""
     assert work.mask is not None
-    valid = mask_validity(payloads, work.mask, work.shape, work.label, failures)
+    valid = mask_validity(payloads, work.mask, work.shape, work.label, failures, shared)
     if not valid.all():
         out[0][~valid] = work.fill
 
 
+def _mask_tile(payloads: TileSource | None, read: TileRead, mask: MaskRead,
+               shared: SharedTiles | None) -> np.ndarray:
+    """A mask tile decoded (from ``shared`` when other chunks read it too)."""
+    assert payloads is not None
+
+    def decode() -> np.ndarray:
+        return decode_tile(payloads.get(read.payload), mask.spec)
+
+    if shared is not None and shared.shared(read.payload):
+        return shared.tile(read.payload, decode)
+    return decode()
+
+
 def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int, int],
-                  label: str, failures: TileFailures | None = None) -> np.ndarray:
+                  label: str, failures: TileFailures | None = None,
+                  shared: SharedTiles | None = None) -> np.ndarray:
     """The (h, w) validity of a chunk's pixels by the record's internal mask: False where a
     mask sample is 0 (a sparse mask tile is 0 throughout), True where it is not and outside
     the mask's tiles (pixels outside the image). A mask tile that cannot be fetched or decoded
     raises :class:`RasterReadError` naming record, band and href, or with ``failures`` is
-    reported and its pixels are not valid (read as nodata)."""
+    reported and its pixels are not valid (read as nodata). With ``shared`` a mask tile other
+    chunks read too is decoded once, and each is released there once used."""
     valid = np.ones(shape, bool)
     if mask.error is not None:
         refused = RasterReadError(f"{label}: {mask.error}")
@@ -152,8 +194,7 @@ def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int,
         d0, d1, d2, d3 = read.dst
         s0, s1, s2, s3 = read.src
         try:
-            assert payloads is not None
-            tile = decode_tile(payloads.get(read.payload), mask.spec)
+            tile = _mask_tile(payloads, read, mask, shared)
         except DecodeError as exc:
             error = RasterReadError(f"{label}: internal mask: {exc}")
             if failures is None:
@@ -167,5 +208,8 @@ def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int,
             failures.report(exc)
             valid[d0:d1, d2:d3] = False
             continue
+        finally:
+            if shared is not None:
+                shared.release(read.payload)
         valid[d0:d1, d2:d3] = tile[s0:s1, s2:s3, mask.sample] != 0
     return valid

@@ -6,6 +6,9 @@ does not idle: it decodes another chunk of the same group whose tiles have all a
 leaves the result for that chunk's task, which then returns at once. Every chunk is decoded
 once; a chunk's errors are raised by its own task.
 
+A tile that several chunks of the group crop from (it straddles chunk edges) is decoded once
+in this process and shared between them (:class:`.shared_tiles.SharedTiles`).
+
 Helping only happens while a task would otherwise wait, so it costs no wall time; when a
 computation needs only some chunks of a group (a culled graph), the others may still be decoded
 in that idle time and are dropped with the group once its last needed chunk is done.
@@ -28,6 +31,7 @@ from .buffers import Placement
 from .chunks import REFRESH_HINT, ObjectChangedReadError, RasterReadError, decode_chunk
 from .failures import TileFailures
 from .plan import ChunkWork
+from .shared_tiles import SharedTiles
 
 __all__ = ["ChunkJob", "PendingPayloads"]
 
@@ -46,7 +50,7 @@ class PendingPayloads:
     """
 
     __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_failures", "_cond", "_state",
-                 "_missing", "_users", "_ready", "_results")
+                 "_missing", "_users", "_ready", "_results", "_shared")
 
     def __init__(self, futures: list[Future], labels: tuple[str, ...], nbytes: int,
                  jobs: Sequence[ChunkJob] = (), failures: TileFailures | None = None) -> None:
@@ -65,6 +69,7 @@ class PendingPayloads:
                 self._users[index].append(k)
                 self._missing[k] += 1
         self._ready = deque(k for k, n in enumerate(self._missing) if n == 0)
+        self._shared = SharedTiles([len(users) for users in self._users])
         for index, future in enumerate(futures):
             future.add_done_callback(functools.partial(self._arrived, index))
 
@@ -110,7 +115,7 @@ class PendingPayloads:
         work, placement = self._jobs[k]
         value, error = None, None
         try:
-            value = decode_chunk(self, work, placement, self._failures)
+            value = decode_chunk(self, work, placement, self._failures, self._shared)
         except BaseException as exc:  # stored for chunk k's own task, which raises it
             error = exc
         with self._cond:

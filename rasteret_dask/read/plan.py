@@ -1,14 +1,19 @@
-"""Read planning, pure: a selection -> output grid -> tile-aligned chunks -> byte ranges.
+"""Read planning, pure: a selection -> output grid -> regular chunks -> byte ranges.
 
-The plan is made of frozen values. Each output chunk's ``ChunkWork`` carries only its own tiles'
-positions and decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s
-so that one Dask task fetches many tiles concurrently (requests in flight are not capped by the
-number of Dask threads).
+The plan is made of frozen values. Output chunks are regular from the output window's origin
+(every chunk the same size but the last along each axis: Zarr-ready), so a chunk edge may cut
+through a tile. Each output chunk's ``ChunkWork`` carries only its own tiles' positions and
+decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s so that one
+Dask task fetches many tiles concurrently (requests in flight are not capped by the number of
+Dask threads). Neighbouring chunks share a fetch group while it has room, and a tile that
+several chunks of a group read is one range of it: fetched once, and decoded once per process
+(see :mod:`.shared_tiles`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +26,8 @@ from ..io import ByteRange
 from ..io.identity import ObjectIdentity
 from ..plan.grid import GridSpec, Window, crs_text
 from ..plan.mask import geometry_mask
-from ..plan.tiles import axis_tiles, chunk_edges, strips_per_chunk
+from ..plan.output_grid import chunk_edges_px
+from ..plan.tiles import axis_tiles, strips_per_chunk
 from ..tiff.cog_metadata import CogMetadata
 from .masks import MaskRead, plan_mask
 from .select import Record, Selection
@@ -85,6 +91,14 @@ class BandPlan:
     groups: tuple[FetchGroup, ...]
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]]
 
+    @property
+    def shared_tiles(self) -> int:
+        """Ranges of its fetch groups that more than one chunk reads (a tile straddling
+        chunk edges: fetched and decoded once, cropped into each)."""
+        uses = Counter((g, index) for g, work in self.chunks.values() if g != NO_GROUP
+                       for index in work.payloads)
+        return sum(1 for n in uses.values() if n > 1)
+
 
 @dataclass(frozen=True)
 class ReadPlan:
@@ -112,10 +126,15 @@ class ReadPlan:
         dict
             ``records`` (time steps), ``bands`` (as the index names them), ``shape`` (time, y,
             x), ``crs_epsg`` (None for a custom CRS), ``crs`` (``EPSG:n`` or WKT2),
+            ``chunk_shape`` (rows, columns of every chunk but the last along each axis),
             ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
-            ``compressed_bytes`` (what will be fetched) and ``skipped_records`` (messages).
+            ``compressed_bytes`` (what will be fetched; each tile is decoded once per
+            process), ``shared_tiles`` (tiles that several chunks crop from, straddling
+            chunk edges) and ``skipped_records`` (messages).
         """
         tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
+        shared = sum(b.shared_tiles for b in self.bands)
+        first = self.bands[0] if self.bands else None
         nbytes = sum(r.end - r.start for b in self.bands for g in b.groups for r in g.ranges)
         return {
             "records": len(self.times),
@@ -123,9 +142,12 @@ class ReadPlan:
             "shape": (len(self.times), self.window.height, self.window.width),
             "crs_epsg": self.grid.crs_epsg,
             "crs": crs_text(self.grid.crs),
+            "chunk_shape": (None if first is None else
+                            (first.row_chunks[0], first.col_chunks[0])),
             "chunks": sum(len(b.chunks) for b in self.bands),
             "fetch_groups": sum(len(b.groups) for b in self.bands),
             "tiles": tiles,
+            "shared_tiles": shared,
             "compressed_bytes": nbytes,
             "skipped_records": [str(r) for r in self.skipped],
         }
@@ -134,9 +156,9 @@ class ReadPlan:
 class FetchGroups:
     """Tile byte ranges batched into fetch groups as chunks are planned.
 
-    A group closes before a chunk whose tiles would take it past ``group_tiles`` ranges, or
-    once it holds ``group_bytes``; within a group each tile of a file is one range, however
-    many chunks read it.
+    A group closes before a chunk whose new tiles would take it past ``group_tiles`` ranges,
+    or once it holds ``group_bytes``; within a group each tile of a file is one range, however
+    many chunks read it (tiles a chunk shares with its neighbours in the group do not count).
     """
 
     __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size")
@@ -155,8 +177,13 @@ class FetchGroups:
         """Position of the open group (the group of the chunk being planned)."""
         return len(self.groups)
 
+    def new_tiles(self, href: str, tiles: Iterable[int]) -> int:
+        """How many of ``tiles`` of ``href`` (image tiles, not mask) the open group lacks."""
+        return sum(1 for tile in tiles if (href, tile, False) not in self._index)
+
     def open_chunk(self, tiles: int) -> None:
-        """Start a chunk of (at most) ``tiles`` tiles: close the open group if it is full."""
+        """Start a chunk adding (at most) ``tiles`` ranges: close the open group if it is
+        full."""
         if self._ranges and (len(self._ranges) + tiles > self._max_tiles
                              or self._size >= self._max_bytes):
             self.close()
@@ -243,7 +270,9 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         empty[shape] = ChunkWork(spec, shape, fill, sample, (), label)
                     chunks[(t, i, j)] = (NO_GROUP, empty[shape])
                     continue
-                fetch.open_chunk(len(rows) * len(cols) + mask_rows[i] * mask_cols[j])
+                fetch.open_chunk(fetch.new_tiles(href, (r[0] * across + c[0] for r in rows
+                                                        for c in cols))
+                                 + mask_rows[i] * mask_cols[j])
                 reads = []
                 refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
@@ -273,6 +302,7 @@ def plan_read(
     *,
     all_touched: bool = False,
     tiles_per_chunk: int = 1,
+    chunk_pixels: tuple[int, int] | None = None,
     group_tiles: int = DEFAULT_GROUP_TILES,
     group_bytes: int = DEFAULT_GROUP_BYTES,
     mask: bool = True,
@@ -282,9 +312,13 @@ def plan_read(
     selection in one CRS).
 
     The records' grids are unioned, the geometry (reprojected into their CRS) becomes a pixel
-    window trimmed to the pixels it burns, the window tile-aligned chunks (a striped image's
-    strips grouped into chunks of about :data:`~rasteret_dask.plan.tiles.STRIP_CHUNK_PIXELS`,
-    at least ``tiles_per_chunk`` strips) and each chunk a ``ChunkWork``; tile byte ranges are batched into fetch groups. A tile declaring more than
+    window trimmed to the pixels it burns, the window regular chunks from its origin (the last
+    along each axis may be shorter) and each chunk a ``ChunkWork``; tile byte ranges are
+    batched into fetch groups. Chunks are ``chunk_pixels`` (rows, columns) when given, else
+    ``tiles_per_chunk`` tiles of the first record a side (a striped image's strips grouped
+    into chunks of about :data:`~rasteret_dask.plan.tiles.STRIP_CHUNK_PIXELS`, at least
+    ``tiles_per_chunk`` strips), so a window starting on a tile edge has one chunk per tile
+    (block). A tile declaring more than
     ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
     :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
     raises an error naming record, band, href, the declared size and the limit. The
@@ -311,21 +345,19 @@ def plan_read(
     first_band = next(iter(records_by_band))
     anchor = records_by_band[first_band][0]
     md = anchor.metadata
-    off_r, off_c = offsets[(first_band, anchor.id)]
-    # chunk edges follow the first record's tile grid, expressed in output-window coordinates
-    # (tiles declaring more than the limit get smaller chunks: no chunk allocates more)
-    step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
-                                              md.dtype.itemsize, limit)
-    row_tiles = tiles_per_chunk
-    if md.striped and step_h == md.tile_height:  # strips are grouped into chunks
-        row_tiles = max(tiles_per_chunk, strips_per_chunk(md.tile_height, md.image_width))
-    rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
-                       step_h, row_tiles)
-    cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
-                       step_w, tiles_per_chunk)
-    base_r, base_c = window.row_off - off_r, window.col_off - off_c
-    row_edges = [(a - base_r, b - base_r) for a, b in rows]
-    col_edges = [(a - base_c, b - base_c) for a, b in cols]
+    # regular chunks from the window's origin, sized by the first record's tiles (tiles
+    # declaring more than the limit get smaller chunks: no chunk allocates more)
+    if chunk_pixels is not None:
+        size_r, size_c = chunk_pixels
+    else:
+        step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
+                                                  md.dtype.itemsize, limit)
+        row_tiles = tiles_per_chunk
+        if md.striped and step_h == md.tile_height:  # strips are grouped into chunks
+            row_tiles = max(tiles_per_chunk, strips_per_chunk(md.tile_height, md.image_width))
+        size_r, size_c = step_h * row_tiles, step_w * tiles_per_chunk
+    row_edges = list(chunk_edges_px(window.height, size_r))
+    col_edges = list(chunk_edges_px(window.width, size_c))
     bands = tuple(
         _band_plan(band, records, window, offsets, row_edges, col_edges, group_tiles,
                    group_bytes, limit)
