@@ -217,3 +217,66 @@ def test_a_shared_tile_that_fails_fails_every_chunk_reading_it():
             shared.tile(0, broken)
         shared.release(0)
     assert len(shared) == 0
+
+
+def test_chunks_of_later_fetch_groups_borrow_tiles_instead_of_fetching_them_again(
+        tiled, monkeypatch):
+    from rasteret_dask.read.assemble import to_dataset
+    from rasteret_dask.read.plan import plan_read
+    from rasteret_dask.read.select import select
+
+    collection = build([single(tiled)])
+    epsg, _, _ = file_info(tiled)
+    box = _mid_tile_box(tiled)
+    (selection,) = select(collection, box, ["B1"], geometry_crs=epsg)
+    plan = plan_read(selection, group_tiles=8)  # small groups: neighbours fall in others
+    (band,) = plan.bands
+    assert len(band.groups) > 3
+    ranges = [(r.href, r.start) for g in band.groups for r in g.ranges]
+    assert len(ranges) == len(set(ranges)) == 30  # still every tile fetched once
+    borrowing = [(g, work) for g, work in band.chunks.values() if work.borrowed]
+    assert borrowing
+    for g, work in borrowing:
+        assert all(lender < g for lender in work.lenders)
+        for read in work.tiles:
+            if read.payload < 0:
+                lender, index = work.borrowed[-read.payload - 1]
+                assert index < len(band.groups[lender].ranges)
+    assert plan.explain()["shared_tiles"] == 28
+    calls = []
+    lock = threading.Lock()
+    real = chunk_module.decode_tile
+
+    def counting(data, spec, out=None):
+        with lock:
+            calls.append(1)
+        return real(data, spec, out)
+
+    monkeypatch.setattr(chunk_module, "decode_tile", counting)
+    reader = selection.source.reader()
+    for scheduler in ("threads", "sync"):
+        calls.clear()
+        ds = to_dataset(plan, reader)
+        with dask.config.set(scheduler=scheduler, num_workers=4):
+            values = ds["B1"].values[0]
+        assert len(calls) == 30
+        assert_matches(values, expected(ds, tiled, 0, geometry=box))
+
+
+def test_borrowed_tiles_on_a_multi_process_cluster(tiled):
+    from distributed import Client, LocalCluster
+
+    from rasteret_dask.read.assemble import to_dataset
+    from rasteret_dask.read.plan import plan_read
+    from rasteret_dask.read.select import select
+
+    collection = build([single(tiled)])
+    epsg, _, _ = file_info(tiled)
+    box = _mid_tile_box(tiled)
+    (selection,) = select(collection, box, ["B1"], geometry_crs=epsg)
+    plan = plan_read(selection, group_tiles=8)
+    ds = to_dataset(plan, selection.source.reader())
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=2,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        values = client.compute(ds["B1"].data).result()[0]
+    assert_matches(values, expected(ds, tiled, 0, geometry=box))

@@ -1,7 +1,8 @@
 """Decode one output chunk: its tiles' bytes -> decoded tiles -> cropped into a (1, h, w) array.
 
-A tile that other chunks of the fetch group also crop from (it straddles chunk edges) is taken
-from the group's :class:`.shared_tiles.SharedTiles` when one is given: decoded once per process.
+A tile that other chunks also crop from (it straddles chunk edges) is taken from its fetch
+group's :class:`.shared_tiles.SharedTiles` when a memo is given: decoded once per process, and
+reported once when it fails and is read as nodata.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .buffers import Placement, claim, on_distributed_worker
 from .failures import TileFailures
 from .masks import MaskRead
 from .plan import ChunkWork, TileRead
-from .shared_tiles import SharedTiles
+from .shared_tiles import TileMemo
 
 __all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "decode_chunk",
            "mask_validity", "REFRESH_HINT"]
@@ -76,7 +77,7 @@ def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
 
 
 def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray | None,
-          failures: TileFailures | None, shared: SharedTiles | None = None
+          failures: TileFailures | None, shared: TileMemo | None = None
           ) -> np.ndarray | None:
     """The decoded tile (from ``shared`` when other chunks read it too); None when it failed
     and ``failures`` takes it (read as nodata)."""
@@ -88,14 +89,15 @@ def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray
     except RasterReadError as exc:
         if failures is None:
             raise
-        failures.report(exc)
+        if shared is None or shared.first_report(read.payload):
+            failures.report(exc)
         return None
 
 
 def decode_chunk(payloads: TileSource | None, work: ChunkWork,
                  placement: Placement | None = None,
                  failures: TileFailures | None = None,
-                 shared: SharedTiles | None = None) -> np.ndarray:
+                 shared: TileMemo | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
     a (1, h, w) array: its region of the band's shared buffer, or a new array. With ``shared``
     (its fetch group's), a tile other chunks crop from too is decoded once for all of them,
@@ -152,7 +154,7 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
 
 
 def _apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
-                failures: TileFailures | None, shared: SharedTiles | None = None) -> None:
+                failures: TileFailures | None, shared: TileMemo | None = None) -> None:
     """Pixels of ``out`` (1, h, w) that the record's internal mask marks 0 take the fill."""
     assert work.mask is not None
     valid = mask_validity(payloads, work.mask, work.shape, work.label, failures, shared)
@@ -161,7 +163,7 @@ def _apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
 
 
 def _mask_tile(payloads: TileSource | None, read: TileRead, mask: MaskRead,
-               shared: SharedTiles | None) -> np.ndarray:
+               shared: TileMemo | None) -> np.ndarray:
     """A mask tile decoded (from ``shared`` when other chunks read it too)."""
     assert payloads is not None
 
@@ -175,7 +177,7 @@ def _mask_tile(payloads: TileSource | None, read: TileRead, mask: MaskRead,
 
 def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int, int],
                   label: str, failures: TileFailures | None = None,
-                  shared: SharedTiles | None = None) -> np.ndarray:
+                  shared: TileMemo | None = None) -> np.ndarray:
     """The (h, w) validity of a chunk's pixels by the record's internal mask: False where a
     mask sample is 0 (a sparse mask tile is 0 throughout), True where it is not and outside
     the mask's tiles (pixels outside the image). A mask tile that cannot be fetched or decoded
@@ -199,13 +201,15 @@ def mask_validity(payloads: TileSource | None, mask: MaskRead, shape: tuple[int,
             error = RasterReadError(f"{label}: internal mask: {exc}")
             if failures is None:
                 raise error from exc
-            failures.report(error)
+            if shared is None or shared.first_report(read.payload):
+                failures.report(error)
             valid[d0:d1, d2:d3] = False
             continue
         except RasterReadError as exc:
             if failures is None:
                 raise
-            failures.report(exc)
+            if shared is None or shared.first_report(read.payload):
+                failures.report(exc)
             valid[d0:d1, d2:d3] = False
             continue
         finally:

@@ -6,8 +6,9 @@ through a tile. Each output chunk's ``ChunkWork`` carries only its own tiles' po
 decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s so that one
 Dask task fetches many tiles concurrently (requests in flight are not capped by the number of
 Dask threads). Neighbouring chunks share a fetch group while it has room, and a tile that
-several chunks of a group read is one range of it: fetched once, and decoded once per process
-(see :mod:`.shared_tiles`).
+several chunks read is one range of one group: a chunk planned after that group closed borrows
+the range from it (its task depends on both fetch tasks). So every tile is fetched once, and
+decoded once per process (see :mod:`.shared_tiles`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class ChunkWork:
     """Everything a decode task needs for one output chunk (time, y, x) of one band; ``error``
     says why the chunk cannot be read when the plan already knows (a tile over the size limit:
     nothing is fetched and the decode task raises it); ``mask`` reads the record's internal
-    mask under the chunk (its pixels masked there read as ``fill``)."""
+    mask under the chunk (its pixels masked there read as ``fill``); ``borrowed`` are the
+    (group, range) of earlier fetch groups it reads tiles of (shared with chunks there): a
+    ``TileRead`` whose ``payload`` is ``-n`` reads ``borrowed[n - 1]``."""
 
     spec: DecodeSpec
     shape: tuple[int, int]
@@ -60,13 +63,20 @@ class ChunkWork:
     label: str
     error: str | None = None
     mask: MaskRead | None = None
+    borrowed: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def lenders(self) -> tuple[int, ...]:
+        """The earlier fetch groups it borrows tiles from, in order of first use."""
+        return tuple(dict.fromkeys(group for group, _ in self.borrowed))
 
     @property
     def payloads(self) -> set[int]:
-        """Every range of its fetch group the chunk reads (data and mask tiles)."""
-        out = {read.payload for read in self.tiles}
+        """Every range of its own fetch group the chunk reads (data and mask tiles; borrowed
+        ones are in :attr:`borrowed`)."""
+        out = {read.payload for read in self.tiles if read.payload >= 0}
         if self.mask is not None:
-            out.update(read.payload for read in self.mask.tiles)
+            out.update(read.payload for read in self.mask.tiles if read.payload >= 0)
         return out
 
 
@@ -97,6 +107,8 @@ class BandPlan:
         chunk edges: fetched and decoded once, cropped into each)."""
         uses = Counter((g, index) for g, work in self.chunks.values() if g != NO_GROUP
                        for index in work.payloads)
+        uses.update(lent for g, work in self.chunks.values() if g != NO_GROUP
+                    for lent in work.borrowed)
         return sum(1 for n in uses.values() if n > 1)
 
 
@@ -158,12 +170,15 @@ class FetchGroups:
 
     A group closes before a chunk whose new tiles would take it past ``group_tiles`` ranges,
     or once it holds ``group_bytes``; within a group each tile of a file is one range, however
-    many chunks read it (tiles a chunk shares with its neighbours in the group do not count).
+    many chunks read it (tiles a chunk shares with its neighbours do not count). With
+    ``lend``, :meth:`read` hands a chunk the tiles of closed groups as borrowed ranges instead
+    of fetching them again.
     """
 
-    __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size")
+    __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size",
+                 "_closed")
 
-    def __init__(self, group_tiles: int, group_bytes: int) -> None:
+    def __init__(self, group_tiles: int, group_bytes: int, lend: bool = False) -> None:
         self.groups: list[FetchGroup] = []
         self._max_tiles = group_tiles
         self._max_bytes = group_bytes
@@ -171,6 +186,7 @@ class FetchGroups:
         self._labels: list[str] = []
         self._index: dict[tuple[str, int, bool], int] = {}
         self._size = 0
+        self._closed: dict[tuple[str, int, bool], tuple[int, int]] | None = {} if lend else None
 
     @property
     def current(self) -> int:
@@ -178,8 +194,11 @@ class FetchGroups:
         return len(self.groups)
 
     def new_tiles(self, href: str, tiles: Iterable[int]) -> int:
-        """How many of ``tiles`` of ``href`` (image tiles, not mask) the open group lacks."""
-        return sum(1 for tile in tiles if (href, tile, False) not in self._index)
+        """How many of ``tiles`` of ``href`` (image tiles, not mask) the open group lacks
+        (and, lending, no closed group holds)."""
+        closed = self._closed or {}
+        return sum(1 for tile in tiles
+                   if (href, tile, False) not in self._index and (href, tile, False) not in closed)
 
     def open_chunk(self, tiles: int) -> None:
         """Start a chunk adding (at most) ``tiles`` ranges: close the open group if it is
@@ -203,9 +222,27 @@ class FetchGroups:
             self._size += count
         return index
 
+    def read(self, href: str, tile: int, start: int, count: int, label: str,
+             expect: ObjectIdentity | None, mask: bool, borrowed: list[tuple[int, int]]
+             ) -> int:
+        """A chunk's payload index of a tile: its range in the open group (see :meth:`add`),
+        or, lending, ``-n`` when a closed group holds it, ``(group, range)`` being appended
+        to the chunk's ``borrowed`` as its n-th entry."""
+        key = (href, tile, mask)
+        if self._closed is not None and key not in self._index:
+            lent = self._closed.get(key)
+            if lent is not None:
+                if lent not in borrowed:
+                    borrowed.append(lent)
+                return -(borrowed.index(lent) + 1)
+        return self.add(href, tile, start, count, label, expect, mask)
+
     def close(self) -> tuple[FetchGroup, ...]:
         """Close the open group (if it holds a range); every group so far."""
         if self._ranges:
+            if self._closed is not None:
+                group = len(self.groups)
+                self._closed.update((key, (group, index)) for key, index in self._index.items())
             self.groups.append(FetchGroup(tuple(self._ranges), tuple(self._labels)))
         self._ranges, self._labels, self._index, self._size = [], [], {}, 0
         return tuple(self.groups)
@@ -217,10 +254,12 @@ def expected_version(md: CogMetadata) -> ObjectIdentity | None:
     return ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
 
 
-def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity | None):
-    """A mask tile of ``href`` into the open fetch group (see :func:`.masks.plan_mask`)."""
+def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity | None,
+              borrowed: list[tuple[int, int]]):
+    """A mask tile of ``href`` into the open fetch group, or borrowed from a closed one (see
+    :func:`.masks.plan_mask`)."""
     def register(tile: int, start: int, count: int) -> int:
-        return fetch.add(href, tile, start, count, label, expect, mask=True)
+        return fetch.read(href, tile, start, count, label, expect, True, borrowed)
     return register
 
 
@@ -231,7 +270,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
     first = records[0].metadata
     dtype = first.native_dtype
     nodata = first.nodata
-    fetch = FetchGroups(group_tiles, group_bytes)
+    fetch = FetchGroups(group_tiles, group_bytes, lend=True)
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
     for t, record in enumerate(records):
         md = record.metadata
@@ -274,6 +313,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                                                         for c in cols))
                                  + mask_rows[i] * mask_cols[j])
                 reads = []
+                borrowed: list[tuple[int, int]] = []
                 refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
                     for tile_col, s2, s3, d2, d3 in cols:
@@ -282,16 +322,18 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         if count < 0 or count > max_tile_bytes or (count and oversize):
                             refused = limits.tile_size_problem(spec, count, max_tile_bytes, tile)
                             continue
-                        index = fetch.add(href, tile, tile_offsets[tile], count, label,
-                                          expect)
+                        index = fetch.read(href, tile, tile_offsets[tile], count, label,
+                                           expect, False, borrowed)
                         reads.append(TileRead(index, (s0, s1, s2, s3), (d0, d1, d2, d3)))
                 if refused is not None:  # never fetched: the decode task raises it
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),
                                                              label, refused))
                     continue
                 masked = plan_mask(mask, (r0 + dr, r1 + dr), (c0 + dc, c1 + dc),
-                                   _register(fetch, href, label, expect), max_tile_bytes)
-                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label, None, masked)
+                                   _register(fetch, href, label, expect, borrowed),
+                                   max_tile_bytes)
+                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label, None, masked,
+                                 tuple(borrowed))
                 chunks[(t, i, j)] = (fetch.current, work)
     return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
                     tuple(b - a for a, b in col_edges), fetch.close(), chunks)

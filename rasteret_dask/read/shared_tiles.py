@@ -1,22 +1,35 @@
-"""Decoded tiles that several chunks of one fetch group crop from, decoded once per process.
+"""Decoded tiles that several chunks crop from, decoded once per process.
 
 Native chunks are regular from the output window's origin, so a tile may straddle chunk edges
-and be read by up to four chunks of its fetch group (one range of the group). A tile read by
-one chunk decodes into the decoding thread's scratch buffer as before; a tile read by several
-is decoded by the first chunk that needs it, kept while other chunks of the group in this
-process still have to crop it, and dropped after its last user. The memo lives on the fetch
-group's payload object, so on a distributed worker sharing is per worker, and nothing outlives
-the payloads (a chunk that never runs, in a culled graph, leaves its tiles until then).
+and be read by up to four chunks: one range of one fetch group, which chunks of later groups
+borrow. A tile read by one chunk decodes into the decoding thread's scratch buffer as before; a
+tile read by several is decoded by the first chunk that needs it, kept while other chunks in
+this process still have to crop it, and dropped after its last user. The memo lives on the
+fetch group's payload object, so on a distributed worker sharing is per worker, and nothing
+outlives the payloads (a chunk that never runs, in a culled graph, leaves its tiles until then).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["SharedTiles"]
+__all__ = ["SharedTiles", "TileMemo"]
+
+
+class TileMemo(Protocol):
+    """What a chunk's decoding asks about the tiles it reads, by its payload index."""
+
+    def shared(self, index: int) -> bool: ...
+
+    def tile(self, index: int, decode: Callable[[], np.ndarray]) -> np.ndarray: ...
+
+    def release(self, index: int) -> None: ...
+
+    def first_report(self, index: int) -> bool: ...
 
 
 class _Entry:
@@ -36,15 +49,16 @@ class SharedTiles:
     Parameters
     ----------
     uses
-        Per range of the group, how many of the group's chunks read it.
+        Per range of the group, how many chunks read it (its own and borrowing ones).
     """
 
-    __slots__ = ("_left", "_cond", "_tiles", "decodes")
+    __slots__ = ("_left", "_cond", "_tiles", "_reported", "decodes")
 
     def __init__(self, uses: Sequence[int]) -> None:
         self._left = list(uses)
         self._cond = threading.Condition()
         self._tiles: dict[int, _Entry] = {}
+        self._reported: set[int] = set()
         self.decodes = 0
         """Tiles decoded into the memo so far (each shared tile once)."""
 
@@ -88,6 +102,15 @@ class SharedTiles:
             self._left[index] -= 1
             if self._left[index] <= 0:
                 self._tiles.pop(index, None)
+
+    def first_report(self, index: int) -> bool:
+        """True the first time a chunk reports range ``index`` as failed (read as nodata):
+        a tile several chunks read is reported once."""
+        with self._cond:
+            if index in self._reported:
+                return False
+            self._reported.add(index)
+            return True
 
     def __len__(self) -> int:
         """Decoded tiles held now."""
