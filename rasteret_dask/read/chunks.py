@@ -21,8 +21,9 @@ from .masks import MaskRead
 from .plan import ChunkWork, TileRead
 from .shared_tiles import TileMemo
 
-__all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "decode_chunk",
-           "mask_validity", "REFRESH_HINT"]
+__all__ = ["ObjectChangedReadError", "RasterReadError", "TileSource", "apply_mask",
+           "chunk_output", "decode_chunk", "decode_read", "decoded_tile", "mask_validity",
+           "whole_tile", "REFRESH_HINT"]
 
 REFRESH_HINT = ("run collection.enrich(only_missing=False) or `rasteret-dask workflow reenrich "
                 "--verify` to refresh its metadata")
@@ -60,7 +61,7 @@ def _scratch_tile(spec: DecodeSpec) -> np.ndarray:
     return buffer
 
 
-def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
+def decode_read(payloads: TileSource, read: TileRead, work: ChunkWork,
             out: np.ndarray | None, fresh: bool = False) -> np.ndarray:
     """Tile ``read`` decoded into ``out``, or without ``out`` into this thread's scratch tile
     (a new array when ``fresh``); a sparse tile without ``out`` is the nodata value broadcast:
@@ -76,7 +77,7 @@ def _decode(payloads: TileSource, read: TileRead, work: ChunkWork,
         raise RasterReadError(f"{work.label}: {exc}") from exc
 
 
-def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray | None,
+def decoded_tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray | None,
           failures: TileFailures | None, shared: TileMemo | None = None
           ) -> np.ndarray | None:
     """The decoded tile (from ``shared`` when other chunks read it too); None when it failed
@@ -84,8 +85,8 @@ def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray
     try:
         if out is None and shared is not None and shared.shared(read.payload):
             return shared.tile(read.payload,
-                               functools.partial(_decode, payloads, read, work, None, True))
-        return _decode(payloads, read, work, out)
+                               functools.partial(decode_read, payloads, read, work, None, True))
+        return decode_read(payloads, read, work, out)
     except RasterReadError as exc:
         if failures is None:
             raise
@@ -94,14 +95,37 @@ def _tile(payloads: TileSource, read: TileRead, work: ChunkWork, out: np.ndarray
         return None
 
 
+def chunk_output(work: ChunkWork, placement: Placement | None = None) -> np.ndarray:
+    """The chunk's (1, h, w) array to decode into: its region of the band's shared buffer
+    (not on a distributed worker), or a new array; filled with nodata unless its tiles cover
+    it exactly."""
+    covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
+    # the tiles tile the chunk exactly (a refused chunk is all nodata)
+    full = work.error is None and covered == work.shape[0] * work.shape[1]
+    if placement is not None and not on_distributed_worker():
+        out = claim(placement, work.shape)
+        if not full:
+            out.fill(work.fill)
+        return out
+    dtype = np.dtype(work.spec.dtype).newbyteorder("=")
+    shape = (1, *work.shape)
+    return np.empty(shape, dtype) if full else np.full(shape, work.fill, dtype)
+
+
+def whole_tile(work: ChunkWork, out: np.ndarray) -> bool:
+    """Whether the chunk is one whole single-sample tile that can decode straight into
+    ``out`` (a contiguous (1, h, w) array)."""
+    whole = (0, work.shape[0], 0, work.shape[1])
+    return (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
+            and work.tiles[0].src == whole and work.tiles[0].dst == whole
+            and out.flags.c_contiguous)
+
+
 def decode_chunk(payloads: TileSource | None, work: ChunkWork,
                  placement: Placement | None = None,
-                 failures: TileFailures | None = None,
-                 shared: TileMemo | None = None) -> np.ndarray:
+                 failures: TileFailures | None = None) -> np.ndarray:
     """Decode the chunk's tiles (each as soon as it has arrived), crop them and place them into
-    a (1, h, w) array: its region of the band's shared buffer, or a new array. With ``shared``
-    (its fetch group's), a tile other chunks crop from too is decoded once for all of them,
-    and every tile the chunk reads is released there once cropped. A chunk without
+    a (1, h, w) array: its region of the band's shared buffer, or a new array. A chunk without
     tiles (``payloads`` may be None) is filled with nodata. A tile that cannot be fetched or
     decoded raises :class:`RasterReadError`, or with ``failures`` is reported and its part of
     the chunk filled with nodata. A chunk the plan refused (a tile over the size limit,
@@ -111,49 +135,26 @@ def decode_chunk(payloads: TileSource | None, work: ChunkWork,
         if failures is None:
             raise refused
         failures.report(refused)
-    covered = sum((r.dst[1] - r.dst[0]) * (r.dst[3] - r.dst[2]) for r in work.tiles)
-    # the tiles tile the chunk exactly (a refused chunk is all nodata)
-    full = work.error is None and covered == work.shape[0] * work.shape[1]
-    if placement is not None and not on_distributed_worker():
-        out = claim(placement, work.shape)
-        if not full:
+    out = chunk_output(work, placement)
+    if work.error is None and whole_tile(work, out):
+        # the chunk is one whole single-sample tile: decode straight into it
+        if decoded_tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
+                        failures) is None:
             out.fill(work.fill)
-    else:
-        dtype = np.dtype(work.spec.dtype).newbyteorder("=")
-        shape = (1, *work.shape)
-        out = np.empty(shape, dtype) if full else np.full(shape, work.fill, dtype)
-        whole = (0, work.shape[0], 0, work.shape[1])
-        if (len(work.tiles) == 1 and work.spec.shape == (*work.shape, 1)
-                and work.tiles[0].src == whole and work.tiles[0].dst == whole):
-            # the chunk is one whole single-sample tile (no other chunk reads it): decode
-            # straight into it
-            try:
-                decoded = _tile(payloads, work.tiles[0], work, out.reshape(work.spec.shape),
-                                failures)
-            finally:
-                if shared is not None:
-                    shared.release(work.tiles[0].payload)
-            if decoded is None:
-                out.fill(work.fill)
-            elif work.mask is not None:
-                _apply_mask(payloads, work, out, failures, shared)
-            return out
+        elif work.mask is not None:
+            apply_mask(payloads, work, out, failures)
+        return out
     for read in () if work.error is not None else work.tiles:
-        try:
-            tile = _tile(payloads, read, work, None, failures, shared)
-            s0, s1, s2, s3 = read.src
-            d0, d1, d2, d3 = read.dst
-            out[0, d0:d1, d2:d3] = (work.fill if tile is None
-                                    else tile[s0:s1, s2:s3, work.sample])
-        finally:
-            if shared is not None:
-                shared.release(read.payload)
+        tile = decoded_tile(payloads, read, work, None, failures)
+        s0, s1, s2, s3 = read.src
+        d0, d1, d2, d3 = read.dst
+        out[0, d0:d1, d2:d3] = work.fill if tile is None else tile[s0:s1, s2:s3, work.sample]
     if work.mask is not None and work.error is None:
-        _apply_mask(payloads, work, out, failures, shared)
+        apply_mask(payloads, work, out, failures)
     return out
 
 
-def _apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
+def apply_mask(payloads: TileSource | None, work: ChunkWork, out: np.ndarray,
                 failures: TileFailures | None, shared: TileMemo | None = None) -> None:
     """Pixels of ``out`` (1, h, w) that the record's internal mask marks 0 take the fill."""
     assert work.mask is not None

@@ -6,9 +6,10 @@ does not idle: it decodes another chunk of the same group whose tiles have all a
 leaves the result for that chunk's task, which then returns at once. Every chunk is decoded
 once; a chunk's errors are raised by its own task.
 
-A tile that several chunks crop from (it straddles chunk edges) is decoded once in this process
-and shared between them (:class:`.shared_tiles.SharedTiles`), chunks of later groups that
-borrow it included: such a chunk's task is handed the lending groups' payloads too.
+A chunk is decoded tile by tile (:mod:`.scatter`): a tile that several chunks of the group crop
+from (it straddles chunk edges) is decoded once in this process and its pieces copied into each
+of them; chunks of later groups that borrow it read it from this group's
+:class:`.shared_tiles.SharedTiles` (their tasks are handed the lending groups' payloads too).
 
 Helping only happens while a task would otherwise wait, so it costs no wall time; when a
 computation needs only some chunks of a group (a culled graph), the others may still be decoded
@@ -32,6 +33,7 @@ from .buffers import Placement
 from .chunks import REFRESH_HINT, ObjectChangedReadError, RasterReadError, decode_chunk
 from .failures import TileFailures
 from .plan import ChunkWork
+from .scatter import GroupTiles
 from .shared_tiles import SharedTiles, TileMemo
 
 __all__ = ["ChunkJob", "PendingPayloads"]
@@ -51,7 +53,7 @@ class PendingPayloads:
     """
 
     __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_failures", "_cond", "_state",
-                 "_missing", "_users", "_ready", "_results", "_shared", "_lent", "_lenders")
+                 "_missing", "_users", "_ready", "_results", "_group", "_lent", "_lenders")
 
     def __init__(self, futures: list[Future], labels: tuple[str, ...], nbytes: int,
                  jobs: Sequence[ChunkJob] = (), failures: TileFailures | None = None,
@@ -72,8 +74,7 @@ class PendingPayloads:
                 self._missing[k] += 1
         self._ready = deque(k for k, n in enumerate(self._missing) if n == 0)
         self._lent = tuple(lent)  # range -> chunks of later groups borrowing it
-        self._shared = SharedTiles([len(users) + (self._lent[i] if self._lent else 0)
-                                    for i, users in enumerate(self._users)])
+        self._group = GroupTiles(self, self._jobs, len(futures), self._lent, failures)
         self._lenders: dict[int, tuple[PendingPayloads, ...]] = {}
         for index, future in enumerate(futures):
             future.add_done_callback(functools.partial(self._arrived, index))
@@ -93,8 +94,9 @@ class PendingPayloads:
 
     @property
     def shared_tiles(self) -> SharedTiles:
-        """The group's decoded tiles that several chunks read."""
-        return self._shared
+        """The group's decoded tiles that chunks of later groups borrow (and its mask tiles
+        that several chunks read)."""
+        return self._group.memo
 
     def chunk(self, k: int, lenders: Sequence[PendingPayloads] = ()) -> np.ndarray:
         """Chunk ``k``'s array; while its tiles are in flight, decode other arrived chunks.
@@ -109,10 +111,11 @@ class PendingPayloads:
                         return self._take(k)
                     pick = self._next(k)
                     if pick is not None:
+                        again = self._state[pick] == _TAKEN
                         self._state[pick] = _BUSY
                         break
                     self._cond.wait()
-            self._run(pick, own=pick == k)
+            self._run(pick, own=pick == k, again=again)
 
     def _next(self, k: int) -> int | None:
         """The chunk to decode now (under the lock): ``k`` once its tiles are in, else the
@@ -127,15 +130,20 @@ class PendingPayloads:
                 return other
         return None
 
-    def _run(self, k: int, own: bool) -> None:
+    def _run(self, k: int, own: bool, again: bool = False) -> None:
+        """Decode chunk ``k`` (tile by tile with the group; ``again``: a chunk computed a
+        second time, decoded by itself) and leave its result for its task."""
         work, placement = self._jobs[k]
         value, error = None, None
         source: PendingPayloads | _Borrowing = self
-        memo: TileMemo = self._shared
+        memo: TileMemo = self._group.memo
         if work.borrowed:
             source = memo = _Borrowing(self, work.borrowed, work.lenders, self._lenders[k])
         try:
-            value = decode_chunk(source, work, placement, self._failures, memo)
+            if again:
+                value = decode_chunk(source, work, placement, self._failures)
+            else:
+                value = self._group.decode(k, source, memo)
         except BaseException as exc:  # stored for chunk k's own task, which raises it
             error = exc
         with self._cond:
