@@ -1,10 +1,10 @@
-"""Decoded tiles that several chunks crop from, decoded once per process.
+"""Decoded tiles kept for several chunks: decoded once per process, dropped after their last user.
 
-Native chunks are regular from the output window's origin, so a tile may straddle chunk edges
-and be read by up to four chunks: one range of one fetch group, which chunks of later groups
-borrow. A tile read by one chunk decodes into the decoding thread's scratch buffer as before; a
-tile read by several is decoded by the first chunk that needs it, kept while other chunks in
-this process still have to crop it, and dropped after its last user. The memo lives on the
+Native chunks are regular from the output window's origin, so a tile may straddle chunk edges.
+Within its fetch group such a tile is placed into every chunk that reads it as soon as it is
+decoded (:mod:`.scatter`); it is kept here only when chunks of later fetch groups borrow it, or
+when it is an internal-mask tile several chunks read: decoded by the first user, kept while
+other users in this process still need it, and dropped after the last. The memo lives on the
 fetch group's payload object, so on a distributed worker sharing is per worker, and nothing
 outlives the payloads (a chunk that never runs, in a culled graph, leaves its tiles until then).
 """
