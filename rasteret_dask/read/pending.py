@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -53,7 +54,8 @@ class PendingPayloads:
     """
 
     __slots__ = ("_futures", "_labels", "_nbytes", "_jobs", "_failures", "_cond", "_state",
-                 "_missing", "_users", "_ready", "_results", "_group", "_lent", "_lenders")
+                 "_missing", "_users", "_ready", "_results", "_group", "_lent", "_lenders",
+                 "__weakref__")
 
     def __init__(self, futures: list[Future], labels: tuple[str, ...], nbytes: int,
                  jobs: Sequence[ChunkJob] = (), failures: TileFailures | None = None,
@@ -74,10 +76,13 @@ class PendingPayloads:
                 self._missing[k] += 1
         self._ready = deque(k for k, n in enumerate(self._missing) if n == 0)
         self._lent = tuple(lent)  # range -> chunks of later groups borrowing it
-        self._group = GroupTiles(self, self._jobs, len(futures), self._lent, failures)
+        self._group = GroupTiles(self._jobs, len(futures), self._lent, failures)
         self._lenders: dict[int, tuple[PendingPayloads, ...]] = {}
+        # the futures call back through a weak reference: no cycle, so the group's bytes are
+        # freed as soon as the graph releases it, not at the next garbage collection
+        ref = weakref.ref(self)
         for index, future in enumerate(futures):
-            future.add_done_callback(functools.partial(self._arrived, index))
+            future.add_done_callback(functools.partial(_arrived, ref, index))
 
     def __len__(self) -> int:
         return len(self._futures)
@@ -102,10 +107,12 @@ class PendingPayloads:
         """Chunk ``k``'s array; while its tiles are in flight, decode other arrived chunks.
         ``lenders`` are the payloads of the groups it borrows tiles from
         (``ChunkWork.lenders`` order)."""
+        if lenders:
+            with self._cond:  # until chunk k is decoded (by this task or a helper)
+                if self._state[k] != _DONE:
+                    self._lenders[k] = tuple(lenders)
         while True:
             with self._cond:
-                if lenders:
-                    self._lenders[k] = tuple(lenders)
                 while True:
                     if self._state[k] == _DONE:
                         return self._take(k)
@@ -138,7 +145,9 @@ class PendingPayloads:
         source: PendingPayloads | _Borrowing = self
         memo: TileMemo = self._group.memo
         if work.borrowed:
-            source = memo = _Borrowing(self, work.borrowed, work.lenders, self._lenders[k])
+            with self._cond:  # the lenders are needed until this chunk is done
+                lenders = self._lenders.pop(k)
+            source = memo = _Borrowing(self, work.borrowed, work.lenders, lenders)
         try:
             if again:
                 value = decode_chunk(source, work, placement, self._failures)
@@ -215,6 +224,12 @@ class _Borrowing:
     def first_report(self, index: int) -> bool:
         payloads, i = self._at(index)
         return payloads.shared_tiles.first_report(i)
+
+
+def _arrived(ref: weakref.ref, index: int, future: Future) -> None:
+    payloads = ref()
+    if payloads is not None:
+        payloads._arrived(index, future)
 
 
 def _completed(outcomes: list[bytes | BaseException], labels: tuple[str, ...], nbytes: int,

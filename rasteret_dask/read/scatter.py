@@ -44,8 +44,6 @@ class GroupTiles:
 
     Parameters
     ----------
-    source
-        The group's ranges (``get(i)``; the group's payloads).
     jobs
         The group's chunks: work and shared-buffer placement.
     ranges
@@ -57,13 +55,11 @@ class GroupTiles:
         nodata).
     """
 
-    __slots__ = ("_source", "_jobs", "_failures", "_cond", "_users", "_state", "_outs",
+    __slots__ = ("_jobs", "_failures", "_cond", "_users", "_state", "_outs",
                  "_errors", "memo")
 
-    def __init__(self, source: TileSource, jobs: Sequence[tuple[ChunkWork, Placement | None]],
-                 ranges: int, lent: Sequence[int] = (),
-                 failures: TileFailures | None = None) -> None:
-        self._source = source
+    def __init__(self, jobs: Sequence[tuple[ChunkWork, Placement | None]], ranges: int,
+                 lent: Sequence[int] = (), failures: TileFailures | None = None) -> None:
         self._jobs = jobs
         self._failures = failures
         self._cond = threading.Condition()
@@ -88,8 +84,9 @@ class GroupTiles:
 
     def decode(self, k: int, source: TileSource, memo: TileMemo) -> np.ndarray:
         """Chunk ``k``'s (1, h, w) array once every tile it reads is placed: its group's
-        tiles (placed here, or by other chunks of the group), then its borrowed ones (read
-        through ``source``/``memo``, which answer negative payload indices), then its mask.
+        tiles (placed here, or by other chunks of the group), then its borrowed ones, then its
+        mask. ``source`` holds the group's ranges (and, for a chunk that borrows, answers its
+        negative payload indices, as ``memo`` does).
 
         Raises
         ------
@@ -100,7 +97,7 @@ class GroupTiles:
         out = self._output(k)
         for read in work.tiles:
             if read.payload >= 0:
-                self._deliver(read.payload)
+                self._deliver(read.payload, source)
         with self._cond:
             self._outs.pop(k, None)
             error = self._errors.pop(k, None)
@@ -128,7 +125,7 @@ class GroupTiles:
                 out = self._outs[k] = chunk_output(work, placement)
             return out
 
-    def _deliver(self, index: int) -> None:
+    def _deliver(self, index: int, source: TileSource) -> None:
         """Range ``index`` placed into every chunk of the group that reads it: by this thread
         unless another one has or is doing it (then wait for it)."""
         with self._cond:
@@ -138,7 +135,7 @@ class GroupTiles:
                 return
             self._state[index] = _BUSY
         try:
-            self._place(index)
+            self._place(index, source)
         except BaseException as exc:  # an interrupt: the chunks it leaves unplaced raise it
             with self._cond:
                 for k, _ in self._users[index]:
@@ -149,7 +146,7 @@ class GroupTiles:
                 self._state[index] = _DONE
                 self._cond.notify_all()
 
-    def _place(self, index: int) -> None:
+    def _place(self, index: int, source: TileSource) -> None:
         users = self._users[index]
         first, read = users[0]
         work = self._jobs[first][0]
@@ -157,12 +154,12 @@ class GroupTiles:
         try:
             if lent:
                 tile = self.memo.tile(index, functools.partial(
-                    decode_read, self._source, read, work, None, True))
+                    decode_read, source, read, work, None, True))
             elif len(users) == 1 and whole_tile(work, out := self._output(first)):
-                decode_read(self._source, read, work, out.reshape(work.spec.shape))
+                decode_read(source, read, work, out.reshape(work.spec.shape))
                 return
             else:
-                tile = decode_read(self._source, read, work, None)
+                tile = decode_read(source, read, work, None)
         except RasterReadError as exc:
             self._failed(index, exc)
             return
