@@ -1,4 +1,4 @@
-"""rasteret_dask: a GeoParquet index of COGs with lazy, tile-aligned, Dask-parallel reads."""
+"""rasteret_dask: a GeoParquet index of COGs with lazy, tile-addressed, Dask-parallel reads."""
 
 from .build import EnrichmentFailedError, build, build_from_stac, build_from_table
 from .catalog import (

@@ -158,10 +158,24 @@ def test_offset_records_share_one_union_grid(tmp_path, dtype, nodata, shift):
     from rasteret_dask.read import plan_reads
     from rasteret_dask.read.plan import NO_GROUP
 
-    band = plan_reads(collection, shapes[0], ["B1"], geometry_crs=32633)[0].bands[0]
+    plan = plan_reads(collection, shapes[0], ["B1"], geometry_crs=32633)[0]
+    band = plan.bands[0]
     fills = [work for group, work in band.chunks.values() if group == NO_GROUP]
     assert all(not work.tiles for work in fills)
-    assert fills  # the box reaches past both images
+    # the chunks (regular from the window's origin) that miss a record's image, in union-grid
+    # pixels: b (first on the time axis) is at (rows, cols), a at the union's (0, 0) offset
+    win = plan.window
+    images = [(rows, cols, 560, 650), (0, 0, 600, 700)]
+    edges_r = np.cumsum((0, *band.row_chunks)) + win.row_off
+    edges_c = np.cumsum((0, *band.col_chunks)) + win.col_off
+    off_r, off_c = min(rows, 0), min(cols, 0)
+    missing = sum(
+        1 for r0, c0, h, w in images
+        for i in range(len(band.row_chunks)) for j in range(len(band.col_chunks))
+        if edges_r[i + 1] <= r0 - off_r or edges_r[i] >= r0 - off_r + h
+        or edges_c[j + 1] <= c0 - off_c or edges_c[j] >= c0 - off_c + w)
+    assert len(fills) == missing
+    assert fills or shift == (100, 60)  # the box reaches past both images
 
 
 def test_errors_name_the_problem(files, tmp_path, caplog):
@@ -267,7 +281,7 @@ def test_graph_of_1000_records_has_one_task_per_group_and_chunk(tmp_path):
     plan = collection.explain(box, list(bands), geometry_crs=epsg)[0]
     ds = collection.get_xarray(box, list(bands), geometry_crs=epsg)
     assert plan["records"] == n and ds.sizes["time"] == n
-    per_band = 3 * 3  # the window spans 3 x 3 tiles
+    per_band = 2 * 3  # 470 x 550 pixels in regular 256-pixel chunks (3 x 3 tiles)
     assert plan["chunks"] == n * len(bands) * per_band
     assert len(ds.__dask_graph__()) == plan["fetch_groups"] + plan["chunks"]
     for band in bands:

@@ -173,8 +173,7 @@ def test_decode_chunk_layouts(shared):
 def test_a_waiting_decode_task_decodes_the_chunks_that_arrived(monkeypatch):
     """Chunk 0's tile is still in flight: its task decodes chunks 1 and 2 meanwhile, once each,
     and their own tasks return those results; a helper's decode error is raised by its owner."""
-    from rasteret_dask.read import chunks as read_chunks
-    from rasteret_dask.read import pending as read_pending
+    from rasteret_dask.read import scatter as read_scatter
 
     rng = np.random.default_rng(5)
     tiles = [rng.integers(0, 65535, (16, 16), dtype=np.uint16) for _ in range(3)]
@@ -187,13 +186,13 @@ def test_a_waiting_decode_task_decodes_the_chunks_that_arrived(monkeypatch):
     jobs = [(ChunkWork(spec, (16, 16), 0.0, 0, (TileRead(i, whole, whole),), f"chunk {i}"), None)
             for i in range(4)]
     decoded: list[str] = []
-    original = read_chunks.decode_chunk
+    original = read_scatter.decode_read  # each chunk here is one tile: one decode each
 
-    def counting(payloads, work, *args):
+    def counting(payloads, read, work, *args):
         decoded.append(work.label)
-        return original(payloads, work, *args)
+        return original(payloads, read, work, *args)
 
-    monkeypatch.setattr(read_pending, "decode_chunk", counting)
+    monkeypatch.setattr(read_scatter, "decode_read", counting)
     pending = read_graph.PendingPayloads(futures, tuple(f"tile {i}" for i in range(4)), 0, jobs)
     results: dict[int, np.ndarray] = {}
     owner = threading.Thread(target=lambda: results.setdefault(0, read_graph.read_chunk(pending, 0)))

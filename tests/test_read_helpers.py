@@ -163,13 +163,11 @@ def mismatch(got: np.ndarray, want: np.ndarray) -> str:
             f"got {got[rows[0], cols[0]]!r}, rasterio {want[rows[0], cols[0]]!r}")
 
 
-def tile_aligned(var, transform, tile: int, tiles_per_chunk: int = 1) -> bool:
-    """Whether every inner chunk edge of ``var`` lies on a (multi-)tile edge of the file grid."""
-    window = output_window(var, transform)
-    step = tile * tiles_per_chunk
-    for offset, sizes in ((window.row_off, var.chunks[1]), (window.col_off, var.chunks[2])):
-        edges = offset + np.cumsum(sizes)[:-1]
-        if np.any(edges % step):
+def regular_chunks(var, rows: int, cols: int) -> bool:
+    """Whether ``var``'s y/x chunks are ``rows``/``cols`` pixels but the last along each axis
+    (Zarr-ready), whatever the window's offset from the tile grid."""
+    for size, sizes in ((rows, var.chunks[1]), (cols, var.chunks[2])):
+        if any(s != size for s in sizes[:-1]) or not 0 < sizes[-1] <= size:
             return False
     return True
 

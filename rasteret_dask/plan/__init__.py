@@ -1,4 +1,4 @@
-"""Read planning (pure, no I/O): geometry -> pixel window -> tiles -> tile-aligned chunks."""
+"""Read planning (pure, no I/O): geometry -> pixel window -> regular chunks -> tiles."""
 
 from rasteret_dask.plan.geometry import coerce_geometries, geometry_crs, reproject_geometries
 from rasteret_dask.plan.grid import GridSpec, Window, pixel_coordinates, union_grid

@@ -21,7 +21,7 @@ from .grouping import check_groupby
 from .plan import ReadPlan, plan_read
 from .properties import attach_properties, property_columns
 from .rescale import rescaling
-from .route import is_native, native_tiles_per_chunk
+from .route import is_native, native_chunks
 from .select import Selection, query_geometries, read_bands, select
 from .skipped import settle_missing
 from .warp_assemble import warped_dataset
@@ -85,8 +85,9 @@ def prepare_reads(
                                  f"read: {selection.empty_error()}")
             raise selection.empty_error()
         if is_native(selection, request, groupby, rescale):
+            native = native_chunks(chunks)
             plans.append(plan_read(selection, all_touched=all_touched,
-                                   tiles_per_chunk=native_tiles_per_chunk(selection, chunks),
+                                   tiles_per_chunk=native.tiles, chunk_pixels=native.pixels,
                                    max_tile_bytes=max_tile_bytes))
         else:
             plans.append(plan_warped_read(
@@ -146,7 +147,8 @@ def plan_reads(
     """One read plan per geometry: pure planning, reading only index columns, never a COG.
 
     ``Collection.explain`` returns each plan's ``explain()`` dict (records, bands, output
-    shape, CRS, chunks, fetch groups, tiles, compressed bytes, skipped records; for a warped
+    shape, CRS, chunk shape, chunks, fetch groups, tiles (each fetched and decoded once, also
+    when it straddles chunk edges), shared tiles, compressed bytes, skipped records; for a warped
     read also the output grid, the overview level each band reads and records per chunk).
 
     Parameters
@@ -165,10 +167,12 @@ def plan_reads(
     all_touched : bool, default False
         Keep every pixel the geometry touches, not only those whose centre it holds.
     chunks : int, dict or (int, int), optional
-        An int: tiles per output chunk side (default 1 on the records' grid: one chunk per
-        tile; a warped read's output tiles are 512 pixels, default 2). A dict
-        ``{"y": px, "x": px}`` (odc-stac's form) or a (y, x) pair: pixels (whole tiles on the
-        records' grid). Warped chunks are regular from the output grid's origin.
+        An int: tiles per output chunk side (default 1 on the records' grid: chunks of the
+        first record's tile size; a warped read's output tiles are 512 pixels, default 2). A
+        dict ``{"y": px, "x": px}`` (odc-stac's form) or a (y, x) pair: pixels, exactly.
+        Chunks are regular from the output window's origin (every chunk that size but the
+        last along each axis, so ``to_zarr`` takes the result as it is); on the records' grid
+        a tile straddling chunk edges is still fetched and decoded once.
     data_source : DatasetDescriptor or str, optional
         Overrides the collection's data source (band names, storage options, URL signing).
     max_tile_bytes : int or str, optional
@@ -203,7 +207,7 @@ def plan_reads(
     -------
     list of ReadPlan or WarpPlan
         One per geometry, in input order: a ``ReadPlan`` when the output grid is the records'
-        own (chunks are their tiles), a ``WarpPlan`` otherwise.
+        own (its tiles copied into regular chunks), a ``WarpPlan`` otherwise.
 
     Raises
     ------
@@ -238,7 +242,9 @@ def get_xarray(collection: Collection, geometries: Any, bands: Sequence[str] | s
     the geometry, with ``time``, ``y``, ``x``, ``id``, ``cloud_cover`` (native reads, when
     the index has it) and a ``spatial_ref`` CRS coordinate describing the output grid (read
     by rioxarray and ``.odc.geobox``). Without ``crs``/``resolution``/``geobox``/``groupby``
-    the output is the records' own pixel grid, chunked along their tiles; otherwise records
+    the output is the records' own pixel grid in regular chunks from the window's origin
+    (Zarr-ready; by default the first record's tile size, each tile fetched and decoded
+    once even where it straddles chunk edges); otherwise records
     of any CRSs, resolutions and overview levels are resampled onto the output grid
     (GDAL's warper, as odc-stac) in regular chunks, one task per chunk and time step.
 

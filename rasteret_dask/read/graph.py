@@ -35,21 +35,26 @@ goes (out-of-core reductions)."""
 
 
 def fetch_group(reader: RangeReader, group: FetchGroup, jobs: tuple[ChunkJob, ...] = (),
-                failures: TileFailures | None = None) -> PendingPayloads:
+                failures: TileFailures | None = None, lent: tuple[int, ...] = ()
+                ) -> PendingPayloads:
     """Start fetching every byte range of a group concurrently; returns without waiting.
-    With ``failures`` its chunks read failed tiles as nodata and report them there."""
+    With ``failures`` its chunks read failed tiles as nodata and report them there; ``lent``
+    counts per range the chunks of later groups that borrow it."""
     nbytes = sum(r.end - r.start for r in group.ranges)
-    return PendingPayloads(reader.submit(group.ranges), group.labels, nbytes, jobs, failures)
+    return PendingPayloads(reader.submit(group.ranges), group.labels, nbytes, jobs, failures,
+                           lent)
 
 
-def read_chunk(payloads: PendingPayloads, k: int) -> np.ndarray:
-    """Decode task: the (1, h, w) array of chunk ``k`` of a fetch group."""
-    return payloads.chunk(k)
+def read_chunk(payloads: PendingPayloads, k: int,
+               lenders: list[PendingPayloads] | None = None) -> np.ndarray:
+    """Decode task: the (1, h, w) array of chunk ``k`` of a fetch group; ``lenders`` are
+    the payloads of the earlier groups it borrows tiles from."""
+    return payloads.chunk(k, lenders or ())
 
 
 def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader,
                failures: TileFailures | None = None) -> da.Array:
-    """A lazy (time, y, x) dask array for one band, chunked along the tile grid; with
+    """A lazy (time, y, x) dask array for one band, in the plan's regular chunks; with
     ``failures`` a tile that cannot be fetched or decoded is read as nodata and reported."""
     token = uuid.uuid4().hex[:12]
     fetch_name = f"fetch-{band.band}-{token}"
@@ -59,6 +64,7 @@ def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader,
     rows = np.concatenate([[0], np.cumsum(band.row_chunks)]).tolist()
     cols = np.concatenate([[0], np.cumsum(band.col_chunks)]).tolist()
     jobs: list[list[ChunkJob]] = [[] for _ in band.groups]
+    lent = [[0] * len(group.ranges) for group in band.groups]
     read_layer: dict = {}
     for (t, i, j), (g, work) in band.chunks.items():
         placement = Placement(name, shape, band.dtype.str, (t, rows[i], cols[j])) if shared \
@@ -66,9 +72,15 @@ def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader,
         if g == NO_GROUP:  # no tile of the record here: a fill, without a fetch
             read_layer[(name, t, i, j)] = (decode_chunk, None, work, placement)
             continue
-        read_layer[(name, t, i, j)] = (read_chunk, (fetch_name, g), len(jobs[g]))
+        task: tuple = (read_chunk, (fetch_name, g), len(jobs[g]))
+        if work.borrowed:  # tiles of earlier groups: their fetch tasks are inputs too
+            task += ([(fetch_name, lender) for lender in work.lenders],)
+            for lender, index in work.borrowed:
+                lent[lender][index] += 1
+        read_layer[(name, t, i, j)] = task
         jobs[g].append((work, placement))
-    fetch_layer = {(fetch_name, g): (fetch_group, reader, group, tuple(jobs[g]), failures)
+    fetch_layer = {(fetch_name, g): (fetch_group, reader, group, tuple(jobs[g]), failures,
+                                     tuple(lent[g]) if any(lent[g]) else ())
                    for g, group in enumerate(band.groups)}
     layers = {fetch_name: fetch_layer, name: read_layer} if fetch_layer else {name: read_layer}
     graph = HighLevelGraph(layers, {fetch_name: set(), name: {fetch_name}} if fetch_layer

@@ -1,14 +1,20 @@
-"""Read planning, pure: a selection -> output grid -> tile-aligned chunks -> byte ranges.
+"""Read planning, pure: a selection -> output grid -> regular chunks -> byte ranges.
 
-The plan is made of frozen values. Each output chunk's ``ChunkWork`` carries only its own tiles'
-positions and decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s
-so that one Dask task fetches many tiles concurrently (requests in flight are not capped by the
-number of Dask threads).
+The plan is made of frozen values. Output chunks are regular from the output window's origin
+(every chunk the same size but the last along each axis: Zarr-ready), so a chunk edge may cut
+through a tile. Each output chunk's ``ChunkWork`` carries only its own tiles' positions and
+decode parameters; the byte ranges of many chunks are batched into ``FetchGroup``s so that one
+Dask task fetches many tiles concurrently (requests in flight are not capped by the number of
+Dask threads). Neighbouring chunks share a fetch group while it has room, and a tile that
+several chunks read is one range of one group: a chunk planned after that group closed borrows
+the range from it (its task depends on both fetch tasks). So every tile is fetched once, and
+decoded once per process (see :mod:`.shared_tiles`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +27,8 @@ from ..io import ByteRange
 from ..io.identity import ObjectIdentity
 from ..plan.grid import GridSpec, Window, crs_text
 from ..plan.mask import geometry_mask
-from ..plan.tiles import axis_tiles, chunk_edges, strips_per_chunk
+from ..plan.output_grid import chunk_edges_px
+from ..plan.tiles import axis_tiles, strips_per_chunk
 from ..tiff.cog_metadata import CogMetadata
 from .masks import MaskRead, plan_mask
 from .select import Record, Selection
@@ -44,7 +51,9 @@ class ChunkWork:
     """Everything a decode task needs for one output chunk (time, y, x) of one band; ``error``
     says why the chunk cannot be read when the plan already knows (a tile over the size limit:
     nothing is fetched and the decode task raises it); ``mask`` reads the record's internal
-    mask under the chunk (its pixels masked there read as ``fill``)."""
+    mask under the chunk (its pixels masked there read as ``fill``); ``borrowed`` are the
+    (group, range) of earlier fetch groups it reads tiles of (shared with chunks there): a
+    ``TileRead`` whose ``payload`` is ``-n`` reads ``borrowed[n - 1]``."""
 
     spec: DecodeSpec
     shape: tuple[int, int]
@@ -54,13 +63,20 @@ class ChunkWork:
     label: str
     error: str | None = None
     mask: MaskRead | None = None
+    borrowed: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def lenders(self) -> tuple[int, ...]:
+        """The earlier fetch groups it borrows tiles from, in order of first use."""
+        return tuple(dict.fromkeys(group for group, _ in self.borrowed))
 
     @property
     def payloads(self) -> set[int]:
-        """Every range of its fetch group the chunk reads (data and mask tiles)."""
-        out = {read.payload for read in self.tiles}
+        """Every range of its own fetch group the chunk reads (data and mask tiles; borrowed
+        ones are in :attr:`borrowed`)."""
+        out = {read.payload for read in self.tiles if read.payload >= 0}
         if self.mask is not None:
-            out.update(read.payload for read in self.mask.tiles)
+            out.update(read.payload for read in self.mask.tiles if read.payload >= 0)
         return out
 
 
@@ -84,6 +100,16 @@ class BandPlan:
     col_chunks: tuple[int, ...]
     groups: tuple[FetchGroup, ...]
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]]
+
+    @property
+    def shared_tiles(self) -> int:
+        """Ranges of its fetch groups that more than one chunk reads (a tile straddling
+        chunk edges: fetched and decoded once, cropped into each)."""
+        uses = Counter((g, index) for g, work in self.chunks.values() if g != NO_GROUP
+                       for index in work.payloads)
+        uses.update(lent for g, work in self.chunks.values() if g != NO_GROUP
+                    for lent in work.borrowed)
+        return sum(1 for n in uses.values() if n > 1)
 
 
 @dataclass(frozen=True)
@@ -112,10 +138,15 @@ class ReadPlan:
         dict
             ``records`` (time steps), ``bands`` (as the index names them), ``shape`` (time, y,
             x), ``crs_epsg`` (None for a custom CRS), ``crs`` (``EPSG:n`` or WKT2),
+            ``chunk_shape`` (rows, columns of every chunk but the last along each axis),
             ``chunks`` and ``fetch_groups`` (dask tasks), ``tiles`` and
-            ``compressed_bytes`` (what will be fetched) and ``skipped_records`` (messages).
+            ``compressed_bytes`` (what will be fetched; each tile is decoded once per
+            process), ``shared_tiles`` (tiles that several chunks crop from, straddling
+            chunk edges) and ``skipped_records`` (messages).
         """
         tiles = sum(len(g.ranges) for b in self.bands for g in b.groups)
+        shared = sum(b.shared_tiles for b in self.bands)
+        first = self.bands[0] if self.bands else None
         nbytes = sum(r.end - r.start for b in self.bands for g in b.groups for r in g.ranges)
         return {
             "records": len(self.times),
@@ -123,9 +154,12 @@ class ReadPlan:
             "shape": (len(self.times), self.window.height, self.window.width),
             "crs_epsg": self.grid.crs_epsg,
             "crs": crs_text(self.grid.crs),
+            "chunk_shape": (None if first is None else
+                            (first.row_chunks[0], first.col_chunks[0])),
             "chunks": sum(len(b.chunks) for b in self.bands),
             "fetch_groups": sum(len(b.groups) for b in self.bands),
             "tiles": tiles,
+            "shared_tiles": shared,
             "compressed_bytes": nbytes,
             "skipped_records": [str(r) for r in self.skipped],
         }
@@ -134,14 +168,17 @@ class ReadPlan:
 class FetchGroups:
     """Tile byte ranges batched into fetch groups as chunks are planned.
 
-    A group closes before a chunk whose tiles would take it past ``group_tiles`` ranges, or
-    once it holds ``group_bytes``; within a group each tile of a file is one range, however
-    many chunks read it.
+    A group closes before a chunk whose new tiles would take it past ``group_tiles`` ranges,
+    or once it holds ``group_bytes``; within a group each tile of a file is one range, however
+    many chunks read it (tiles a chunk shares with its neighbours do not count). With
+    ``lend``, :meth:`read` hands a chunk the tiles of closed groups as borrowed ranges instead
+    of fetching them again.
     """
 
-    __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size")
+    __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size",
+                 "_closed")
 
-    def __init__(self, group_tiles: int, group_bytes: int) -> None:
+    def __init__(self, group_tiles: int, group_bytes: int, lend: bool = False) -> None:
         self.groups: list[FetchGroup] = []
         self._max_tiles = group_tiles
         self._max_bytes = group_bytes
@@ -149,14 +186,23 @@ class FetchGroups:
         self._labels: list[str] = []
         self._index: dict[tuple[str, int, bool], int] = {}
         self._size = 0
+        self._closed: dict[tuple[str, int, bool], tuple[int, int]] | None = {} if lend else None
 
     @property
     def current(self) -> int:
         """Position of the open group (the group of the chunk being planned)."""
         return len(self.groups)
 
+    def new_tiles(self, href: str, tiles: Iterable[int]) -> int:
+        """How many of ``tiles`` of ``href`` (image tiles, not mask) the open group lacks
+        (and, lending, no closed group holds)."""
+        closed = self._closed or {}
+        return sum(1 for tile in tiles
+                   if (href, tile, False) not in self._index and (href, tile, False) not in closed)
+
     def open_chunk(self, tiles: int) -> None:
-        """Start a chunk of (at most) ``tiles`` tiles: close the open group if it is full."""
+        """Start a chunk adding (at most) ``tiles`` ranges: close the open group if it is
+        full."""
         if self._ranges and (len(self._ranges) + tiles > self._max_tiles
                              or self._size >= self._max_bytes):
             self.close()
@@ -176,9 +222,27 @@ class FetchGroups:
             self._size += count
         return index
 
+    def read(self, href: str, tile: int, start: int, count: int, label: str,
+             expect: ObjectIdentity | None, mask: bool, borrowed: list[tuple[int, int]]
+             ) -> int:
+        """A chunk's payload index of a tile: its range in the open group (see :meth:`add`),
+        or, lending, ``-n`` when a closed group holds it, ``(group, range)`` being appended
+        to the chunk's ``borrowed`` as its n-th entry."""
+        key = (href, tile, mask)
+        if self._closed is not None and key not in self._index:
+            lent = self._closed.get(key)
+            if lent is not None:
+                if lent not in borrowed:
+                    borrowed.append(lent)
+                return -(borrowed.index(lent) + 1)
+        return self.add(href, tile, start, count, label, expect, mask)
+
     def close(self) -> tuple[FetchGroup, ...]:
         """Close the open group (if it holds a range); every group so far."""
         if self._ranges:
+            if self._closed is not None:
+                group = len(self.groups)
+                self._closed.update((key, (group, index)) for key, index in self._index.items())
             self.groups.append(FetchGroup(tuple(self._ranges), tuple(self._labels)))
         self._ranges, self._labels, self._index, self._size = [], [], {}, 0
         return tuple(self.groups)
@@ -190,10 +254,12 @@ def expected_version(md: CogMetadata) -> ObjectIdentity | None:
     return ObjectIdentity.recorded(md.etag, md.object_size, md.last_modified)
 
 
-def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity | None):
-    """A mask tile of ``href`` into the open fetch group (see :func:`.masks.plan_mask`)."""
+def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity | None,
+              borrowed: list[tuple[int, int]]):
+    """A mask tile of ``href`` into the open fetch group, or borrowed from a closed one (see
+    :func:`.masks.plan_mask`)."""
     def register(tile: int, start: int, count: int) -> int:
-        return fetch.add(href, tile, start, count, label, expect, mask=True)
+        return fetch.read(href, tile, start, count, label, expect, True, borrowed)
     return register
 
 
@@ -204,7 +270,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
     first = records[0].metadata
     dtype = first.native_dtype
     nodata = first.nodata
-    fetch = FetchGroups(group_tiles, group_bytes)
+    fetch = FetchGroups(group_tiles, group_bytes, lend=True)
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
     for t, record in enumerate(records):
         md = record.metadata
@@ -243,8 +309,11 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         empty[shape] = ChunkWork(spec, shape, fill, sample, (), label)
                     chunks[(t, i, j)] = (NO_GROUP, empty[shape])
                     continue
-                fetch.open_chunk(len(rows) * len(cols) + mask_rows[i] * mask_cols[j])
+                fetch.open_chunk(fetch.new_tiles(href, (r[0] * across + c[0] for r in rows
+                                                        for c in cols))
+                                 + mask_rows[i] * mask_cols[j])
                 reads = []
+                borrowed: list[tuple[int, int]] = []
                 refused = None
                 for tile_row, s0, s1, d0, d1 in rows:
                     for tile_col, s2, s3, d2, d3 in cols:
@@ -253,16 +322,18 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
                         if count < 0 or count > max_tile_bytes or (count and oversize):
                             refused = limits.tile_size_problem(spec, count, max_tile_bytes, tile)
                             continue
-                        index = fetch.add(href, tile, tile_offsets[tile], count, label,
-                                          expect)
+                        index = fetch.read(href, tile, tile_offsets[tile], count, label,
+                                           expect, False, borrowed)
                         reads.append(TileRead(index, (s0, s1, s2, s3), (d0, d1, d2, d3)))
                 if refused is not None:  # never fetched: the decode task raises it
                     chunks[(t, i, j)] = (NO_GROUP, ChunkWork(spec, shape, fill, sample, (),
                                                              label, refused))
                     continue
                 masked = plan_mask(mask, (r0 + dr, r1 + dr), (c0 + dc, c1 + dc),
-                                   _register(fetch, href, label, expect), max_tile_bytes)
-                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label, None, masked)
+                                   _register(fetch, href, label, expect, borrowed),
+                                   max_tile_bytes)
+                work = ChunkWork(spec, shape, fill, sample, tuple(reads), label, None, masked,
+                                 tuple(borrowed))
                 chunks[(t, i, j)] = (fetch.current, work)
     return BandPlan(band, dtype, nodata, tuple(b - a for a, b in row_edges),
                     tuple(b - a for a, b in col_edges), fetch.close(), chunks)
@@ -273,6 +344,7 @@ def plan_read(
     *,
     all_touched: bool = False,
     tiles_per_chunk: int = 1,
+    chunk_pixels: tuple[int, int] | None = None,
     group_tiles: int = DEFAULT_GROUP_TILES,
     group_bytes: int = DEFAULT_GROUP_BYTES,
     mask: bool = True,
@@ -282,9 +354,13 @@ def plan_read(
     selection in one CRS).
 
     The records' grids are unioned, the geometry (reprojected into their CRS) becomes a pixel
-    window trimmed to the pixels it burns, the window tile-aligned chunks (a striped image's
-    strips grouped into chunks of about :data:`~rasteret_dask.plan.tiles.STRIP_CHUNK_PIXELS`,
-    at least ``tiles_per_chunk`` strips) and each chunk a ``ChunkWork``; tile byte ranges are batched into fetch groups. A tile declaring more than
+    window trimmed to the pixels it burns, the window regular chunks from its origin (the last
+    along each axis may be shorter) and each chunk a ``ChunkWork``; tile byte ranges are
+    batched into fetch groups. Chunks are ``chunk_pixels`` (rows, columns) when given, else
+    ``tiles_per_chunk`` tiles of the first record a side (a striped image's strips grouped
+    into chunks of about :data:`~rasteret_dask.plan.tiles.STRIP_CHUNK_PIXELS`, at least
+    ``tiles_per_chunk`` strips), so a window starting on a tile edge has one chunk per tile
+    (block). A tile declaring more than
     ``max_tile_bytes`` (decoded, unless sparse, or compressed; see
     :func:`rasteret_dask.decode.limits.max_tile_bytes`) is never fetched: its chunk's task
     raises an error naming record, band, href, the declared size and the limit. The
@@ -311,21 +387,19 @@ def plan_read(
     first_band = next(iter(records_by_band))
     anchor = records_by_band[first_band][0]
     md = anchor.metadata
-    off_r, off_c = offsets[(first_band, anchor.id)]
-    # chunk edges follow the first record's tile grid, expressed in output-window coordinates
-    # (tiles declaring more than the limit get smaller chunks: no chunk allocates more)
-    step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
-                                              md.dtype.itemsize, limit)
-    row_tiles = tiles_per_chunk
-    if md.striped and step_h == md.tile_height:  # strips are grouped into chunks
-        row_tiles = max(tiles_per_chunk, strips_per_chunk(md.tile_height, md.image_width))
-    rows = chunk_edges(window.row_off - off_r, window.row_off - off_r + window.height,
-                       step_h, row_tiles)
-    cols = chunk_edges(window.col_off - off_c, window.col_off - off_c + window.width,
-                       step_w, tiles_per_chunk)
-    base_r, base_c = window.row_off - off_r, window.col_off - off_c
-    row_edges = [(a - base_r, b - base_r) for a, b in rows]
-    col_edges = [(a - base_c, b - base_c) for a, b in cols]
+    # regular chunks from the window's origin, sized by the first record's tiles (tiles
+    # declaring more than the limit get smaller chunks: no chunk allocates more)
+    if chunk_pixels is not None:
+        size_r, size_c = chunk_pixels
+    else:
+        step_h, step_w = limits.bounded_tile_step(md.tile_height, md.tile_width,
+                                                  md.dtype.itemsize, limit)
+        row_tiles = tiles_per_chunk
+        if md.striped and step_h == md.tile_height:  # strips are grouped into chunks
+            row_tiles = max(tiles_per_chunk, strips_per_chunk(md.tile_height, md.image_width))
+        size_r, size_c = step_h * row_tiles, step_w * tiles_per_chunk
+    row_edges = list(chunk_edges_px(window.height, size_r))
+    col_edges = list(chunk_edges_px(window.width, size_c))
     bands = tuple(
         _band_plan(band, records, window, offsets, row_edges, col_edges, group_tiles,
                    group_bytes, limit)

@@ -1,7 +1,7 @@
 """Which path a read takes (pure): the records' own tile grid, or a warped output grid.
 
-A read stays on the native path (chunks are the records' tiles, decoded and copied, bit-exact
-and as fast as before output grids existed) when its output grid is the records' grid: one
+A read stays on the native path (the records' tiles decoded and copied into regular chunks,
+bit-exact and as fast as before output grids existed) when its output grid is the records' grid: one
 CRS, one pixel size, whole-pixel offsets between records, no time grouping or rescaling, and
 any ``crs=``/``resolution=`` given equal to the records' (with the records' origins on
 integer multiples of that resolution, the anchor every output grid keeps). Everything else
@@ -13,13 +13,15 @@ without ``crs=``/``resolution=`` it is read onto one (its CRS, its pixel size).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..plan.grid import same_crs
 from ..plan.output_grid import GridRequest, parse_chunks
 from .select import Selection
 
-__all__ = ["is_native", "native_tiles_per_chunk"]
+__all__ = ["NativeChunks", "is_native", "native_chunks"]
 
 
 def _on_anchor(value: float, step: float) -> bool:
@@ -54,14 +56,32 @@ def is_native(selection: Selection, request: GridRequest, groupby: Any = None,
     return True
 
 
-def native_tiles_per_chunk(selection: Selection, chunks: Any) -> int:
-    """``chunks=`` of a native read as tiles per chunk side: an int is that already; pixels
-    (a dict or a (y, x) pair) are rounded to whole tiles of the first record (at least one)."""
+@dataclass(frozen=True, slots=True)
+class NativeChunks:
+    """``chunks=`` of a native read: ``pixels`` (rows, columns) when given in pixels, else
+    ``tiles`` of the first record per chunk side."""
+
+    tiles: int = 1
+    pixels: tuple[int, int] | None = None
+
+
+def native_chunks(chunks: Any) -> NativeChunks:
+    """``chunks=`` of a native read: None is one tile a side, an int that many tiles a side;
+    pixels (a dict with ``"x"``/``"y"``, or a (y, x) pair) are kept exactly (a dict giving
+    one of them uses it for both; one giving neither keeps the tile default).
+
+    Raises
+    ------
+    ValueError
+        For a value that is not one of those forms or not positive (see
+        :func:`~rasteret_dask.plan.output_grid.parse_chunks`).
+    """
     if chunks is None:
-        return 1
+        return NativeChunks()
     if isinstance(chunks, int) and not isinstance(chunks, bool):
         parse_chunks(chunks, 1)  # checks it is positive
-        return chunks
-    md = selection.records[0].metadata
-    rows, cols = parse_chunks(chunks, 1)
-    return max(1, round(max(rows / md.tile_height, cols / md.tile_width)))
+        return NativeChunks(tiles=chunks)
+    pixels = parse_chunks(chunks, 1)
+    if isinstance(chunks, Mapping) and "x" not in chunks and "y" not in chunks:
+        return NativeChunks()
+    return NativeChunks(pixels=pixels)
