@@ -208,7 +208,9 @@ def test_chunk_by_chunk_writes_never_claim_the_shared_band_buffer(index, cog_dir
     claims.clear()
     computed = ds.compute()  # a whole computation still decodes in place
     assert claims and all(claims)
-    assert not read_buffers._whole and not read_buffers._shared
+    names = {ds[band].data.name for band in ("B04", "B08")}
+    # (a failed computation elsewhere in the session may leave its own marks)
+    assert not names & set(read_buffers._whole) and not names & set(read_buffers._shared)
     with xr.open_zarr(tmp_path / "lib.zarr", mask_and_scale=False) as got:
         np.testing.assert_array_equal(got["B04"].values, computed["B04"].values)
     claims.clear()

@@ -114,10 +114,10 @@ def test_a_mid_tile_window_fetches_and_decodes_every_tile_once(tiled, monkeypatc
     lock = threading.Lock()
     real = chunk_module.decode_tile
 
-    def counting(data, spec, out=None):
+    def counting(data, spec, out=None, **kwargs):
         with lock:
             calls.append(1)
-        return real(data, spec, out)
+        return real(data, spec, out, **kwargs)
 
     monkeypatch.setattr(chunk_module, "decode_tile", counting)
     for shared in (True, False):  # the band's shared buffer, and one array per chunk
@@ -247,10 +247,10 @@ def test_chunks_of_later_fetch_groups_borrow_tiles_instead_of_fetching_them_agai
     lock = threading.Lock()
     real = chunk_module.decode_tile
 
-    def counting(data, spec, out=None):
+    def counting(data, spec, out=None, **kwargs):
         with lock:
             calls.append(1)
-        return real(data, spec, out)
+        return real(data, spec, out, **kwargs)
 
     monkeypatch.setattr(chunk_module, "decode_tile", counting)
     reader = selection.source.reader()
@@ -261,6 +261,26 @@ def test_chunks_of_later_fetch_groups_borrow_tiles_instead_of_fetching_them_agai
             values = ds["B1"].values[0]
         assert len(calls) == 30
         assert_matches(values, expected(ds, tiled, 0, geometry=box))
+
+
+def test_records_reading_one_file_never_borrow_from_each_other(tiled):
+    from rasteret_dask.read.plan import plan_read
+    from rasteret_dask.read.select import select
+
+    # two records of the same file: a later record's chunks may run long after the earlier
+    # record's groups, so they fetch their own tiles rather than pin the earlier ones
+    collection = build([single(tiled), single(tiled, rid="r1", when="2024-05-02T10:00:00")])
+    epsg, _, _ = file_info(tiled)
+    (selection,) = select(collection, _mid_tile_box(tiled), ["B1"], geometry_crs=epsg)
+    plan = plan_read(selection, group_tiles=8)
+    (band,) = plan.bands
+    groups = [{g for (t, _, _), (g, _) in band.chunks.items() if t == r and g != NO_GROUP}
+              for r in (0, 1)]
+    earlier_only = groups[0] - groups[1]  # the groups planned for the first record alone
+    assert earlier_only
+    for (t, _, _), (_, work) in band.chunks.items():
+        if t == 1:
+            assert not set(work.lenders) & earlier_only
 
 
 def test_borrowed_tiles_on_a_multi_process_cluster(tiled):

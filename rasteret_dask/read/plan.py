@@ -176,7 +176,7 @@ class FetchGroups:
     """
 
     __slots__ = ("groups", "_max_tiles", "_max_bytes", "_ranges", "_labels", "_index", "_size",
-                 "_closed")
+                 "_closed", "_record", "_owners")
 
     def __init__(self, group_tiles: int, group_bytes: int, lend: bool = False) -> None:
         self.groups: list[FetchGroup] = []
@@ -187,6 +187,8 @@ class FetchGroups:
         self._index: dict[tuple[str, int, bool], int] = {}
         self._size = 0
         self._closed: dict[tuple[str, int, bool], tuple[int, int]] | None = {} if lend else None
+        self._record = 0  # the record being planned (see next_record)
+        self._owners: dict[tuple[str, int, bool], int] = {}  # open group's range -> its record
 
     @property
     def current(self) -> int:
@@ -199,6 +201,15 @@ class FetchGroups:
         closed = self._closed or {}
         return sum(1 for tile in tiles
                    if (href, tile, False) not in self._index and (href, tile, False) not in closed)
+
+    def next_record(self) -> None:
+        """The chunks planned next are another record's: closed groups lend only to chunks of
+        the record they were planned for (its neighbouring chunks), never to a later record
+        that reads the same file, whose tasks may run much later (the lender's tiles would be
+        held until then)."""
+        self._record += 1
+        if self._closed:
+            self._closed.clear()
 
     def open_chunk(self, tiles: int) -> None:
         """Start a chunk adding (at most) ``tiles`` ranges: close the open group if it is
@@ -217,6 +228,7 @@ class FetchGroups:
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = len(self._ranges)
+            self._owners[key] = self._record
             self._ranges.append(ByteRange(href, start, start + count, expect))
             self._labels.append(label)
             self._size += count
@@ -242,9 +254,11 @@ class FetchGroups:
         if self._ranges:
             if self._closed is not None:
                 group = len(self.groups)
-                self._closed.update((key, (group, index)) for key, index in self._index.items())
+                self._closed.update((key, (group, index)) for key, index in self._index.items()
+                                    if self._owners[key] == self._record)
             self.groups.append(FetchGroup(tuple(self._ranges), tuple(self._labels)))
         self._ranges, self._labels, self._index, self._size = [], [], {}, 0
+        self._owners = {}
         return tuple(self.groups)
 
 
@@ -273,6 +287,7 @@ def _band_plan(band: str, records: Sequence[Record], window: Window,
     fetch = FetchGroups(group_tiles, group_bytes, lend=True)
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
     for t, record in enumerate(records):
+        fetch.next_record()
         md = record.metadata
         if md.native_dtype != dtype:
             raise ValueError(f"{record.label}: dtype {md.dtype}, but {records[0].label} has "
