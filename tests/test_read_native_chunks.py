@@ -300,3 +300,21 @@ def test_borrowed_tiles_on_a_multi_process_cluster(tiled):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         values = client.compute(ds["B1"].data).result()[0]
     assert_matches(values, expected(ds, tiled, 0, geometry=box))
+
+
+def test_without_lending_each_group_fetches_its_own_straddling_tiles(tiled):
+    from rasteret_dask.read.plan import LEND_TILES_KEY, plan_read
+    from rasteret_dask.read.select import select
+
+    collection = build([single(tiled)])
+    epsg, _, _ = file_info(tiled)
+    (selection,) = select(collection, _mid_tile_box(tiled), ["B1"], geometry_crs=epsg)
+    with dask.config.set({LEND_TILES_KEY: False}):  # as `rasteret-dask read --out` plans
+        plan = plan_read(selection, group_tiles=8)
+    (band,) = plan.bands
+    assert not any(work.borrowed for _, work in band.chunks.values())
+    ranges = [(r.href, r.start) for g in band.groups for r in g.ranges]
+    assert set(ranges) == {(r.href, r.start) for r in
+                           (r for g in plan_read(selection, group_tiles=8).bands[0].groups
+                            for r in g.ranges)}  # the same tiles, some in two groups
+    assert len(ranges) > len(set(ranges))

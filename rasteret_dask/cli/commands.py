@@ -120,10 +120,17 @@ def read(args: argparse.Namespace) -> int:
     if args.date_range:
         filters["date_range"] = A.date_range(args.date_range)
     started = time.perf_counter()
-    ds = collection.get_xarray(args.aoi, args.bands, geometry_crs=args.aoi_crs,
-                               all_touched=args.all_touched, crs=args.crs,
-                               resolution=args.resolution, resampling=args.resampling,
-                               groupby=args.groupby, rescale=args.rescale, **filters)
+    import dask
+
+    from ..read.plan import LEND_TILES_KEY
+
+    # streamed below: fetch groups do not borrow tiles from each other, so none is pinned by
+    # its neighbour and memory stays bounded by the groups in flight
+    with dask.config.set({LEND_TILES_KEY: False}):
+        ds = collection.get_xarray(args.aoi, args.bands, geometry_crs=args.aoi_crs,
+                                   all_touched=args.all_touched, crs=args.crs,
+                                   resolution=args.resolution, resampling=args.resampling,
+                                   groupby=args.groupby, rescale=args.rescale, **filters)
     if isinstance(ds, list):
         raise ValueError("read takes one AOI geometry (a FeatureCollection gave several)")
     with _client(args.cluster) as client:  # streamed: each chunk read, written, released

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import dask
 import numpy as np
 import shapely
 from affine import Affine
@@ -39,6 +40,13 @@ __all__ = ["TileRead", "ChunkWork", "FetchGroup", "FetchGroups", "BandPlan", "Re
            "plan_read", "expected_version", "check_axis_aligned", "DEFAULT_GROUP_TILES",
            "DEFAULT_GROUP_BYTES",
            "NO_GROUP"]
+
+LEND_TILES_KEY = "rasteret_dask.lend-tiles"
+"""Dask config key: ``False`` plans every fetch group with its own copy of a tile that
+straddles into a neighbouring group (fetched and decoded once per group that reads it) instead
+of borrowing it from the group that fetched it. Borrowing saves those requests but keeps the
+lending group's bytes until its borrowers are decoded; a chunk-by-chunk write (``rasteret-dask
+read --out``) turns it off so that only the groups in flight are in memory."""
 
 DEFAULT_GROUP_TILES = 48
 DEFAULT_GROUP_BYTES = 96 * 1024 * 1024
@@ -280,11 +288,12 @@ def _register(fetch: FetchGroups, href: str, label: str, expect: ObjectIdentity 
 def _band_plan(band: str, records: Sequence[Record], window: Window,
                offsets: Mapping[tuple[str, str], tuple[int, int]],
                row_edges: list[tuple[int, int]], col_edges: list[tuple[int, int]],
-               group_tiles: int, group_bytes: int, max_tile_bytes: int) -> BandPlan:
+               group_tiles: int, group_bytes: int, max_tile_bytes: int,
+               lend: bool = True) -> BandPlan:
     first = records[0].metadata
     dtype = first.native_dtype
     nodata = first.nodata
-    fetch = FetchGroups(group_tiles, group_bytes, lend=True)
+    fetch = FetchGroups(group_tiles, group_bytes, lend=lend)
     chunks: dict[tuple[int, int, int], tuple[int, ChunkWork]] = {}
     for t, record in enumerate(records):
         fetch.next_record()
@@ -417,7 +426,7 @@ def plan_read(
     col_edges = list(chunk_edges_px(window.width, size_c))
     bands = tuple(
         _band_plan(band, records, window, offsets, row_edges, col_edges, group_tiles,
-                   group_bytes, limit)
+                   group_bytes, limit, lend=bool(dask.config.get(LEND_TILES_KEY, True)))
         for band, records in records_by_band.items()
     )
     ref = records_by_band[first_band]
