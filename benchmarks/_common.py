@@ -62,9 +62,11 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-def _status_kb(key: str) -> int | None:
+def status_bytes(key: str, pid: int | str = "self") -> int | None:
+    """A size field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in bytes; None when the
+    process is gone."""
     try:
-        with open("/proc/self/status") as handle:
+        with open(f"/proc/{pid}/status") as handle:
             for line in handle:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
@@ -84,7 +86,7 @@ class PeakRSS:
         gc.collect()
         if _LIBC is not None:
             _LIBC.malloc_trim(0)
-        self.base = _status_kb("VmRSS")
+        self.base = status_bytes("VmRSS")
         self.peak: int | None = None
         try:
             with open("/proc/self/clear_refs", "w") as handle:
@@ -94,7 +96,7 @@ class PeakRSS:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        high = _status_kb("VmHWM")
+        high = status_bytes("VmHWM")
         if self.base is not None and high is not None:
             self.peak = high - self.base
 

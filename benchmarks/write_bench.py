@@ -37,17 +37,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyproj
-import shapely
-
 import rasteret_dask as rd
-from rasteret_dask import schema as S
 from rasteret_dask.testing.cogs import S2_SIZE, S2_TRANSFORM, write_s2_like_cog
 from rasteret_dask.testing.server_process import RangeServerProcess
 
-from _common import LATENCY, cached_file, mb  # isort: skip  (the scripts' folder, first on sys.path)
+from _common import LATENCY, cached_file, mb, status_bytes  # isort: skip  (the scripts' folder)
+from read_bench import collection_table  # isort: skip  (its scenes, footprint and dates)
 
 BANDS = ("B04", "B08")
 EPSG = 32633
@@ -80,29 +75,6 @@ def scene_files(cache_dir: Path, scenes: int) -> list[dict[str, Path]]:
              for b, band in enumerate(BANDS)} for i in range(scenes)]
 
 
-def collection_table(server: RangeServerProcess, scenes: list[dict[str, Path]]) -> pa.Table:
-    """One record per scene: id, datetime (5 days apart), footprint, B04/B08 hrefs."""
-    n = len(scenes)
-    a, _, c, _, e, f = S2_TRANSFORM
-    box = shapely.box(c, f + e * S2_SIZE, c + a * S2_SIZE, f)
-    to_lonlat = pyproj.Transformer.from_crs(EPSG, 4326, always_xy=True)
-    footprint = shapely.to_wkb(shapely.transform(
-        shapely.segmentize(box, 1000.0), lambda x, y: to_lonlat.transform(x, y),
-        interleaved=False))
-    dates = np.datetime64("2024-06-03T10:06:31", "us") + np.arange(n) * np.timedelta64(5, "D")
-    assets = pa.StructArray.from_arrays(
-        [pa.StructArray.from_arrays(
-            [pa.array([server.href(s[band].name) for s in scenes], pa.string()),
-             pa.array([0] * n, pa.int32())], fields=list(S.ASSET_TYPE)) for band in BANDS],
-        names=list(BANDS))
-    return pa.table({
-        S.ID: pa.array([f"S2_T33UUP_{i}" for i in range(n)]),
-        S.DATETIME: pa.array(dates, pa.timestamp("us")).cast(S.DATETIME_TYPE),
-        S.GEOMETRY: pa.array([footprint] * n, pa.binary()),
-        S.ASSETS: assets,
-    })
-
-
 def aoi_box(offset: int, size: int = AOI_PIXELS) -> str:
     """``x0,y0,x1,y1`` (EPSG:32633) of ``size`` x ``size`` pixels from pixel (offset, offset)."""
     if offset < 0 or offset + size > S2_SIZE:
@@ -113,17 +85,6 @@ def aoi_box(offset: int, size: int = AOI_PIXELS) -> str:
 
 
 # --- memory of a process tree -----------------------------------------------------------------
-
-def _status_kb(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
 
 def _children(pid: int) -> list[int]:
     found: list[int] = []
@@ -156,7 +117,7 @@ class TreeMemory:
         while pending:
             pid = pending.pop()
             pending.extend(_children(pid))
-            rss, hwm = _status_kb(pid, "VmRSS"), _status_kb(pid, "VmHWM")
+            rss, hwm = status_bytes("VmRSS", pid), status_bytes("VmHWM", pid)
             total += rss or 0
             if hwm is None:
                 continue

@@ -39,6 +39,21 @@ def tiled(tmp_path_factory):
                      predictor=2, nodata=0, seed=21)
 
 
+def _count_decodes(monkeypatch) -> list[int]:
+    """A list that grows by one on every tile decode (from any thread)."""
+    calls: list[int] = []
+    lock = threading.Lock()
+    real = chunk_module.decode_tile
+
+    def counting(data, spec, out=None, **kwargs):
+        with lock:
+            calls.append(1)
+        return real(data, spec, out, **kwargs)
+
+    monkeypatch.setattr(chunk_module, "decode_tile", counting)
+    return calls
+
+
 def _mid_tile_box(path):
     _, t, _ = file_info(path)
     # rows 103 .. 1187, cols 201 .. 1399: starts mid-tile on both axes
@@ -110,16 +125,7 @@ def test_a_mid_tile_window_fetches_and_decodes_every_tile_once(tiled, monkeypatc
             uses[read.payload] = uses.get(read.payload, 0) + 1
     assert sorted(set(uses.values())) == [1, 2, 4]
     # computing on threads decodes each tile once, whatever chunk order the threads take
-    calls = []
-    lock = threading.Lock()
-    real = chunk_module.decode_tile
-
-    def counting(data, spec, out=None, **kwargs):
-        with lock:
-            calls.append(1)
-        return real(data, spec, out, **kwargs)
-
-    monkeypatch.setattr(chunk_module, "decode_tile", counting)
+    calls = _count_decodes(monkeypatch)
     for shared in (True, False):  # the band's shared buffer, and one array per chunk
         calls.clear()
         monkeypatch.setattr(graph, "SHARED_OUTPUT_BYTES", 1 << 40 if shared else 0)
@@ -243,16 +249,7 @@ def test_chunks_of_later_fetch_groups_borrow_tiles_instead_of_fetching_them_agai
                 lender, index = work.borrowed[-read.payload - 1]
                 assert index < len(band.groups[lender].ranges)
     assert plan.explain()["shared_tiles"] == 28
-    calls = []
-    lock = threading.Lock()
-    real = chunk_module.decode_tile
-
-    def counting(data, spec, out=None, **kwargs):
-        with lock:
-            calls.append(1)
-        return real(data, spec, out, **kwargs)
-
-    monkeypatch.setattr(chunk_module, "decode_tile", counting)
+    calls = _count_decodes(monkeypatch)
     reader = selection.source.reader()
     for scheduler in ("threads", "sync"):
         calls.clear()
