@@ -279,17 +279,16 @@ def main(argv: list[str] | None = None) -> None:
                     out = out_dir / f"stream{k}.zarr"
                     report(run_child(label, [*cli, "--out", str(out), *extra], out, output))
                     shutil.rmtree(out)
-                if args.library:
-                    out = out_dir / "library.zarr"
-                    report(run_child("get_xarray(...).to_zarr(store) from Python",
-                                     [sys.executable, "-c", LIBRARY_TO_ZARR, str(index), box,
-                                      ",".join(BANDS), str(out)], out, output))
-                    shutil.rmtree(out)
-                if args.load_then_write:
-                    out = out_dir / "loaded.zarr"
-                    report(run_child("load, then to_zarr (what read did before it streamed)",
-                                     [sys.executable, "-c", LOAD_THEN_WRITE, str(index), box,
-                                      ",".join(BANDS), str(out)], out, output))
+                scripts = [("library.zarr", "get_xarray(...).to_zarr(store) from Python",
+                            LIBRARY_TO_ZARR, args.library),
+                           ("loaded.zarr", "load, then to_zarr (what read did before it streamed)",
+                            LOAD_THEN_WRITE, args.load_then_write)]
+                for name, label, script, wanted in scripts:
+                    if not wanted:
+                        continue
+                    out = out_dir / name
+                    report(run_child(label, [sys.executable, "-c", script, str(index), box,
+                                             ",".join(BANDS), str(out)], out, output))
                     shutil.rmtree(out)
             finally:
                 for leftover in out_dir.glob("*.zarr"):
