@@ -30,7 +30,8 @@ from ..plan.mask import geometry_mask
 from ..read import select
 from ._common import mark_done, memory_collection
 from .composite_plan import Tile, lonlat_bbox
-from .reducers import QualityMask, Reducer, ndvi_block, observations
+from .reducers import QualityMask, Reducer, ndvi_block
+from .steps_reduce import reduce_steps
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -203,18 +204,13 @@ def time_block(shape: tuple[int, int]) -> int:
 
 def _reduce_month(job: CompositeJob, out: dict[str, np.ndarray], month: int,
                   held: list[tuple[dict[str, np.ndarray], np.ndarray | None]],
-                  nodata: dict[str, Any], shape: tuple[int, int]) -> None:
+                  nodata: dict[str, Any]) -> None:
     """Reduce one month's steps (raw pixels per band, and the quality mask's dropped pixels
     or None) into ``out[band][month]``."""
-    dropped = None
-    if any(flags is not None for _, flags in held):
-        dropped = np.zeros((len(held), *shape), dtype=bool)
-        for k, (_, flags) in enumerate(held):
-            if flags is not None:
-                dropped[k] = flags
+    dropped = [flags for _, flags in held]
     for band in job.bands:
-        raw = np.stack([values[band] for values, _ in held])
-        out[band][month] = job.reducer.reduce(observations(raw, nodata[band], dropped))
+        out[band][month] = reduce_steps(job.reducer, [values[band] for values, _ in held],
+                                        nodata[band], dropped)
 
 
 def _hold(job: CompositeJob, held: dict[int, list], steps: list[int],
@@ -270,7 +266,7 @@ def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
                 part, q_part = future.result()
                 _hold(job, held, steps, paired, first, stop, part, q_part)
                 for month in [m for m in held if last[m] < stop]:
-                    _reduce_month(job, out, month, held.pop(month), nodata, shape)
+                    _reduce_month(job, out, month, held.pop(month), nodata)
     if job.ndvi is not None:
         red, nir = job.ndvi
         out["ndvi"] = ndvi_block(out[red], out[nir])
