@@ -24,6 +24,7 @@ from .chunks import RasterReadError, decode_chunk
 from .failures import TileFailures
 from .pending import ChunkJob, PendingPayloads
 from .plan import NO_GROUP, BandPlan, FetchGroup, ReadPlan
+from .prefetch import NATIVE_FETCH_PREFIX
 
 __all__ = ["RasterReadError", "PendingPayloads", "SHARED_OUTPUT_BYTES", "fetch_group",
            "read_chunk", "decode_chunk", "band_array"]
@@ -57,7 +58,7 @@ def band_array(plan: ReadPlan, band: BandPlan, reader: RangeReader,
     """A lazy (time, y, x) dask array for one band, in the plan's regular chunks; with
     ``failures`` a tile that cannot be fetched or decoded is read as nodata and reported."""
     token = uuid.uuid4().hex[:12]
-    fetch_name = f"fetch-{band.band}-{token}"
+    fetch_name = f"{NATIVE_FETCH_PREFIX}{band.band}-{token}"
     name = f"read-{band.band}-{token}"
     shape = (len(plan.times), sum(band.row_chunks), sum(band.col_chunks))
     shared = int(np.prod(shape)) * band.dtype.itemsize <= SHARED_OUTPUT_BYTES

@@ -15,6 +15,7 @@ from .deferred import DeferredPlan
 from .deferred_graph import deferred_band_array
 from .failures import TileFailures, check_errors, new_read_errors
 from .plan import DEFAULT_GROUP_TILES
+from .prefetch import WARP_FETCH_PREFIX
 from .warp import block_task, fetch_warp_group, read_warped_chunk, time_blocks
 from .warp_plan import WarpBandPlan, WarpPlan
 from .warp_sources import WarpChunk
@@ -63,7 +64,7 @@ def warped_band_array(plan: WarpPlan, band: WarpBandPlan, reader: RangeReader,
     Fetch-group tasks start the byte ranges of many chunks at once (as the native path's
     do), so requests are in flight while earlier chunks decode and resample."""
     token = uuid.uuid4().hex[:12]
-    name, fetch_name = f"warp-{band.band}-{token}", f"warp-fetch-{band.band}-{token}"
+    name, fetch_name = f"warp-{band.band}-{token}", f"{WARP_FETCH_PREFIX}{band.band}-{token}"
     params = f"warp-params-{token}"
     layer: dict = {(params,): plan.params}
     fetch = _FetchGroups(DEFAULT_GROUP_TILES)

@@ -10,11 +10,9 @@ tile rerun after a killed worker rewrites the same region with the same values.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import json
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +26,7 @@ from odc.geo.geobox import GeoBox
 from .. import schema as S
 from ..plan.mask import geometry_mask
 from ..read import select
+from ..read.prefetch import prefetched_scheduler, start_fetches
 from ._common import mark_done, memory_collection
 from .composite_plan import Tile, lonlat_bbox
 from .reducers import QualityMask, Reducer, ndvi_block
@@ -45,8 +44,6 @@ TIME_BLOCK_BYTES = 64 << 20
 """About this many bytes of float32 pixels per read task of a tile (its time block)."""
 MAX_TIME_BLOCK = 32
 """Time steps per read task at most."""
-PREFETCH_BLOCKS = 1
-"""Time blocks of a tile read ahead of the one being reduced."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ class CompositeJob:
     rescale: bool = False
     all_touched: bool = False
     storage_options: dict | None = None
-    threads_per_tile: int = 2
+    threads_per_tile: int = 1
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -175,12 +172,6 @@ def _with_quality(table: pa.Table, ids: set[str], column: str) -> bool:
         return False
     chosen = [i in ids for i in table[S.ID].to_pylist()]
     return any(v is not None for v, c in zip(table[column].to_pylist(), chosen, strict=True) if c)
-
-
-def _scheduler(job: CompositeJob) -> dict[str, Any]:
-    if job.threads_per_tile <= 1:
-        return {"scheduler": "sync"}
-    return {"scheduler": "threads", "num_workers": job.threads_per_tile}
 
 
 def _quality_steps(data: xr.Dataset, quality: xr.Dataset | None) -> list[int | None]:
@@ -246,27 +237,25 @@ def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
             blocks.append((start, start + size))
         start += size
 
-    def compute(block: tuple[int, int]) -> tuple[Any, Any]:
+    def pieces(block: tuple[int, int]) -> tuple[xr.Dataset, xr.Dataset | None]:
         present = [q for q in paired[block[0]:block[1]] if q is not None]
         part = data.isel(time=slice(*block))
         q_part = quality.isel(time=present) if quality is not None and present else None
-        return dask.compute(part, q_part, **_scheduler(job))
+        return part, q_part
 
     held: dict[int, list] = {}
-    # the next block is read while this one is reduced: its bytes arrive meanwhile
-    with cf.ThreadPoolExecutor(max_workers=PREFETCH_BLOCKS + 1,
-                               thread_name_prefix="composite-block") as pool:
-        running: deque = deque()
-        for k, block in enumerate(blocks):
-            running.append((block, pool.submit(compute, block)))
-            if len(running) <= PREFETCH_BLOCKS and k + 1 < len(blocks):
-                continue
-            while running and (len(running) > PREFETCH_BLOCKS or k + 1 == len(blocks)):
-                (first, stop), future = running.popleft()
-                part, q_part = future.result()
-                _hold(job, held, steps, paired, first, stop, part, q_part)
-                for month in [m for m in held if last[m] < stop]:
-                    _reduce_month(job, out, month, held.pop(month), nodata)
+    # the next block's requests start before this one is computed: its bytes arrive while
+    # this block decodes, on this task's one thread
+    started = start_fetches(*pieces(blocks[0])) if blocks else {}
+    for k, block in enumerate(blocks):
+        ahead = (start_fetches(*pieces(blocks[k + 1]), started=started)
+                 if k + 1 < len(blocks) else {})
+        part, q_part = dask.compute(*pieces(block), scheduler=prefetched_scheduler(
+            started, job.threads_per_tile))
+        started = ahead
+        _hold(job, held, steps, paired, block[0], block[1], part, q_part)
+        for month in [m for m in held if last[m] < block[1]]:
+            _reduce_month(job, out, month, held.pop(month), nodata)
     if job.ndvi is not None:
         red, nir = job.ndvi
         out["ndvi"] = ndvi_block(out[red], out[nir])
