@@ -27,6 +27,7 @@ from .chunks import RasterReadError, decode_chunk, mask_validity
 from .failures import TileFailures
 from .pending import PendingPayloads
 from .plan import ChunkWork
+from .warp_index import gather_nearest, index_map
 from .warp_sources import SourceRead, WarpChunk, WarpParams
 
 __all__ = ["read_warped_chunk", "decode_window", "source_region", "warp_window",
@@ -203,7 +204,11 @@ def warp_window(window: np.ndarray, source: SourceRead, fill: float, chunk: Warp
 
     A (n, h, w) ``window`` holds the windows of n records on the same grid as ``source``'s
     (same CRS, transform, nodata), warped in one call as n bands whose nodata GDAL weighs
-    band by band (``UNIFIED_SRC_NODATA=NO``); returns (n, h', w')."""
+    band by band (``UNIFIED_SRC_NODATA=NO``); returns (n, h', w').
+
+    ``nearest`` (without GCPs or an alpha band) takes each pixel GDAL's warper picks through
+    the index map of the two grids (:mod:`.warp_index`): GDAL's values, one warp per grid
+    pair rather than per record and band."""
     from rasterio.control import GroundControlPoint
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
@@ -217,12 +222,19 @@ def warp_window(window: np.ndarray, source: SourceRead, fill: float, chunk: Warp
         where["AREA_OF_INTEREST"] = aoi
     if source.gcps is not None:
         where = {"gcps": [GroundControlPoint(*g) for g in source.gcps]}
+    alpha = (window.ndim == 2 and valid is not None and source.nodata is None
+             and not valid.all())
+    if params.resampling == "nearest" and source.gcps is None and not alpha:
+        extra = tuple(sorted((k, v) for k, v in where.items() if k != "src_transform"))
+        picks = index_map(window.shape[-2:], tuple(source.transform), source.crs, shape,
+                          tuple(dst)[:6], params.crs, extra)
+        return gather_nearest(window, fill, picks)
     options: dict[str, Any] = {}
     batched = window.ndim == 3
     if batched:
         options = {"UNIFIED_SRC_NODATA": "NO"}
         shape = (window.shape[0], *shape)
-    elif valid is not None and source.nodata is None and not valid.all():
+    elif alpha:
         top = np.iinfo(window.dtype).max if window.dtype.kind in "iu" else 255
         window = np.stack([window, np.where(valid, top, 0).astype(window.dtype)])
         options = {"src_alpha": 2, "SRC_ALPHA_MAX": top}
