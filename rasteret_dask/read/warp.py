@@ -84,8 +84,17 @@ def time_blocks(groups: int, size: int) -> list[range]:
     return [range(start, min(start + size, groups)) for start in range(0, groups, size)]
 
 
-def _missing(out: np.ndarray, fill: float) -> np.ndarray:
-    return np.isnan(out) if np.isnan(fill) else out == fill
+def _missing(out: np.ndarray, fill: float, into: np.ndarray | None = None) -> np.ndarray:
+    """Where ``out`` holds ``fill`` (NaN for a NaN fill), into ``into`` when given."""
+    if np.isnan(fill):
+        return np.isnan(out, out=into) if into is not None else np.isnan(out)
+    return np.equal(out, fill, out=into) if into is not None else out == fill
+
+
+def _present(values: np.ndarray, fill: float) -> np.ndarray:
+    """A new bool array: True where ``values`` does not hold ``fill``."""
+    present = _missing(values, fill)
+    return np.logical_not(present, out=present)
 
 
 def decode_window(payloads: GroupView, source: SourceRead, failures: TileFailures | None
@@ -252,7 +261,7 @@ def _valid(values: np.ndarray, fill: float, source: SourceRead,
            masked: np.ndarray | None) -> np.ndarray:
     """Which pixels of a copied window are valid: not nodata (every pixel without a nodata
     value), and not left out by the record's internal mask (``masked``: its validity)."""
-    valid = (~_missing(values, fill) if source.nodata is not None
+    valid = (_present(values, fill) if source.nodata is not None
              else np.ones(values.shape, bool))
     return valid if masked is None else valid & masked
 
@@ -268,15 +277,19 @@ def _physical(values: np.ndarray, valid: np.ndarray, source: SourceRead) -> np.n
     return out
 
 
-def _fuse(out: np.ndarray, layer: np.ndarray, valid: np.ndarray, source: SourceRead,
-          chunk: WarpChunk, rescale: bool, rows: slice, cols: slice) -> None:
-    """First-valid: pixels of ``out[rows, cols]`` still missing take ``layer``'s valid ones."""
-    region = out[rows, cols]
-    take = _missing(region, chunk.fill) & valid
-    if rescale:
-        region[take] = _physical(layer, valid, source)[take]
-    else:
-        region[take] = layer[take]
+def _fuse(out: np.ndarray, missing: np.ndarray, layer: np.ndarray, valid: np.ndarray,
+          source: SourceRead, chunk: WarpChunk, rescale: bool, rows: slice, cols: slice
+          ) -> bool:
+    """First-valid: pixels of ``out[rows, cols]`` still missing take ``layer``'s valid ones.
+
+    ``missing`` is where ``out`` holds the chunk's fill, kept up to date here; ``valid`` (a
+    new array of the caller's) is overwritten. Returns whether any pixel is still missing."""
+    region, gaps = out[rows, cols], missing[rows, cols]
+    values = _physical(layer, valid, source) if rescale else layer
+    take = np.logical_and(gaps, valid, out=valid)
+    np.copyto(region, values, where=take, casting="unsafe")
+    _missing(region, chunk.fill, into=gaps)  # a valid value may equal the fill
+    return bool(missing.any())
 
 
 def _outside(chunk: WarpChunk, params: WarpParams) -> np.ndarray | None:
@@ -298,7 +311,8 @@ def _outside(chunk: WarpChunk, params: WarpParams) -> np.ndarray | None:
 def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
                       index: tuple[int, ...], params: WarpParams,
                       failures: TileFailures | None = None,
-                      layers: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
+                      layers: Mapping[int, np.ndarray] | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """Task: the (1, h, w) array of one warped chunk of one band and time group, from its
     fetch group's ``payloads`` (the chunk's range ``i`` is the group's ``index[i]``).
     ``layers`` holds, by position in ``chunk.sources``, records already warped onto their
@@ -306,9 +320,12 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
     records on the same grid together).
 
     A tile that cannot be fetched or decoded raises :class:`RasterReadError` naming record,
-    band and href, or with ``failures`` is reported and read as nodata.
+    band and href, or with ``failures`` is reported and read as nodata. ``out`` is a (h, w)
+    array of the chunk's dtype to read into (a step of a block); the result is a view of it.
     """
-    out = np.full(chunk.shape, chunk.fill, np.dtype(chunk.dtype))
+    if out is None:
+        out = np.empty(chunk.shape, np.dtype(chunk.dtype))
+    out.fill(chunk.fill)
     if chunk.error is not None:
         refused = RasterReadError(chunk.error)
         if failures is None:
@@ -316,13 +333,14 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
         failures.report(refused)
         return out[np.newaxis]
     view = GroupView(payloads, index)
+    missing = np.ones(chunk.shape, bool)  # out holds the fill everywhere
     for k, source in enumerate(chunk.sources):
         if layers is not None and k in layers:
             rows, cols = source_region(source, chunk, params)[0]
             layer = layers[k]
-            _fuse(out, layer, ~_missing(layer, fill_value(layer.dtype, source.nodata)), source,
-                  chunk, params.rescale, rows, cols)
-            if not _missing(out, chunk.fill).any():
+            if not _fuse(out, missing, layer,
+                         _present(layer, fill_value(layer.dtype, source.nodata)), source,
+                         chunk, params.rescale, rows, cols):
                 break
             continue
         window, fill, masked = decode_window(view, source, failures)
@@ -331,8 +349,8 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
             # a copied window is all image: without nodata every pixel is valid but the
             # ones its mask leaves out
             valid = _valid(window, fill, source, masked)
-            _fuse(out, window, valid, source, chunk, params.rescale, slice(r0, r1),
-                  slice(c0, c1))
+            left = _fuse(out, missing, window, valid, source, chunk, params.rescale,
+                         slice(r0, r1), slice(c0, c1))
         else:
             roi, info = source_region(source, chunk, params)
             rows, cols = roi
@@ -344,14 +362,14 @@ def read_warped_chunk(payloads: PendingPayloads | None, chunk: WarpChunk,
                 pasted = _pasted(window, source, info.roi_src)
             if pasted is not None:
                 cut = None if masked is None else _pasted(masked, source, info.roi_src)
-                _fuse(out, pasted, _valid(pasted, fill, source, cut), source, chunk,
-                      params.rescale, rows, cols)
+                left = _fuse(out, missing, pasted, _valid(pasted, fill, source, cut), source,
+                             chunk, params.rescale, rows, cols)
             else:
                 # the warper marks pixels the image does not reach with ``fill``
                 layer = warp_window(window, source, fill, chunk, params, roi, masked)
-                _fuse(out, layer, ~_missing(layer, fill), source, chunk, params.rescale,
-                      rows, cols)
-        if not _missing(out, chunk.fill).any():
+                left = _fuse(out, missing, layer, _present(layer, fill), source, chunk,
+                             params.rescale, rows, cols)
+        if not left:
             break  # every pixel has its first valid value
     outside = _outside(chunk, params)
     if outside is not None:

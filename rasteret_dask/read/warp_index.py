@@ -15,24 +15,36 @@ The maps of the last :data:`INDEX_MAPS` grid pairs are kept per process.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
-__all__ = ["INDEX_MAPS", "index_map", "gather_nearest"]
+__all__ = ["INDEX_MAPS", "IndexMap", "index_map", "gather_nearest"]
 
 INDEX_MAPS = 8
 """Grid pairs whose index maps a process keeps (each 8 bytes per output pixel)."""
 _NONE = np.uint32(0xFFFFFFFF)
 
 
+@dataclass(frozen=True, eq=False)
+class IndexMap:
+    """Which source pixel GDAL's nearest warp puts in each output pixel of a region.
+
+    ``picks`` (h', w') intp: the flat source pixel of each output pixel (0 where it puts
+    none); ``unreached`` (h', w') bool: the output pixels it puts none in (None: it reaches
+    every one). Both read-only."""
+
+    picks: np.ndarray
+    unreached: np.ndarray | None
+
+
 @functools.lru_cache(maxsize=INDEX_MAPS)
 def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_crs: str,
               dst_shape: tuple[int, int], dst_transform: tuple[float, ...], dst_crs: str,
-              where: tuple[tuple[str, Any], ...]) -> np.ndarray:
-    """(h', w') intp: the flat source pixel GDAL's nearest warp puts in each output pixel, or
-    ``src_shape[0] * src_shape[1]`` (one past the last) where it puts none.
+              where: tuple[tuple[str, Any], ...]) -> IndexMap:
+    """GDAL's nearest-neighbour choice of source pixel for every output pixel.
 
     Parameters
     ----------
@@ -42,6 +54,15 @@ def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_
         The output region's grid.
     where : tuple of (str, value)
         Further warp options as ``rasterio.warp.reproject`` keywords (``AREA_OF_INTEREST``).
+
+    Returns
+    -------
+    IndexMap
+
+    Raises
+    ------
+    ValueError
+        When the window has too many pixels to number in UInt32.
     """
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
@@ -55,14 +76,20 @@ def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_
               src_nodata=None, dst_transform=Affine(*dst_transform), dst_crs=dst_crs,
               dst_nodata=int(_NONE), resampling=Resampling.nearest, init_dest_nodata=True,
               **dict(where))
-    out = picked.astype(np.intp)
-    out[picked == _NONE] = count
-    out.flags.writeable = False
-    return out
+    unreached = picked == _NONE
+    picks = picked.astype(np.intp)
+    if unreached.any():
+        picks[unreached] = 0
+        unreached.flags.writeable = False
+    else:
+        unreached = None
+    picks.flags.writeable = False
+    return IndexMap(picks, unreached)
 
 
-def gather_nearest(window: np.ndarray, fill: Any, picks: np.ndarray) -> np.ndarray:
-    """The window's pixels at ``picks`` (:func:`index_map`), ``fill`` where none is picked.
+def gather_nearest(window: np.ndarray, fill: Any, index: IndexMap) -> np.ndarray:
+    """The window's pixels GDAL's nearest warp picks (:func:`index_map`), ``fill`` where it
+    picks none.
 
     Parameters
     ----------
@@ -70,8 +97,8 @@ def gather_nearest(window: np.ndarray, fill: Any, picks: np.ndarray) -> np.ndarr
         (h, w) source pixels, or (n, h, w): n records on the same grid.
     fill : scalar
         The value of output pixels no source pixel reaches (the read's nodata fill).
-    picks : ndarray
-        The index map of the window's grid and the output region.
+    index : IndexMap
+        The map of the window's grid and the output region.
 
     Returns
     -------
@@ -79,10 +106,9 @@ def gather_nearest(window: np.ndarray, fill: Any, picks: np.ndarray) -> np.ndarr
         (h', w') or (n, h', w') of the window's dtype.
     """
     flat = window.reshape(-1, window.shape[-2] * window.shape[-1])
-    out = np.empty((flat.shape[0], *picks.shape), window.dtype)
-    padded = np.empty(flat.shape[1] + 1, window.dtype)
-    padded[-1] = fill
+    out = np.empty((flat.shape[0], *index.picks.shape), window.dtype)
     for k in range(flat.shape[0]):
-        padded[:-1] = flat[k]
-        np.take(padded, picks, out=out[k])
+        np.take(flat[k], index.picks, out=out[k])
+        if index.unreached is not None:
+            np.copyto(out[k], fill, where=index.unreached, casting="unsafe")
     return out if window.ndim == 3 else out[0]

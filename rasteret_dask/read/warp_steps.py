@@ -83,7 +83,7 @@ def read_warped_steps(payloads: Sequence[PendingPayloads | None],
     Values are :func:`.warp.read_warped_chunk`'s step by step; records on a shared grid are
     warped together first (at most :data:`BATCH_BLOCK_BYTES` of them). Errors as there.
     """
-    out = np.full((len(chunks), *shape), fill, np.dtype(dtype))
+    out = np.empty((len(chunks), *shape), np.dtype(dtype))
     layers: list[dict[int, np.ndarray]] = [{} for _ in chunks]
     held = 0
     for members in batch_groups(chunks, params):
@@ -103,7 +103,12 @@ def read_warped_steps(payloads: Sequence[PendingPayloads | None],
         for (s, k), layer in zip(members, warped, strict=True):
             layers[s][k] = layer
     for s, chunk in enumerate(chunks):
-        if chunk is not None:
+        if chunk is None:
+            out[s] = fill
+        elif np.dtype(chunk.dtype) == out.dtype:
+            read_warped_chunk(payloads[s] if chunk.ranges else None, chunk, indexes[s],
+                              params, failures, layers[s], out=out[s])
+        else:
             out[s] = read_warped_chunk(payloads[s] if chunk.ranges else None, chunk,
                                        indexes[s], params, failures, layers[s])[0]
     return out

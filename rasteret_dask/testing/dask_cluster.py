@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import dask
+
 __all__ = ["DaskProcessCluster", "dask_setup"]
 
 _WATCHERS: list[object] = []
@@ -62,7 +64,11 @@ class DaskProcessCluster:
         assert self._tmp is not None
         log = Path(self._tmp.name) / f"{name}.log"
         self._logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # what a nanny sets before it starts a worker (distributed.nanny.pre-spawn-environ,
+        # e.g. one BLAS/OpenMP thread): these workers run without one
+        spawn_env = {k: str(v) for k, v in
+                     dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()}
+        env = {**os.environ, **spawn_env, "PYTHONUNBUFFERED": "1"}
         with open(log, "wb") as out:
             return subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -137,6 +137,10 @@ class TileOutcome:
 def _inside(job: CompositeJob, geobox: GeoBox) -> np.ndarray:
     """(height, width) bool: True on the pixels of the tile the AOI holds (or touches)."""
     left, bottom, right, top = geobox.boundingbox.bbox
+    half_x, half_y = abs(geobox.resolution.x) / 2, abs(geobox.resolution.y) / 2
+    centres = shapely.box(left + half_x, bottom + half_y, right - half_x, top - half_y)
+    if shapely.contains_properly(job.aoi, centres):
+        return np.ones(geobox.shape, dtype=bool)  # every pixel centre inside: nothing to burn
     pad = 2 * max(abs(geobox.resolution.x), abs(geobox.resolution.y))
     clipped = shapely.clip_by_rect(job.aoi, left - pad, bottom - pad, right + pad, top + pad)
     if shapely.is_empty(clipped):

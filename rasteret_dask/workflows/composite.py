@@ -303,7 +303,10 @@ def composite(
     template, encoding = _template(grid, months, variables, chosen, tile_size)
     store.prepare(template, encoding, overwrite=overwrite)
     finished = store.done()
-    todo = [t for t in tiles if t.key not in finished]
+    # largest first (then row-major): the partial tiles at the grid's edges come last, so
+    # the workers' last tasks are short and none waits long for the other
+    todo = sorted((t for t in tiles if t.key not in finished),
+                  key=lambda t: -t.height * t.width)
     job = CompositeJob(
         index=IndexRef.of(collection), bands=tuple(bands), reducer=chosen, mask=quality,
         ndvi=(red, nir) if with_ndvi else None, geobox=grid.geobox, aoi=grid.aoi,

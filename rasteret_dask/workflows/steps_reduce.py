@@ -150,9 +150,13 @@ def reduce_steps(reducer: Reducer, steps: Sequence[np.ndarray], nodata: Any,
     flags = list(dropped) if dropped is not None else [None] * len(steps)
     rows = max(1, BLOCK_PIXELS // max(1, int(np.prod(shape[1:], dtype=np.int64))))
     floats = steps[0].dtype.kind == "f" and steps[0].dtype != np.float32
+    # one stack for every band of rows: fresh arrays of this size cost page faults each
+    # time on workers that return freed memory at once (a nanny's MALLOC_TRIM_THRESHOLD_)
+    buffer = np.empty((len(steps), min(rows, shape[0]), *shape[1:]), steps[0].dtype)
     for start in range(0, shape[0], rows):
         block = slice(start, min(start + rows, shape[0]))
-        stack = np.stack([step[block] for step in steps])
+        stack = np.stack([step[block] for step in steps],
+                         out=buffer[:, :block.stop - block.start])
         mask = None
         if any(f is not None for f in flags):
             mask = np.stack([np.zeros(stack.shape[1:], bool) if f is None else f[block]
