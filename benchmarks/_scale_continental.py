@@ -168,6 +168,20 @@ def _cpu(cpu: dict) -> str:
                                                               "client", "other"))
 
 
+def _bound(one: dict, cores: int) -> str:
+    """How fast the 2-worker run can be at best on this machine: the CPU seconds every process
+    spent in the 1-worker run (server, scheduler and client share the cores with the workers)
+    spread over all cores, and the speedup that allows."""
+    parts = ("workers", "server", "scheduler", "client")
+    cpu = {k: one["cpu"].get(k, 0.0) for k in parts}
+    total = sum(cpu.values())
+    floor = total / cores
+    terms = " + ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+    return (f"the 1-worker run's CPU s of every process ({terms} = {total:.1f}) on {cores} "
+            f"cores: a 2-worker run takes >= {floor:.1f} s, at most "
+            f"{one['seconds'] / floor:.2f}x")
+
+
 def _probe(cluster: DaskProcessCluster, out: Path) -> Any:
     """After a run: when its first task started (s after ``went``), tiles marked done in the
     store ``out`` (the composite's ``_done`` markers; None without them)."""
@@ -317,6 +331,7 @@ def part_bd(cfg: Continental, archive: ContinentalArchive, server, work: Path) -
         speedup = ours[1]["seconds"] / ours[2]["seconds"]
         print(f"  speedup 1 -> 2       {speedup:.2f}x (issue: >= 1.8x: "
               f"{'met' if speedup >= 1.8 else 'NOT met'})")
+        print("  machine bound        " + _bound(ours[1], cores=2))
         if speedup < 1.8:
             for n in (1, 2):
                 busy = ours[n]["cpu"]["workers"] / (ours[n]["seconds"] * n)
