@@ -34,7 +34,7 @@ class IndexMap:
 
     ``picks`` (h', w') intp: the flat source pixel of each output pixel (0 where it puts
     none); ``unreached`` (h', w') bool: the output pixels it puts none in (None: it reaches
-    every one). Both read-only."""
+    every one). Shared by every user of the cached map: never written to."""
 
     picks: np.ndarray
     unreached: np.ndarray | None
@@ -80,10 +80,9 @@ def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_
     picks = picked.astype(np.intp)
     if unreached.any():
         picks[unreached] = 0
-        unreached.flags.writeable = False
     else:
         unreached = None
-    picks.flags.writeable = False
+    # left writeable: numpy's take copies read-only indices on every call
     return IndexMap(picks, unreached)
 
 
@@ -108,7 +107,8 @@ def gather_nearest(window: np.ndarray, fill: Any, index: IndexMap) -> np.ndarray
     flat = window.reshape(-1, window.shape[-2] * window.shape[-1])
     out = np.empty((flat.shape[0], *index.picks.shape), window.dtype)
     for k in range(flat.shape[0]):
-        np.take(flat[k], index.picks, out=out[k])
+        # "clip": the picks are in range; the default "raise" copies ``out`` first
+        np.take(flat[k], index.picks, out=out[k], mode="clip")
         if index.unreached is not None:
             np.copyto(out[k], fill, where=index.unreached, casting="unsafe")
     return out if window.ndim == 3 else out[0]
