@@ -67,16 +67,16 @@ def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def _sort_steps(stack: np.ndarray) -> np.ndarray:
-    """``stack`` (steps, ...) sorted along the steps, in place when a network does it."""
+def _sort_steps(stack: np.ndarray, spare: np.ndarray) -> np.ndarray:
+    """``stack`` (steps, ...) sorted along the steps, in place when a network does it
+    (``spare``: an array shaped like one step, overwritten)."""
     n = stack.shape[0]
     if n > NETWORK_STEPS:
         return np.sort(stack, axis=0)
-    low = np.empty_like(stack[0])
     for i, j in sorting_network(n):
-        np.minimum(stack[i], stack[j], out=low)
+        np.minimum(stack[i], stack[j], out=spare)
         np.maximum(stack[i], stack[j], out=stack[j])
-        stack[i] = low
+        stack[i] = spare
     return stack
 
 
@@ -87,41 +87,103 @@ def _sentinel(dtype: np.dtype, high: bool) -> Any:
     return dtype.type(info.max if high else info.min)
 
 
-def _invalid(stack: np.ndarray, nodata: Any, dropped: np.ndarray | None) -> np.ndarray | None:
-    """(steps, ...) bool: True on observations :func:`.reducers.observations` makes NaN (None:
-    every one is valid)."""
-    invalid = np.isnan(stack) if stack.dtype.kind == "f" else None
+class _Workspace:
+    """The arrays one :func:`reduce_steps` call reuses for every band of rows: fresh arrays of
+    these sizes cost page faults each time on workers that return freed memory at once (a
+    nanny's ``MALLOC_TRIM_THRESHOLD_``)."""
+
+    def __init__(self, n: int, pixels: int, dtype: np.dtype, values: np.dtype) -> None:
+        self.n = n
+        self.stack = np.empty(n * pixels, dtype)  # the raw steps
+        self.invalid = np.empty(n * pixels, bool)
+        self.count = np.empty(pixels, np.intp)  # valid observations per pixel
+        self.at = np.empty(pixels, np.intp)
+        self.index = np.empty(pixels, np.intp)
+        self.lanes = np.arange(pixels, dtype=np.intp)
+        self.low = np.empty(pixels, values)  # of the dtype reduced (float32 for float64)
+        self.high = np.empty(pixels, values)
+        self.empty = np.empty(pixels, bool)
+
+    def steps(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(stack, invalid) views of (n, *shape), contiguous."""
+        size = self.n * int(np.prod(shape))
+        return (self.stack[:size].reshape(self.n, *shape),
+                self.invalid[:size].reshape(self.n, *shape))
+
+    def pick(self, ordered: np.ndarray, at: np.ndarray, into: np.ndarray) -> np.ndarray:
+        """``ordered[at[p], p]`` for every pixel p (flat), into ``into``."""
+        pixels = at.size
+        index = self.index[:pixels]
+        np.multiply(at, pixels, out=index)
+        index += self.lanes[:pixels]
+        return np.take(ordered.reshape(-1), index, out=into[:pixels], mode="clip")
+
+
+def _invalid(stack: np.ndarray, nodata: Any, dropped: np.ndarray | None,
+             into: np.ndarray) -> np.ndarray | None:
+    """(steps, ...) bool into ``into``: True on observations :func:`.reducers.observations`
+    makes NaN (None: every one is valid)."""
+    have = False
+    if stack.dtype.kind == "f":
+        np.isnan(stack, out=into)
+        have = True
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        hit = stack == np.asarray(nodata).astype(stack.dtype)
-        invalid = hit if invalid is None else invalid | hit
+        value = np.asarray(nodata).astype(stack.dtype)
+        if have:
+            into |= stack == value
+        else:
+            np.equal(stack, value, out=into)
+        have = True
     if dropped is not None:
-        invalid = dropped if invalid is None else invalid | dropped
-    return invalid
+        if have:
+            into |= dropped
+        else:
+            into[...] = dropped
+        have = True
+    return into if have else None
 
 
 def _ordered(reducer: Reducer, stack: np.ndarray, invalid: np.ndarray | None,
-             out: np.ndarray) -> None:
-    """``median``, ``min``, ``max`` or ``count`` of ``stack`` into ``out`` (its rows)."""
+             out: np.ndarray, work: _Workspace) -> None:
+    """``median``, ``min``, ``max`` or ``count`` of ``stack`` (steps, rows, cols) into ``out``
+    (its rows)."""
     n = stack.shape[0]
-    valid = n - invalid.sum(axis=0, dtype=np.int64) if invalid is not None else None
+    pixels = out.size
+    flat = out.reshape(-1)
+    count = None
+    if invalid is not None:
+        count = work.count[:pixels]
+        np.sum(invalid.reshape(n, pixels), axis=0, dtype=np.intp, out=count)
+        np.subtract(n, count, out=count)
     if reducer.is_count:
-        out[...] = n if valid is None else valid
+        flat[...] = n if count is None else count
         return
     if invalid is not None:
         np.putmask(stack, invalid, _sentinel(stack.dtype, reducer.name != "max"))
-    if reducer.name == "min":
-        values = stack.min(axis=0).astype(np.float32)
-    elif reducer.name == "max":
-        values = stack.max(axis=0).astype(np.float32)
+    if reducer.name in ("min", "max"):
+        extreme = work.low[:pixels].reshape(out.shape)
+        (np.min if reducer.name == "min" else np.max)(stack, axis=0, out=extreme)
+        out[...] = extreme
     else:
-        ordered = _sort_steps(stack)
-        count = np.full(stack.shape[1:], n, np.int64) if valid is None else valid
-        low = np.take_along_axis(ordered, ((np.maximum(count, 1) - 1) // 2)[np.newaxis], 0)
-        high = np.take_along_axis(ordered, (count // 2).clip(max=n - 1)[np.newaxis], 0)
-        values = (low[0].astype(np.float32) + high[0].astype(np.float32)) / np.float32(2)
-    if valid is not None:
-        values[valid == 0] = np.float32(np.nan)
-    out[...] = values
+        ordered = _sort_steps(stack, work.low[:pixels].reshape(out.shape))
+        at = work.at[:pixels]  # each pixel's step of its lower, then upper, middle value
+        if count is None:  # every pixel has n observations
+            at.fill((n - 1) // 2)
+        else:
+            np.maximum(count, 1, out=at)
+            at -= 1
+            at //= 2
+        low = work.pick(ordered, at, work.low)
+        if count is None:
+            at.fill(n // 2)
+        else:
+            np.floor_divide(count, 2, out=at)
+        high = work.pick(ordered, at, work.high)
+        np.add(low, high, out=flat, dtype=np.float32)
+        np.divide(flat, np.float32(2), out=flat)
+    if count is not None:
+        np.equal(count, 0, out=work.empty[:pixels])
+        np.copyto(flat, np.float32(np.nan), where=work.empty[:pixels])
 
 
 def reduce_steps(reducer: Reducer, steps: Sequence[np.ndarray], nodata: Any,
@@ -148,24 +210,24 @@ def reduce_steps(reducer: Reducer, steps: Sequence[np.ndarray], nodata: Any,
     shape = steps[0].shape
     out = np.empty(shape, reducer.dtype)
     flags = list(dropped) if dropped is not None else [None] * len(steps)
-    rows = max(1, BLOCK_PIXELS // max(1, int(np.prod(shape[1:], dtype=np.int64))))
+    width = max(1, int(np.prod(shape[1:], dtype=np.int64)))
+    rows = max(1, BLOCK_PIXELS // width)
     floats = steps[0].dtype.kind == "f" and steps[0].dtype != np.float32
-    # one stack for every band of rows: fresh arrays of this size cost page faults each
-    # time on workers that return freed memory at once (a nanny's MALLOC_TRIM_THRESHOLD_)
-    buffer = np.empty((len(steps), min(rows, shape[0]), *shape[1:]), steps[0].dtype)
+    work = _Workspace(len(steps), min(rows, shape[0]) * width, steps[0].dtype,
+                      np.dtype(np.float32) if floats else steps[0].dtype)
     for start in range(0, shape[0], rows):
         block = slice(start, min(start + rows, shape[0]))
-        stack = np.stack([step[block] for step in steps],
-                         out=buffer[:, :block.stop - block.start])
+        stack, invalid = work.steps((block.stop - block.start, *shape[1:]))
+        np.stack([step[block] for step in steps], out=stack)
         mask = None
         if any(f is not None for f in flags):
             mask = np.stack([np.zeros(stack.shape[1:], bool) if f is None else f[block]
                              for f in flags])
         if reducer.name in _ORDERED or reducer.is_count:
-            invalid = _invalid(stack, nodata, mask)
+            found = _invalid(stack, nodata, mask, invalid)
             if floats:  # float64 and float16 are reduced as float32, as observations() does
                 stack = stack.astype(np.float32)
-            _ordered(reducer, stack, invalid, out[block])
+            _ordered(reducer, stack, found, out[block], work)
         else:
             out[block] = reducer.reduce(observations(stack, nodata, mask))
     return out
