@@ -11,6 +11,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import dask
 import pytest
 import yaml
 from distributed import Client, LocalCluster
@@ -365,8 +366,12 @@ def test_process_cluster_computes_on_two_workers_and_cleans_up_after_a_failure()
                 return i * i, os.getpid()
 
             results = client.gather(client.map(work, range(8), pure=False))
+            # the workers run in the environment a nanny gives its worker
+            environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+            seen = client.run(lambda: {k: os.environ.get(k) for k in environ})
         assert [r for r, _ in results] == [i * i for i in range(8)]
         assert {pid for _, pid in results} == set(pids)
+        assert all(env == {k: str(v) for k, v in environ.items()} for env in seen.values())
         raise RuntimeError("boom")  # the test body fails: every process must still go
     assert not any(_pid_alive(p) for p in pids)
 
