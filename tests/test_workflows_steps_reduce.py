@@ -70,6 +70,7 @@ def _case(dtype, n, seed, *, nodata, with_nan=False, sentinel_values=False, mask
     return steps, dropped
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's percentiles of +-inf
 @pytest.mark.parametrize("reducer", REDUCERS)
 @pytest.mark.parametrize(("dtype", "nodata"), [
     ("uint16", 0), ("uint16", None), ("uint8", 255), ("int16", -9999), ("int32", 0),
