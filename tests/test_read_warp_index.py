@@ -10,6 +10,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
+from rasteret_dask.read import warp_index
 from rasteret_dask.read.warp_index import gather_nearest, index_map
 
 CASES = [
@@ -75,5 +76,22 @@ def test_maps_are_kept_per_grid_pair():
     src_crs, src_t, src_shape, dst_crs, dst_t, dst_shape = _grids(CASES[0])
     first = index_map(src_shape, src_t, src_crs, dst_shape, dst_t, dst_crs, ())
     assert index_map(src_shape, src_t, src_crs, dst_shape, dst_t, dst_crs, ()) is first
+    assert first.nbytes == first.picks.nbytes + first.unreached.nbytes
+
+
+def test_maps_past_the_byte_budget_are_dropped_oldest_first(monkeypatch):
+    src_crs, src_t, src_shape, dst_crs, dst_t, dst_shape = _grids(CASES[1])
+    monkeypatch.setattr(warp_index, "_MAPS", type(warp_index._MAPS)())
+    one = index_map(src_shape, src_t, src_crs, dst_shape, dst_t, dst_crs, ())
+    monkeypatch.setattr(warp_index, "INDEX_MAP_BYTES", one.nbytes + 1)
+    other = (dst_t[0], 0.0, dst_t[2] + 100.0, 0.0, dst_t[4], dst_t[5])
+    two = index_map(src_shape, src_t, src_crs, dst_shape, other, dst_crs, ())
+    assert index_map(src_shape, src_t, src_crs, dst_shape, other, dst_crs, ()) is two
+    assert index_map(src_shape, src_t, src_crs, dst_shape, dst_t, dst_crs, ()) is not one
+    assert len(warp_index._MAPS) == 1
+
+
+def test_windows_too_large_to_number_are_refused():
+    src_crs, src_t, _, dst_crs, dst_t, dst_shape = _grids(CASES[0])
     with pytest.raises(ValueError, match="too large"):
         index_map((70000, 70000), src_t, src_crs, dst_shape, dst_t, dst_crs, ())

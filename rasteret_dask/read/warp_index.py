@@ -9,23 +9,27 @@ takes its pixels with one ``numpy.take``, several times faster than GDAL's neare
 with the same values: a picked source pixel holding nodata gives nodata, which is what the
 warper leaves in an output pixel initialised to nodata.
 
-The maps of the last :data:`INDEX_MAPS` grid pairs are kept per process.
+The maps of the grid pairs used last are kept per process, up to :data:`INDEX_MAP_BYTES`.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
-__all__ = ["INDEX_MAPS", "IndexMap", "index_map", "gather_nearest"]
+__all__ = ["INDEX_MAP_BYTES", "IndexMap", "index_map", "gather_nearest"]
 
-INDEX_MAPS = 8
-"""Grid pairs whose index maps a process keeps (each 8 bytes per output pixel)."""
+INDEX_MAP_BYTES = 256 << 20
+"""Bytes of index maps a process keeps (9 per output pixel), the least recently used dropped
+first."""
 _NONE = np.uint32(0xFFFFFFFF)
+_MAPS: OrderedDict[tuple, IndexMap] = OrderedDict()
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,8 +43,12 @@ class IndexMap:
     picks: np.ndarray
     unreached: np.ndarray | None
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the map holds."""
+        return self.picks.nbytes + (0 if self.unreached is None else self.unreached.nbytes)
 
-@functools.lru_cache(maxsize=INDEX_MAPS)
+
 def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_crs: str,
               dst_shape: tuple[int, int], dst_transform: tuple[float, ...], dst_crs: str,
               where: tuple[tuple[str, Any], ...]) -> IndexMap:
@@ -58,12 +66,30 @@ def index_map(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_
     Returns
     -------
     IndexMap
+        Kept for the next call with the same arguments (see :data:`INDEX_MAP_BYTES`).
 
     Raises
     ------
     ValueError
         When the window has too many pixels to number in UInt32.
     """
+    key = (src_shape, src_transform, src_crs, dst_shape, dst_transform, dst_crs, where)
+    with _LOCK:
+        found = _MAPS.get(key)
+        if found is not None:
+            _MAPS.move_to_end(key)
+            return found
+    made = _made(src_shape, src_transform, src_crs, dst_shape, dst_transform, dst_crs, where)
+    with _LOCK:
+        _MAPS[key] = made
+        while len(_MAPS) > 1 and sum(m.nbytes for m in _MAPS.values()) > INDEX_MAP_BYTES:
+            _MAPS.popitem(last=False)
+    return made
+
+
+def _made(src_shape: tuple[int, int], src_transform: tuple[float, ...], src_crs: str,
+          dst_shape: tuple[int, int], dst_transform: tuple[float, ...], dst_crs: str,
+          where: tuple[tuple[str, Any], ...]) -> IndexMap:
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
