@@ -11,6 +11,7 @@ import dask
 import numpy as np
 import pytest
 import shapely
+import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from rasteret_dask.read.prefetch import is_fetch_key, prefetched_scheduler, start_fetches
@@ -87,6 +88,7 @@ def test_fetches_shared_with_an_earlier_block_are_reused(two_zones):
     assert again.keys() == first.keys()
     assert all(again[k] is first[k] for k in first)
     assert start_fetches(None) == {}
+    assert start_fetches(xr.Dataset({"v": ("x", np.arange(3))})) == {}  # nothing lazy
 
 
 def test_fetch_keys_are_named_by_the_read_layers():

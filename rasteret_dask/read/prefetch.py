@@ -58,7 +58,7 @@ def start_fetches(*collections: Any, started: Mapping[Hashable, Any] | None = No
         return {}
     graph: dict[Hashable, Any] = {}
     for collection in wanted:
-        graph.update(collection.__dask_graph__())
+        graph.update(collection.__dask_graph__() or {})  # None: nothing lazy in it
     keys = list(flatten([c.__dask_keys__() for c in wanted]))
     needed, _ = cull(graph, keys)
     fetches = [k for k in needed if is_fetch_key(k)]
