@@ -102,13 +102,10 @@ def read_warped_steps(payloads: Sequence[PendingPayloads | None],
         held += warped.nbytes
         for (s, k), layer in zip(members, warped, strict=True):
             layers[s][k] = layer
-    for s, chunk in enumerate(chunks):
+    for s, chunk in enumerate(chunks):  # every chunk is of the block's dtype (the band's)
         if chunk is None:
             out[s] = fill
-        elif np.dtype(chunk.dtype) == out.dtype:
+        else:
             read_warped_chunk(payloads[s] if chunk.ranges else None, chunk, indexes[s],
                               params, failures, layers[s], out=out[s])
-        else:
-            out[s] = read_warped_chunk(payloads[s] if chunk.ranges else None, chunk,
-                                       indexes[s], params, failures, layers[s])[0]
     return out
