@@ -250,13 +250,14 @@ def _reduce(job: CompositeJob, data: xr.Dataset, quality: xr.Dataset | None,
     held: dict[int, list] = {}
     # the next block's requests start before this one is computed: its bytes arrive while
     # this block decodes, on this task's one thread
-    started = start_fetches(*pieces(blocks[0])) if blocks else {}
+    current = pieces(blocks[0]) if blocks else None
+    started = start_fetches(*current) if current is not None else {}
     for k, block in enumerate(blocks):
-        ahead = (start_fetches(*pieces(blocks[k + 1]), started=started)
-                 if k + 1 < len(blocks) else {})
-        part, q_part = dask.compute(*pieces(block), scheduler=prefetched_scheduler(
+        upcoming = pieces(blocks[k + 1]) if k + 1 < len(blocks) else None
+        ahead = start_fetches(*upcoming, started=started) if upcoming is not None else {}
+        part, q_part = dask.compute(*current, scheduler=prefetched_scheduler(
             started, job.threads_per_tile))
-        started = ahead
+        current, started = upcoming, ahead
         _hold(job, held, steps, paired, block[0], block[1], part, q_part)
         for month in [m for m in held if last[m] < block[1]]:
             _reduce_month(job, out, month, held.pop(month), nodata)
