@@ -60,8 +60,9 @@ def zarr_ready(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with every variable whose dask chunks Zarr refuses along a dimension (irregular)
     rechunked there to its largest chunk size; unchanged when they are regular, as every
     ``get_xarray`` result's are (native chunks run regularly from the window's origin, warped
-    ones from the grid's): a guard for datasets whose chunks came from elsewhere. Each new chunk is built from the (at most two per axis) old chunks it
-    overlaps, so memory stays bounded by a few chunks."""
+    ones from the grid's): a guard for datasets whose chunks came from elsewhere. Each new
+    chunk is built from the (at most two per axis) old chunks it overlaps, so memory stays
+    bounded by a few chunks."""
     out = ds
     for name, variable in ds.variables.items():
         if variable.chunks is None:
